@@ -1,0 +1,22 @@
+//! Compiles `proto/` into Rust with `protox` (a pure-Rust protobuf compiler),
+//! so a build needs no system `protoc`.
+
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = PathBuf::from("proto");
+    let files = [
+        "wastewatch/v1/common.proto",
+        "wastewatch/v1/envelope.proto",
+        "wastewatch/v1/weighbridge.proto",
+        "wastewatch/v1/bin.proto",
+        "wastewatch/v1/storage.proto",
+        "wastewatch/v1/truck.proto",
+        "wastewatch/v1/status.proto",
+        "wastewatch/v1/internal.proto",
+    ];
+    println!("cargo:rerun-if-changed=proto");
+    let fds = protox::compile(files, [&dir])?;
+    prost_build::Config::new().compile_fds(fds)?;
+    Ok(())
+}
