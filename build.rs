@@ -17,6 +17,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     ];
     println!("cargo:rerun-if-changed=proto");
     let fds = protox::compile(files, [&dir])?;
-    prost_build::Config::new().compile_fds(fds)?;
+    let mut config = prost_build::Config::new();
+    // These bodies have no enum fields, so the JSON variant (src/decode/json.rs)
+    // uses the generated structs directly: one definition, no drift.
+    for msg in ["BinReading", "StorageReading", "TruckFix"] {
+        config.type_attribute(
+            format!(".wastewatch.v1.{msg}"),
+            "#[derive(serde::Serialize, serde::Deserialize)] #[serde(deny_unknown_fields, default)]",
+        );
+    }
+    config.compile_fds(fds)?;
     Ok(())
 }

@@ -1,1 +1,195 @@
-fn main(){}
+//! `wastewatch` command line: parse arguments, load config, init tracing,
+//! hand over to the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use prost::Message;
+use wastewatch::config::{self, Settings};
+use wastewatch::decode::Decoder;
+use wastewatch::log::{Log, CURSOR_TSDB};
+use wastewatch::pb;
+
+#[derive(Parser)]
+#[command(name = "wastewatch", version, about = "Waste-facility telemetry: MQTT → durable log → InfluxDB, with alerts")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the service until SIGINT/SIGTERM.
+    Run {
+        /// TOML config file (defaults, then this file, then WASTEWATCH__SECTION__KEY env).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Validate the config and the registry it points at; print every error.
+    CheckConfig {
+        /// TOML config file.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Inspect or replay quarantined messages (service must be stopped).
+    Quarantine {
+        #[command(subcommand)]
+        cmd: QuarantineCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum QuarantineCmd {
+    /// List quarantined messages with their reasons.
+    List {
+        /// TOML config file.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Most entries to print.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Decode every quarantined message again (after a schema or registry
+    /// fix); those that now pass move into the log, the rest stay.
+    Replay {
+        /// TOML config file.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn env_vars() -> Vec<(String, String)> {
+    std::env::vars().collect()
+}
+
+fn load(config: Option<&PathBuf>) -> Result<Settings, config::ConfigErrors> {
+    config::load(config.map(|p| p.as_path()), &env_vars())
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::CheckConfig { config } => check_config(config.as_ref()),
+        Cmd::Run { config } => {
+            init_tracing();
+            let settings = match load(config.as_ref()) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(run(settings)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::Quarantine { cmd } => match quarantine(cmd) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+async fn run(settings: Settings) -> anyhow::Result<()> {
+    let registry = wastewatch::app::load_registry(&settings)?;
+    let running = wastewatch::app::start(settings, registry).await?;
+    wastewatch::app::shutdown_signal().await;
+    running.shutdown().await;
+    Ok(())
+}
+
+fn check_config(config: Option<&PathBuf>) -> ExitCode {
+    let mut errors = Vec::new();
+    let settings = match load(config) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            errors.extend(e.0);
+            None
+        }
+    };
+    if let Some(s) = &settings {
+        if let Err(e) = wastewatch::app::load_registry(s) {
+            errors.push(format!("registry {}: {e}", s.registry_dir.display()));
+        }
+    }
+    if errors.is_empty() {
+        println!("config OK");
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("{} error(s):", errors.len());
+        for e in errors {
+            eprintln!("  - {e}");
+        }
+        ExitCode::from(2)
+    }
+}
+
+fn quarantine(cmd: QuarantineCmd) -> anyhow::Result<()> {
+    match cmd {
+        QuarantineCmd::List { config, limit } => {
+            let s = load(config.as_ref())?;
+            let log = Log::open(&s.log.dir, s.log.max_bytes, &[CURSOR_TSDB])?;
+            let list = log.quarantine_list(0, limit)?;
+            println!("{} quarantined message(s) shown (of {})", list.len(), log.stats().quarantined);
+            for (id, bytes) in list {
+                let e = wastewatch::api::entry(id, &bytes);
+                println!("#{:<6} {:<26} {} bytes  topic={}  {}", e.id, e.reason, e.payload_len, e.topic, e.detail);
+            }
+            Ok(())
+        }
+        QuarantineCmd::Replay { config } => {
+            let s = load(config.as_ref())?;
+            let registry = wastewatch::app::load_registry(&s)?;
+            let decoder = Decoder::new(Arc::new(registry), s.decode.clone());
+            let log = Log::open(&s.log.dir, s.log.max_bytes, &[CURSOR_TSDB])?;
+            let (mut from, mut accepted_total, mut still) = (0u64, 0usize, 0usize);
+            loop {
+                let chunk = log.quarantine_list(from, 1000)?;
+                let Some(last) = chunk.last().map(|c| c.0) else { break };
+                let mut accepted = Vec::new();
+                for (id, bytes) in &chunk {
+                    let Ok(q) = pb::QuarantineRecord::decode(bytes.as_slice()) else {
+                        still += 1;
+                        continue;
+                    };
+                    if q.topic.is_empty() {
+                        // Lines the TSDB refused are not device messages.
+                        still += 1;
+                        continue;
+                    }
+                    let ct = (!q.content_type.is_empty()).then_some(q.content_type.as_str());
+                    match decoder.decode(&q.topic, &q.payload, ct, q.received_at_unix_ms) {
+                        Ok(rec) => accepted.push((*id, rec.encode_to_vec())),
+                        Err(_) => still += 1,
+                    }
+                }
+                accepted_total += accepted.len();
+                log.release_from_quarantine(&accepted)?;
+                from = last + 1;
+            }
+            println!("replayed: {accepted_total} message(s) now decode and moved to the log; {still} still quarantined");
+            Ok(())
+        }
+    }
+}

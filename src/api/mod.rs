@@ -1,0 +1,128 @@
+//! HTTP: `/healthz` (process alive), `/readyz` (broker connected, log
+//! writable, TSDB reachable), `/metrics` (Prometheus text) and
+//! `/api/v1/quarantine` (what was refused and why).
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use prost::Message;
+use serde::{Deserialize, Serialize};
+
+use crate::log::Log;
+use crate::metrics::Metrics;
+use crate::pb;
+
+/// What the handlers need.
+#[derive(Clone)]
+pub struct ApiState {
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// The durable log.
+    pub log: Arc<Log>,
+    /// Whether a TSDB is configured (readiness ignores it otherwise).
+    pub tsdb_required: bool,
+}
+
+/// Builds the router.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/quarantine", get(quarantine))
+        .with_state(state)
+}
+
+/// Readiness detail.
+#[derive(Serialize)]
+struct Ready {
+    ready: bool,
+    mqtt_connected: bool,
+    log_writable: bool,
+    tsdb_reachable: bool,
+}
+
+async fn readyz(State(s): State<ApiState>) -> Response {
+    let m = &s.metrics;
+    let r = Ready {
+        mqtt_connected: m.mqtt_connected.load(Relaxed) == 1,
+        log_writable: m.log_full.load(Relaxed) == 0,
+        // Before the first write there is nothing to judge: count as up.
+        tsdb_reachable: !s.tsdb_required || m.tsdb_up.load(Relaxed) == 1 || m.tsdb_latency_count.load(Relaxed) == 0,
+        ready: false,
+    };
+    let ready = r.mqtt_connected && r.log_writable && r.tsdb_reachable;
+    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, Json(Ready { ready, ..r })).into_response()
+}
+
+async fn metrics(State(s): State<ApiState>) -> Response {
+    let body = s.metrics.render_prometheus(Some(s.log.stats()));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+/// Query of `/api/v1/quarantine`.
+#[derive(Deserialize)]
+struct QuarantineQuery {
+    from: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// One quarantined message as JSON.
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+pub struct QuarantineEntry {
+    /// Quarantine id.
+    pub id: u64,
+    /// Topic it arrived on.
+    pub topic: String,
+    /// Reason code.
+    pub reason: String,
+    /// Precise detail.
+    pub detail: String,
+    /// Receive time, Unix ms.
+    pub received_at_unix_ms: i64,
+    /// Payload size, bytes.
+    pub payload_len: usize,
+    /// First 256 payload bytes, hex.
+    pub payload_hex_prefix: String,
+}
+
+/// Converts a stored quarantine record.
+pub fn entry(id: u64, bytes: &[u8]) -> QuarantineEntry {
+    match pb::QuarantineRecord::decode(bytes) {
+        Ok(q) => QuarantineEntry {
+            id,
+            payload_len: q.payload.len(),
+            payload_hex_prefix: q.payload.iter().take(256).map(|b| format!("{b:02x}")).collect(),
+            topic: q.topic,
+            reason: q.reason,
+            detail: q.detail,
+            received_at_unix_ms: q.received_at_unix_ms,
+        },
+        Err(e) => QuarantineEntry {
+            id,
+            topic: String::new(),
+            reason: "corrupt_quarantine_record".into(),
+            detail: e.to_string(),
+            received_at_unix_ms: 0,
+            payload_len: bytes.len(),
+            payload_hex_prefix: String::new(),
+        },
+    }
+}
+
+async fn quarantine(State(s): State<ApiState>, Query(q): Query<QuarantineQuery>) -> Response {
+    let limit = q.limit.unwrap_or(100).min(10_000);
+    let from = q.from.unwrap_or(0);
+    let log = s.log.clone();
+    match tokio::task::spawn_blocking(move || log.quarantine_list(from, limit)).await {
+        Ok(Ok(list)) => Json(list.iter().map(|(id, b)| entry(*id, b)).collect::<Vec<_>>()).into_response(),
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}

@@ -1,0 +1,194 @@
+//! Wiring of `wastewatch run`: opens the registry and the log, starts the
+//! stage tasks, and shuts them down in the documented order:
+//!
+//! 1. **stop intake** — the committer takes no new message;
+//! 2. **commit** — what it holds is appended to the log (fsync);
+//! 3. **final acks** — those messages are acked, and we wait until the acks
+//!    are on the wire;
+//! 4. **flush writes** — the TSDB writer drains the log once more; what it
+//!    cannot write stays in the log for the next start;
+//! 5. **disconnect** — MQTT DISCONNECT, then the HTTP server stops.
+//!
+//! All of it under `shutdown.deadline_ms`; past the deadline the process
+//! exits anyway, and nothing acked is lost because it is in the log.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::config::{Settings, TsdbTarget};
+use crate::decode::Decoder;
+use crate::log::{Log, CURSOR_TSDB};
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+use crate::sink::writer::Writer;
+
+/// Handles of a running pipeline.
+pub struct Running {
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// The durable log.
+    pub log: Arc<Log>,
+    /// Address the HTTP server bound (port 0 resolved).
+    pub http_addr: Option<std::net::SocketAddr>,
+    stop_intake: watch::Sender<bool>,
+    stop_sink: watch::Sender<bool>,
+    stop_poll: watch::Sender<bool>,
+    stop_http: watch::Sender<bool>,
+    ingest: crate::ingest::Ingest,
+    sink: tokio::task::JoinHandle<()>,
+    stats: Option<tokio::task::JoinHandle<()>>,
+    http: Option<tokio::task::JoinHandle<()>>,
+    deadline: Duration,
+}
+
+/// Loads the registry named in the settings.
+pub fn load_registry(settings: &Settings) -> anyhow::Result<Registry> {
+    Registry::load_dir(&settings.registry_dir).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Starts every stage.
+pub async fn start(settings: Settings, registry: Registry) -> anyhow::Result<Running> {
+    let metrics = Arc::new(Metrics::default());
+    let log = Arc::new(Log::open(&settings.log.dir, settings.log.max_bytes, &[CURSOR_TSDB])?);
+    let decoder = Arc::new(Decoder::new(Arc::new(registry), settings.decode.clone()));
+    let writer = Arc::new(Writer::new(&settings.tsdb)?);
+    let (stop_intake, intake_rx) = watch::channel(false);
+    let (stop_sink, sink_rx) = watch::channel(false);
+    let (stop_poll, poll_rx) = watch::channel(false);
+    let (stop_http, mut http_rx) = watch::channel(false);
+
+    let (http, http_addr) = match settings.http_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on http.listen {addr}"))?;
+            let bound = listener.local_addr().ok();
+            let state = crate::api::ApiState {
+                metrics: metrics.clone(),
+                log: log.clone(),
+                tsdb_required: !matches!(settings.tsdb.target, TsdbTarget::None | TsdbTarget::File { .. }),
+            };
+            let app = crate::api::router(state);
+            let h = tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = http_rx.wait_for(|s| *s).await;
+                };
+                if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+                    warn!(error = %e, "http server stopped");
+                }
+            });
+            info!(addr = ?bound, "http listening");
+            (Some(h), bound)
+        }
+        None => (None, None),
+    };
+
+    let sink = tokio::spawn(crate::sink::task::run(log.clone(), writer.clone(), metrics.clone(), settings.tsdb.clone(), sink_rx.clone()));
+    let stats = settings.tsdb.stats_interval.map(|every| {
+        tokio::spawn(crate::sink::task::run_stats(writer.clone(), metrics.clone(), log.clone(), settings.mqtt.client_id.clone(), every, sink_rx))
+    });
+    let ingest = crate::ingest::start(
+        &settings.mqtt,
+        decoder,
+        log.clone(),
+        metrics.clone(),
+        settings.log.commit_max_records.get(),
+        intake_rx,
+        poll_rx,
+    )?;
+    info!(
+        broker = %format!("{}:{}", settings.mqtt.host, settings.mqtt.port),
+        client_id = %settings.mqtt.client_id,
+        tsdb = writer.name(),
+        log_dir = %settings.log.dir.display(),
+        "wastewatch running"
+    );
+    Ok(Running {
+        metrics,
+        log,
+        http_addr,
+        stop_intake,
+        stop_sink,
+        stop_poll,
+        stop_http,
+        ingest,
+        sink,
+        stats,
+        http,
+        deadline: settings.shutdown_deadline,
+    })
+}
+
+impl Running {
+    /// Graceful shutdown in the documented order, under the deadline.
+    pub async fn shutdown(self) {
+        let deadline = self.deadline;
+        let Running { metrics, stop_intake, stop_sink, stop_poll, stop_http, ingest, sink, stats, http, .. } = self;
+        let ordered = async {
+            info!("shutdown: stop intake, commit, final acks");
+            let _ = stop_intake.send(true);
+            let _ = ingest.committer.await;
+            let wanted = metrics.acks.load(Relaxed);
+            let t0 = tokio::time::Instant::now();
+            while ingest.session.acks_flushed.load(Relaxed) < wanted
+                && ingest.session.connected.load(Relaxed)
+                && t0.elapsed() < Duration::from_secs(3)
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            info!("shutdown: flush tsdb writes");
+            let _ = stop_sink.send(true);
+            let _ = sink.await;
+            if let Some(s) = stats {
+                let _ = s.await;
+            }
+            info!("shutdown: disconnect");
+            let _ = ingest.client.try_disconnect();
+            if tokio::time::timeout(Duration::from_secs(2), async {
+                // The poller ends when DISCONNECT is written.
+                while !ingest.poller.is_finished() {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+            .await
+            .is_err()
+            {
+                let _ = stop_poll.send(true);
+            }
+            let _ = stop_http.send(true);
+            if let Some(h) = http {
+                let _ = h.await;
+            }
+        };
+        if tokio::time::timeout(deadline, ordered).await.is_err() {
+            warn!(deadline_ms = deadline.as_millis() as u64, "shutdown deadline passed; exiting; unwritten records stay in the durable log");
+        } else {
+            info!("shutdown complete");
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => info!(signal = "SIGINT", "shutdown requested"),
+        _ = term => info!(signal = "SIGTERM", "shutdown requested"),
+    }
+}

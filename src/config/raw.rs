@@ -1,0 +1,218 @@
+//! Raw configuration as written in TOML: plain serde types, defaults here.
+//! See `config/wastewatch.example.toml` for every key with its meaning.
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    /// MQTT session.
+    pub mqtt: RawMqtt,
+    /// Decoding and validation.
+    pub decode: RawDecode,
+    /// Durable local log.
+    pub log: RawLog,
+    /// Time-series database writer.
+    pub tsdb: RawTsdb,
+    /// HTTP API.
+    pub http: RawHttp,
+    /// Shutdown.
+    pub shutdown: RawShutdown,
+}
+
+/// `[mqtt]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMqtt {
+    /// Broker host name or IP.
+    pub host: String,
+    /// Broker port.
+    pub port: u16,
+    /// Fixed client id: the persistent session is keyed by it.
+    pub client_id: String,
+    /// Topic filters; `$share/{group}/wastewatch/v1/#` to share load.
+    pub subscribe: Vec<String>,
+    /// Username, empty for none.
+    pub username: String,
+    /// Password (secret, never logged).
+    pub password: String,
+    /// Use TLS (rustls).
+    pub tls: bool,
+    /// PEM CA bundle for TLS; empty = system roots.
+    pub ca_file: String,
+    /// Keep-alive, seconds.
+    pub keep_alive_s: u64,
+    /// Session expiry, seconds; non-zero so the broker keeps the session.
+    pub session_expiry_s: u32,
+    /// MQTT 5 Receive Maximum: unacked QoS 1 messages the broker may send.
+    pub receive_maximum: u16,
+    /// Largest packet accepted, bytes.
+    pub max_packet_bytes: u32,
+    /// First reconnect delay, ms.
+    pub reconnect_min_ms: u64,
+    /// Largest reconnect delay, ms.
+    pub reconnect_max_ms: u64,
+}
+
+impl Default for RawMqtt {
+    fn default() -> Self {
+        RawMqtt {
+            host: "127.0.0.1".into(),
+            port: 1883,
+            client_id: "wastewatch-ingest-1".into(),
+            subscribe: vec!["wastewatch/v1/#".into()],
+            username: String::new(),
+            password: String::new(),
+            tls: false,
+            ca_file: String::new(),
+            keep_alive_s: 30,
+            session_expiry_s: 7 * 24 * 3600,
+            receive_maximum: 10_000,
+            max_packet_bytes: 256 * 1024,
+            reconnect_min_ms: 200,
+            reconnect_max_ms: 30_000,
+        }
+    }
+}
+
+/// `[decode]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDecode {
+    /// Directory with sites.json, devices.json, permits.json.
+    pub registry_dir: String,
+    /// Largest payload accepted, bytes.
+    pub max_payload_bytes: usize,
+    /// Device clock may be this far ahead, ms.
+    pub max_future_ms: i64,
+    /// Device time may be this far behind, ms.
+    pub max_past_ms: i64,
+    /// `restamp` or `reject`.
+    pub clock_action: String,
+    /// Allowed |net − (gross − tare)|, kg.
+    pub net_tolerance_kg: f64,
+}
+
+impl Default for RawDecode {
+    fn default() -> Self {
+        RawDecode {
+            registry_dir: "zone".into(),
+            max_payload_bytes: crate::decode::DEFAULT_MAX_PAYLOAD_BYTES,
+            max_future_ms: 5 * 60 * 1000,
+            max_past_ms: 7 * 24 * 3600 * 1000,
+            clock_action: "restamp".into(),
+            net_tolerance_kg: 20.0,
+        }
+    }
+}
+
+/// `[log]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLog {
+    /// Directory of the durable log.
+    pub dir: String,
+    /// Bound on unconsumed bytes; when reached, ingest stops acking.
+    pub max_bytes: u64,
+    /// Most records in one group commit.
+    pub commit_max_records: usize,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        RawLog { dir: "data".into(), max_bytes: 1 << 30, commit_max_records: 4096 }
+    }
+}
+
+/// `[tsdb]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTsdb {
+    /// `influxdb_v1`, `influxdb_v2`, `file` or `none`.
+    pub kind: String,
+    /// Base URL of the server.
+    pub url: String,
+    /// v1: database.
+    pub database: String,
+    /// v1: retention policy, empty for the default.
+    pub retention_policy: String,
+    /// v1: username, empty for none.
+    pub username: String,
+    /// v1: password (secret).
+    pub password: String,
+    /// v2: organisation.
+    pub org: String,
+    /// v2: bucket.
+    pub bucket: String,
+    /// v2: API token (secret).
+    pub token: String,
+    /// `file`: path of the line-protocol file.
+    pub file_path: String,
+    /// Most lines in one write.
+    pub batch_max_lines: usize,
+    /// Oldest a partial batch may get before it is written, ms.
+    pub batch_max_age_ms: u64,
+    /// Gzip request bodies.
+    pub gzip: bool,
+    /// First retry delay, ms.
+    pub retry_min_ms: u64,
+    /// Largest retry delay, ms.
+    pub retry_max_ms: u64,
+    /// Per-request timeout, ms.
+    pub request_timeout_ms: u64,
+    /// How often the pipeline counters are written, ms (0 = never).
+    pub stats_interval_ms: u64,
+}
+
+impl Default for RawTsdb {
+    fn default() -> Self {
+        RawTsdb {
+            kind: "influxdb_v1".into(),
+            url: "http://127.0.0.1:8086".into(),
+            database: "wastewatch".into(),
+            retention_policy: String::new(),
+            username: String::new(),
+            password: String::new(),
+            org: "wastewatch".into(),
+            bucket: "wastewatch".into(),
+            token: String::new(),
+            file_path: "wastewatch-points.lp".into(),
+            batch_max_lines: 5000,
+            batch_max_age_ms: 1000,
+            gzip: true,
+            retry_min_ms: 200,
+            retry_max_ms: 30_000,
+            request_timeout_ms: 10_000,
+            stats_interval_ms: 10_000,
+        }
+    }
+}
+
+/// `[http]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawHttp {
+    /// Listen address; empty disables the HTTP server.
+    pub listen: String,
+}
+
+impl Default for RawHttp {
+    fn default() -> Self {
+        RawHttp { listen: "127.0.0.1:9464".into() }
+    }
+}
+
+/// `[shutdown]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawShutdown {
+    /// Whole graceful shutdown must finish within this, ms.
+    pub deadline_ms: u64,
+}
+
+impl Default for RawShutdown {
+    fn default() -> Self {
+        RawShutdown { deadline_ms: 10_000 }
+    }
+}

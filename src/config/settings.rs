@@ -1,0 +1,370 @@
+//! Validated settings: typed durations, non-zero sizes, parsed URLs, and
+//! secrets that never print.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::raw::RawConfig;
+use super::ConfigErrors;
+use crate::decode::{ClockAction, ClockPolicy, DecodePolicy, ValidationLimits};
+
+/// A secret string: `Debug` and `Display` print `[redacted]`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The secret value, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    /// True when no secret is set.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "[redacted]" })
+    }
+}
+
+/// MQTT session settings.
+#[derive(Clone, Debug)]
+pub struct MqttSettings {
+    /// Broker host.
+    pub host: String,
+    /// Broker port.
+    pub port: u16,
+    /// Fixed client id (keys the persistent session).
+    pub client_id: String,
+    /// Topic filters.
+    pub subscribe: Vec<String>,
+    /// Username and password, if any.
+    pub credentials: Option<(String, Secret)>,
+    /// TLS on, with this CA file.
+    pub tls: Option<PathBuf>,
+    /// Keep-alive.
+    pub keep_alive: Duration,
+    /// Session expiry, seconds (non-zero).
+    pub session_expiry_s: u32,
+    /// Receive Maximum sent in CONNECT.
+    pub receive_maximum: u16,
+    /// Largest packet accepted.
+    pub max_packet_bytes: u32,
+    /// Reconnect backoff bounds.
+    pub reconnect_min: Duration,
+    /// Largest reconnect delay.
+    pub reconnect_max: Duration,
+}
+
+/// Durable-log settings.
+#[derive(Clone, Debug)]
+pub struct LogSettings {
+    /// Directory holding the log database.
+    pub dir: PathBuf,
+    /// Bound on unconsumed bytes.
+    pub max_bytes: u64,
+    /// Most records per group commit.
+    pub commit_max_records: NonZeroUsize,
+}
+
+/// Which TSDB to write to.
+#[derive(Clone, Debug)]
+pub enum TsdbTarget {
+    /// InfluxDB 1.x `/write` (also VictoriaMetrics' v1 endpoint).
+    InfluxV1 {
+        /// Base URL.
+        url: url::Url,
+        /// Database.
+        database: String,
+        /// Retention policy, empty = default.
+        retention_policy: String,
+        /// Basic credentials.
+        credentials: Option<(String, Secret)>,
+    },
+    /// InfluxDB v2 API through the `influxdb2` crate.
+    InfluxV2 {
+        /// Base URL.
+        url: url::Url,
+        /// Organisation.
+        org: String,
+        /// Bucket.
+        bucket: String,
+        /// API token.
+        token: Secret,
+    },
+    /// Append line protocol to a local file (demo, no server).
+    File {
+        /// Path of the file.
+        path: PathBuf,
+    },
+    /// Keep records in the log only.
+    None,
+}
+
+/// TSDB writer settings.
+#[derive(Clone, Debug)]
+pub struct TsdbSettings {
+    /// Target.
+    pub target: TsdbTarget,
+    /// Most lines per request.
+    pub batch_max_lines: NonZeroUsize,
+    /// Oldest a partial batch may get.
+    pub batch_max_age: Duration,
+    /// Gzip bodies.
+    pub gzip: bool,
+    /// Retry backoff bounds.
+    pub retry_min: Duration,
+    /// Largest retry delay.
+    pub retry_max: Duration,
+    /// Per-request timeout.
+    pub request_timeout: Duration,
+    /// Pipeline counters interval (None = never).
+    pub stats_interval: Option<Duration>,
+}
+
+/// Everything, validated.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// MQTT.
+    pub mqtt: MqttSettings,
+    /// Registry directory.
+    pub registry_dir: PathBuf,
+    /// Decoder policy.
+    pub decode: DecodePolicy,
+    /// Durable log.
+    pub log: LogSettings,
+    /// TSDB writer.
+    pub tsdb: TsdbSettings,
+    /// HTTP listen address, if enabled.
+    pub http_listen: Option<SocketAddr>,
+    /// Graceful shutdown deadline.
+    pub shutdown_deadline: Duration,
+}
+
+fn nz(errors: &mut Vec<String>, key: &str, v: usize) -> NonZeroUsize {
+    NonZeroUsize::new(v).unwrap_or_else(|| {
+        errors.push(format!("{key} is 0; it must be at least 1"));
+        NonZeroUsize::MIN
+    })
+}
+
+fn url(errors: &mut Vec<String>, key: &str, v: &str) -> url::Url {
+    match url::Url::parse(v) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => u,
+        Ok(_) => {
+            errors.push(format!("{key} {v:?} must be an http:// or https:// URL with a host"));
+            fallback_url()
+        }
+        Err(e) => {
+            errors.push(format!("{key} {v:?} is not a URL: {e}"));
+            fallback_url()
+        }
+    }
+}
+
+fn fallback_url() -> url::Url {
+    // A literal that always parses; only used to keep collecting errors.
+    url::Url::parse("http://127.0.0.1/").unwrap_or_else(|_| unreachable!())
+}
+
+fn creds(user: &str, pass: &str) -> Option<(String, Secret)> {
+    (!user.is_empty()).then(|| (user.to_owned(), Secret::new(pass)))
+}
+
+impl RawConfig {
+    /// Converts to [`Settings`], collecting every error.
+    pub fn validate(self) -> Result<Settings, ConfigErrors> {
+        let mut e = Vec::new();
+        let m = self.mqtt;
+        if m.host.is_empty() {
+            e.push("mqtt.host is empty; set the broker host name or IP".into());
+        }
+        if m.port == 0 {
+            e.push("mqtt.port is 0; set the broker port (1883, or 8883 for TLS)".into());
+        }
+        if m.client_id.is_empty() || m.client_id.len() > 128 {
+            e.push(format!("mqtt.client_id {:?} must be 1-128 characters; it keys the persistent session", m.client_id));
+        }
+        if m.subscribe.is_empty() {
+            e.push("mqtt.subscribe is empty; subscribe at least to wastewatch/v1/#".into());
+        }
+        for f in &m.subscribe {
+            if f.is_empty() || f.contains('\0') {
+                e.push(format!("mqtt.subscribe filter {f:?} is empty or contains NUL"));
+            }
+        }
+        if m.session_expiry_s == 0 {
+            e.push("mqtt.session_expiry_s is 0; a persistent session needs a non-zero expiry or messages are lost while disconnected".into());
+        }
+        if m.receive_maximum == 0 {
+            e.push("mqtt.receive_maximum is 0; MQTT 5 requires 1-65535".into());
+        }
+        if m.keep_alive_s < 5 || m.keep_alive_s > 3600 {
+            e.push(format!("mqtt.keep_alive_s is {} s; use 5-3600 s", m.keep_alive_s));
+        }
+        if m.reconnect_min_ms == 0 || m.reconnect_min_ms > m.reconnect_max_ms {
+            e.push(format!(
+                "mqtt.reconnect_min_ms ({}) must be > 0 and <= mqtt.reconnect_max_ms ({})",
+                m.reconnect_min_ms, m.reconnect_max_ms
+            ));
+        }
+        if !m.password.is_empty() && m.username.is_empty() {
+            e.push("mqtt.password is set but mqtt.username is empty".into());
+        }
+        if m.tls && m.ca_file.is_empty() {
+            e.push("mqtt.tls is on but mqtt.ca_file is empty; give the PEM CA bundle that signed the broker certificate".into());
+        }
+        if !m.ca_file.is_empty() && !std::path::Path::new(&m.ca_file).exists() {
+            e.push(format!("mqtt.ca_file {} does not exist", m.ca_file));
+        }
+        let mqtt = MqttSettings {
+            credentials: creds(&m.username, &m.password),
+            tls: m.tls.then(|| PathBuf::from(&m.ca_file)),
+            host: m.host,
+            port: m.port,
+            client_id: m.client_id,
+            subscribe: m.subscribe,
+            keep_alive: Duration::from_secs(m.keep_alive_s),
+            session_expiry_s: m.session_expiry_s,
+            receive_maximum: m.receive_maximum,
+            max_packet_bytes: m.max_packet_bytes,
+            reconnect_min: Duration::from_millis(m.reconnect_min_ms),
+            reconnect_max: Duration::from_millis(m.reconnect_max_ms),
+        };
+
+        let d = self.decode;
+        let action = match d.clock_action.as_str() {
+            "restamp" => ClockAction::Restamp,
+            "reject" => ClockAction::Reject,
+            other => {
+                e.push(format!("decode.clock_action {other:?} must be \"restamp\" or \"reject\""));
+                ClockAction::Restamp
+            }
+        };
+        if d.max_future_ms < 0 || d.max_past_ms < 0 {
+            e.push(format!(
+                "decode.max_future_ms ({}) and decode.max_past_ms ({}) must be >= 0",
+                d.max_future_ms, d.max_past_ms
+            ));
+        }
+        if !(d.net_tolerance_kg.is_finite() && d.net_tolerance_kg >= 0.0) {
+            e.push(format!("decode.net_tolerance_kg is {} kg; it must be a number >= 0", d.net_tolerance_kg));
+        }
+        if d.max_payload_bytes == 0 {
+            e.push("decode.max_payload_bytes is 0; it must be at least 1".into());
+        }
+        if d.registry_dir.is_empty() {
+            e.push("decode.registry_dir is empty; point it at the zone directory".into());
+        }
+        let decode = DecodePolicy {
+            max_payload_bytes: d.max_payload_bytes,
+            clock: ClockPolicy { max_future_ms: d.max_future_ms, max_past_ms: d.max_past_ms, action },
+            limits: ValidationLimits { net_tolerance_kg: d.net_tolerance_kg },
+        };
+
+        let l = self.log;
+        if l.dir.is_empty() {
+            e.push("log.dir is empty; set a directory for the durable log".into());
+        }
+        if l.max_bytes < 1 << 20 {
+            e.push(format!("log.max_bytes is {} bytes; use at least 1048576 (1 MiB)", l.max_bytes));
+        }
+        let log = LogSettings {
+            dir: PathBuf::from(l.dir),
+            max_bytes: l.max_bytes,
+            commit_max_records: nz(&mut e, "log.commit_max_records", l.commit_max_records),
+        };
+
+        let t = self.tsdb;
+        let target = match t.kind.as_str() {
+            "influxdb_v1" => {
+                if t.database.is_empty() {
+                    e.push("tsdb.database is empty; InfluxDB 1.x needs a database".into());
+                }
+                TsdbTarget::InfluxV1 {
+                    url: url(&mut e, "tsdb.url", &t.url),
+                    database: t.database,
+                    retention_policy: t.retention_policy,
+                    credentials: creds(&t.username, &t.password),
+                }
+            }
+            "influxdb_v2" => {
+                if t.org.is_empty() || t.bucket.is_empty() {
+                    e.push("tsdb.org and tsdb.bucket must be set for influxdb_v2".into());
+                }
+                TsdbTarget::InfluxV2 {
+                    url: url(&mut e, "tsdb.url", &t.url),
+                    org: t.org,
+                    bucket: t.bucket,
+                    token: Secret::new(t.token),
+                }
+            }
+            "file" => {
+                if t.file_path.is_empty() {
+                    e.push("tsdb.file_path is empty; set where line protocol is written".into());
+                }
+                TsdbTarget::File { path: PathBuf::from(t.file_path) }
+            }
+            "none" => TsdbTarget::None,
+            other => {
+                e.push(format!("tsdb.kind {other:?} must be one of influxdb_v1, influxdb_v2, file, none"));
+                TsdbTarget::None
+            }
+        };
+        if t.retry_min_ms == 0 || t.retry_min_ms > t.retry_max_ms {
+            e.push(format!(
+                "tsdb.retry_min_ms ({}) must be > 0 and <= tsdb.retry_max_ms ({})",
+                t.retry_min_ms, t.retry_max_ms
+            ));
+        }
+        if t.request_timeout_ms == 0 {
+            e.push("tsdb.request_timeout_ms is 0; use e.g. 10000".into());
+        }
+        let tsdb = TsdbSettings {
+            target,
+            batch_max_lines: nz(&mut e, "tsdb.batch_max_lines", t.batch_max_lines),
+            batch_max_age: Duration::from_millis(t.batch_max_age_ms),
+            gzip: t.gzip,
+            retry_min: Duration::from_millis(t.retry_min_ms),
+            retry_max: Duration::from_millis(t.retry_max_ms),
+            request_timeout: Duration::from_millis(t.request_timeout_ms),
+            stats_interval: (t.stats_interval_ms > 0).then(|| Duration::from_millis(t.stats_interval_ms)),
+        };
+
+        let http_listen = if self.http.listen.is_empty() {
+            None
+        } else {
+            match self.http.listen.parse::<SocketAddr>() {
+                Ok(a) => Some(a),
+                Err(err) => {
+                    e.push(format!("http.listen {:?} is not host:port: {err}", self.http.listen));
+                    None
+                }
+            }
+        };
+        if self.shutdown.deadline_ms == 0 {
+            e.push("shutdown.deadline_ms is 0; use e.g. 10000".into());
+        }
+        if !e.is_empty() {
+            return Err(ConfigErrors(e));
+        }
+        Ok(Settings {
+            mqtt,
+            registry_dir: PathBuf::from(d.registry_dir),
+            decode,
+            log,
+            tsdb,
+            http_listen,
+            shutdown_deadline: Duration::from_millis(self.shutdown.deadline_ms),
+        })
+    }
+}

@@ -1,0 +1,70 @@
+//! Config layering and error collection.
+
+use super::*;
+use std::io::Write;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+#[test]
+fn defaults_alone_are_valid() {
+    let s = load(None, &[]).unwrap();
+    assert_eq!(s.mqtt.port, 1883);
+    assert_eq!(s.tsdb.batch_max_lines.get(), 5000);
+}
+
+#[test]
+fn an_env_override_reaches_a_nested_key_whose_name_contains_underscores() {
+    let s = load(None, &env(&[("WASTEWATCH__TSDB__BATCH_MAX_LINES", "77"), ("WASTEWATCH__MQTT__RECEIVE_MAXIMUM", "321")])).unwrap();
+    assert_eq!(s.tsdb.batch_max_lines.get(), 77);
+    assert_eq!(s.mqtt.receive_maximum, 321);
+}
+
+#[test]
+fn env_wins_over_the_file_and_the_file_over_defaults() {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    writeln!(f, "[mqtt]\nport = 1999\nclient_id = \"from-file\"\n[tsdb]\nkind = \"none\"").unwrap();
+    let s = load(Some(f.path()), &env(&[("WASTEWATCH__MQTT__CLIENT_ID", "from-env")])).unwrap();
+    assert_eq!(s.mqtt.port, 1999);
+    assert_eq!(s.mqtt.client_id, "from-env");
+    assert!(matches!(s.tsdb.target, TsdbTarget::None));
+}
+
+#[test]
+fn every_error_is_reported_at_once() {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    writeln!(
+        f,
+        "[mqtt]\nport = 0\nsession_expiry_s = 0\n[tsdb]\nkind = \"influxdb_v3\"\nbatch_max_lines = 0\n[log]\nmax_bytes = 10\n[http]\nlisten = \"nowhere\""
+    )
+    .unwrap();
+    let err = load(Some(f.path()), &[]).unwrap_err();
+    let text = err.to_string();
+    for want in ["mqtt.port is 0", "session_expiry_s is 0", "\"influxdb_v3\"", "tsdb.batch_max_lines is 0", "log.max_bytes is 10", "http.listen \"nowhere\""] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    assert_eq!(err.0.len(), 6, "{text}");
+}
+
+#[test]
+fn unknown_keys_are_refused_by_name() {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    writeln!(f, "[mqtt]\nhots = \"x\"").unwrap();
+    let err = load(Some(f.path()), &[]).unwrap_err().to_string();
+    assert!(err.contains("hots"), "{err}");
+}
+
+#[test]
+fn a_missing_config_file_is_named() {
+    let err = load(Some(std::path::Path::new("/nonexistent/ww.toml")), &[]).unwrap_err().to_string();
+    assert!(err.contains("/nonexistent/ww.toml"), "{err}");
+}
+
+#[test]
+fn secrets_never_print() {
+    let s = load(None, &env(&[("WASTEWATCH__MQTT__USERNAME", "u"), ("WASTEWATCH__MQTT__PASSWORD", "hunter2"), ("WASTEWATCH__TSDB__KIND", "influxdb_v2"), ("WASTEWATCH__TSDB__TOKEN", "tok-secret")])).unwrap();
+    let dbg = format!("{s:?}");
+    assert!(!dbg.contains("hunter2") && !dbg.contains("tok-secret"), "{dbg}");
+    assert!(dbg.contains("[redacted]"));
+}

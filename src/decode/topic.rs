@@ -1,0 +1,223 @@
+//! MQTT topic grammar: `wastewatch/v1/{site_id}/{device_kind}/{device_id}/{channel}`,
+//! optionally followed by `/json` for legacy devices that cannot set the
+//! MQTT 5 content type.
+//!
+//! Parsing borrows from the topic string (no allocation on the hot path) and
+//! checks every id against the id grammar, so an id that reaches a
+//! line-protocol tag is always made of safe characters.
+
+use super::error::{DecodeError, ErrorKind};
+use crate::pb::DeviceKind;
+
+/// Topic prefix including the contract version.
+pub const PREFIX: &str = "wastewatch/v1/";
+/// Subscription filter matching every device topic.
+pub const FILTER_ALL: &str = "wastewatch/v1/#";
+/// Longest id accepted, in bytes.
+pub const MAX_ID_LEN: usize = 64;
+
+/// What a message on a topic carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Channel {
+    /// Periodic readings and fixes.
+    Telemetry,
+    /// Event-driven messages (a weighing, a door opening…).
+    Event,
+    /// Birth, heartbeat, last will.
+    Status,
+}
+
+impl Channel {
+    /// Topic segment for this channel.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Telemetry => "telemetry",
+            Channel::Event => "event",
+            Channel::Status => "status",
+        }
+    }
+}
+
+/// A parsed device topic, borrowing its ids from the topic string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Topic<'a> {
+    /// Site id segment.
+    pub site_id: &'a str,
+    /// Device family segment.
+    pub kind: DeviceKind,
+    /// Device id segment.
+    pub device_id: &'a str,
+    /// Channel segment.
+    pub channel: Channel,
+    /// True when the topic ends in `/json` (legacy JSON payload).
+    pub json_suffix: bool,
+}
+
+/// Topic segment name of a device kind.
+pub fn kind_segment(kind: DeviceKind) -> &'static str {
+    match kind {
+        DeviceKind::Weighbridge => "weighbridge",
+        DeviceKind::Bin => "bin",
+        DeviceKind::Storage => "storage",
+        DeviceKind::Truck => "truck",
+        DeviceKind::Unspecified => "unspecified",
+    }
+}
+
+/// Parses a topic kind segment; `None` for anything outside the four kinds.
+pub fn parse_kind(s: &str) -> Option<DeviceKind> {
+    match s {
+        "weighbridge" => Some(DeviceKind::Weighbridge),
+        "bin" => Some(DeviceKind::Bin),
+        "storage" => Some(DeviceKind::Storage),
+        "truck" => Some(DeviceKind::Truck),
+        _ => None,
+    }
+}
+
+/// Checks an id against `[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}`.
+pub fn check_id(what: &str, id: &str) -> Result<(), DecodeError> {
+    let ok_char = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b':' | b'-');
+    let bytes = id.as_bytes();
+    if bytes.is_empty() {
+        return Err(DecodeError::new(ErrorKind::InvalidId, format!("{what} is empty")));
+    }
+    if bytes.len() > MAX_ID_LEN {
+        return Err(DecodeError::new(
+            ErrorKind::InvalidId,
+            format!("{what} is {} bytes long, the limit is {MAX_ID_LEN}", bytes.len()),
+        ));
+    }
+    if !bytes[0].is_ascii_alphanumeric() || !bytes.iter().all(|&c| ok_char(c)) {
+        return Err(DecodeError::new(
+            ErrorKind::InvalidId,
+            format!("{what} {id:?} must match [A-Za-z0-9][A-Za-z0-9_.:-]*"),
+        ));
+    }
+    Ok(())
+}
+
+impl<'a> Topic<'a> {
+    /// Parses and checks a topic.
+    pub fn parse(topic: &'a str) -> Result<Topic<'a>, DecodeError> {
+        let malformed = |why: &str| {
+            DecodeError::new(
+                ErrorKind::MalformedTopic,
+                format!(
+                    "topic {topic:?} {why}; expected wastewatch/v1/{{site}}/{{kind}}/{{device}}/{{channel}}[/json]"
+                ),
+            )
+        };
+        let rest = topic
+            .strip_prefix(PREFIX)
+            .ok_or_else(|| malformed("does not start with wastewatch/v1/"))?;
+        let mut parts = rest.split('/');
+        let site_id = parts.next().ok_or_else(|| malformed("has no site"))?;
+        let kind_s = parts.next().ok_or_else(|| malformed("has no device kind"))?;
+        let device_id = parts.next().ok_or_else(|| malformed("has no device id"))?;
+        let channel_s = parts.next().ok_or_else(|| malformed("has no channel"))?;
+        let json_suffix = match parts.next() {
+            None => false,
+            Some("json") => true,
+            Some(other) => return Err(malformed(&format!("has unexpected segment {other:?}"))),
+        };
+        if parts.next().is_some() {
+            return Err(malformed("has too many segments"));
+        }
+        let kind = parse_kind(kind_s).ok_or_else(|| {
+            DecodeError::new(
+                ErrorKind::UnknownKind,
+                format!("device kind {kind_s:?} in topic is not one of weighbridge, bin, storage, truck"),
+            )
+        })?;
+        let channel = match channel_s {
+            "telemetry" => Channel::Telemetry,
+            "event" => Channel::Event,
+            "status" => Channel::Status,
+            other => {
+                return Err(malformed(&format!(
+                    "has channel {other:?}, expected telemetry, event or status"
+                )))
+            }
+        };
+        check_id("site id in topic", site_id)?;
+        check_id("device id in topic", device_id)?;
+        Ok(Topic {
+            site_id,
+            kind,
+            device_id,
+            channel,
+            json_suffix,
+        })
+    }
+
+    /// Formats a topic for publishing.
+    pub fn format(site_id: &str, kind: DeviceKind, device_id: &str, channel: Channel, json: bool) -> String {
+        let mut s = format!(
+            "{PREFIX}{site_id}/{}/{device_id}/{}",
+            kind_segment(kind),
+            channel.as_str()
+        );
+        if json {
+            s.push_str("/json");
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_well_formed_topic_parses_into_its_parts() {
+        let t = Topic::parse("wastewatch/v1/site-1/truck/truck-7/telemetry").unwrap();
+        assert_eq!(t.site_id, "site-1");
+        assert_eq!(t.kind, DeviceKind::Truck);
+        assert_eq!(t.device_id, "truck-7");
+        assert_eq!(t.channel, Channel::Telemetry);
+        assert!(!t.json_suffix);
+    }
+
+    #[test]
+    fn format_and_parse_are_inverse() {
+        for kind in [DeviceKind::Weighbridge, DeviceKind::Bin, DeviceKind::Storage, DeviceKind::Truck] {
+            for ch in [Channel::Telemetry, Channel::Event, Channel::Status] {
+                for json in [false, true] {
+                    let s = Topic::format("s.1", kind, "d:2", ch, json);
+                    let t = Topic::parse(&s).unwrap();
+                    assert_eq!((t.site_id, t.kind, t.device_id, t.channel, t.json_suffix), ("s.1", kind, "d:2", ch, json));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bad_topics_are_refused_with_the_right_kind() {
+        let cases: &[(&str, ErrorKind)] = &[
+            ("", ErrorKind::MalformedTopic),
+            ("other/v1/s/bin/d/telemetry", ErrorKind::MalformedTopic),
+            ("wastewatch/v2/s/bin/d/telemetry", ErrorKind::MalformedTopic),
+            ("wastewatch/v1/s/bin/d", ErrorKind::MalformedTopic),
+            ("wastewatch/v1/s/bin/d/telemetry/xml", ErrorKind::MalformedTopic),
+            ("wastewatch/v1/s/bin/d/telemetry/json/x", ErrorKind::MalformedTopic),
+            ("wastewatch/v1/s/bin/d/metrics", ErrorKind::MalformedTopic),
+            ("wastewatch/v1/s/drone/d/telemetry", ErrorKind::UnknownKind),
+            ("wastewatch/v1//bin/d/telemetry", ErrorKind::InvalidId),
+            ("wastewatch/v1/s/bin/d x/telemetry", ErrorKind::InvalidId),
+            ("wastewatch/v1/s/bin/-d/telemetry", ErrorKind::InvalidId),
+        ];
+        for (topic, kind) in cases {
+            let err = Topic::parse(topic).unwrap_err();
+            assert_eq!(err.kind, *kind, "{topic}: {err}");
+        }
+    }
+
+    #[test]
+    fn an_overlong_id_is_refused_naming_its_length() {
+        let long = "a".repeat(65);
+        let err = Topic::parse(&format!("wastewatch/v1/s/bin/{long}/telemetry")).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::InvalidId);
+        assert!(err.detail.contains("65 bytes"), "{err}");
+    }
+}

@@ -1,0 +1,340 @@
+//! MQTT 5 ingest: session, decode, durable commit, ordered acks.
+//!
+//! Two tasks. The **poller** owns rumqttc's event loop and does nothing but
+//! poll it (it must never block), forwarding publishes tagged with the
+//! connection *epoch*. The **committer** takes whatever has arrived (group
+//! commit), decodes each message (good → record, bad → quarantine), appends
+//! them in one fsynced log transaction and only then acks them, in receipt
+//! order. The flow is bounded by the Receive Maximum the broker must honour,
+//! which is why the poller → committer channel needs no other bound.
+//!
+//! No stale ack: a PUBACK carries only a packet id, so an ack for a message
+//! of a dead connection could acknowledge a different message on the next
+//! one. On a connection error the poller bumps the epoch and purges queued
+//! acks (`EventLoop::clean`) under a write lock; the committer checks the
+//! epoch and enqueues acks under the read lock, so an ack is either sent on
+//! the connection its message came from or not at all (the broker then
+//! redelivers it, and the duplicate is harmless: points are idempotent).
+
+pub mod backoff;
+pub mod session;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prost::Message;
+use rumqttc::v5::mqttbytes::v5::{Packet, Publish};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{AsyncClient, Event, EventLoop};
+use rumqttc::Outgoing;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, error, info, warn};
+
+use crate::config::MqttSettings;
+use crate::decode::Decoder;
+use crate::log::{Log, LogError};
+use crate::metrics::Metrics;
+use crate::pb;
+
+/// Wall-clock now in Unix ms.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// State shared by poller and committer.
+pub struct Session {
+    /// Connection epoch; bumped on every connection loss.
+    epoch: AtomicU64,
+    /// Held for reading while acks are enqueued, for writing while the
+    /// epoch changes and queued acks are purged.
+    ack_gate: RwLock<()>,
+    /// PUBACKs actually written to the socket.
+    pub acks_flushed: AtomicU64,
+    /// True after CONNACK, false after an error.
+    pub connected: AtomicBool,
+}
+
+/// A publish with the epoch of the connection it arrived on.
+pub struct Inbound {
+    /// The packet (kept whole for the ack).
+    pub publish: Publish,
+    /// Connection epoch at receipt.
+    pub epoch: u64,
+    /// Receive time, Unix ms.
+    pub received_at_ms: i64,
+}
+
+/// Handles returned by [`start`].
+pub struct Ingest {
+    /// The MQTT client (for disconnect).
+    pub client: AsyncClient,
+    /// Shared session state.
+    pub session: Arc<Session>,
+    /// Poller task.
+    pub poller: tokio::task::JoinHandle<()>,
+    /// Committer task; finishes after its final acks.
+    pub committer: tokio::task::JoinHandle<()>,
+}
+
+/// Starts the poller and committer. `stop_intake` ends the committer after
+/// it has committed and acked what it holds; `stop_poll` ends the poller.
+pub fn start(
+    settings: &MqttSettings,
+    decoder: Arc<Decoder>,
+    log: Arc<Log>,
+    metrics: Arc<Metrics>,
+    commit_max_records: usize,
+    stop_intake: watch::Receiver<bool>,
+    stop_poll: watch::Receiver<bool>,
+) -> Result<Ingest, session::SessionError> {
+    let opts = session::mqtt_options(settings)?;
+    // Request channel sized above Receive Maximum: at most that many acks
+    // can be outstanding, so try_ack never finds it full.
+    let cap = usize::from(settings.receive_maximum) + 64;
+    let (client, eventloop) = AsyncClient::new(opts, cap);
+    let session = Arc::new(Session {
+        epoch: AtomicU64::new(0),
+        ack_gate: RwLock::new(()),
+        acks_flushed: AtomicU64::new(0),
+        connected: AtomicBool::new(false),
+    });
+    let (tx, rx) = mpsc::unbounded_channel();
+    let poller = tokio::spawn(poll_loop(
+        eventloop,
+        client.clone(),
+        settings.subscribe.clone(),
+        tx,
+        session.clone(),
+        metrics.clone(),
+        backoff::Backoff::new(settings.reconnect_min, settings.reconnect_max),
+        stop_poll,
+    ));
+    let committer = tokio::spawn(commit_loop(rx, client.clone(), session.clone(), decoder, log, metrics, commit_max_records, stop_intake));
+    Ok(Ingest { client, session, poller, committer })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn poll_loop(
+    mut eventloop: EventLoop,
+    client: AsyncClient,
+    filters: Vec<String>,
+    tx: mpsc::UnboundedSender<Inbound>,
+    session: Arc<Session>,
+    metrics: Arc<Metrics>,
+    mut backoff: backoff::Backoff,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
+    loop {
+        let ev = tokio::select! {
+            ev = eventloop.poll() => ev,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        match ev {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                session.connected.store(true, SeqCst);
+                metrics.mqtt_connected.store(1, Relaxed);
+                backoff.reset();
+                info!(session_present = ack.session_present, "mqtt connected");
+                for f in &filters {
+                    if let Err(e) = client.try_subscribe(f.clone(), QoS::AtLeastOnce) {
+                        error!(filter = %f, error = %e, "mqtt subscribe request failed");
+                    }
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                let epoch = session.epoch.load(SeqCst);
+                if tx.send(Inbound { publish: p, epoch, received_at_ms: now_ms() }).is_err() {
+                    // Committer gone (shutdown): leave the message unacked;
+                    // the broker redelivers it to the next session.
+                    debug!("publish after intake stopped; left for redelivery");
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(s))) => {
+                debug!(reasons = ?s.return_codes, "mqtt subscribed");
+            }
+            Ok(Event::Outgoing(Outgoing::PubAck(_))) => {
+                session.acks_flushed.fetch_add(1, Relaxed);
+            }
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => {
+                info!("mqtt disconnect sent");
+                break;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                {
+                    let _g = session.ack_gate.write().unwrap_or_else(|p| p.into_inner());
+                    session.epoch.fetch_add(1, SeqCst);
+                    // Purge acks queued for the dead connection.
+                    eventloop.clean();
+                }
+                let was = session.connected.swap(false, SeqCst);
+                metrics.mqtt_connected.store(0, Relaxed);
+                metrics.mqtt_connection_errors.fetch_add(1, Relaxed);
+                let delay = backoff.next_delay(&mut rng);
+                if was {
+                    warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "mqtt connection lost; unacked messages will be redelivered");
+                } else {
+                    warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "mqtt connect failed");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+            }
+        }
+    }
+    session.connected.store(false, SeqCst);
+    metrics.mqtt_connected.store(0, Relaxed);
+}
+
+fn quarantine_bytes(p: &Publish, ct: Option<&str>, received_at_ms: i64, kind: &str, detail: String) -> Vec<u8> {
+    pb::QuarantineRecord {
+        topic: String::from_utf8_lossy(&p.topic).into_owned(),
+        payload: p.payload.to_vec(),
+        content_type: ct.unwrap_or("").to_owned(),
+        reason: kind.to_owned(),
+        detail,
+        received_at_unix_ms: received_at_ms,
+    }
+    .encode_to_vec()
+}
+
+/// Decodes one inbound message into either record bytes or quarantine bytes.
+pub fn decode_inbound(decoder: &Decoder, m: &Inbound, metrics: &Metrics) -> Result<Vec<u8>, Vec<u8>> {
+    metrics.received.fetch_add(1, Relaxed);
+    let p = &m.publish;
+    let ct = p.properties.as_ref().and_then(|pr| pr.content_type.as_deref());
+    let topic = match std::str::from_utf8(&p.topic) {
+        Ok(t) => t,
+        Err(_) => {
+            metrics.quarantine(crate::decode::ErrorKind::MalformedTopic);
+            return Err(quarantine_bytes(p, ct, m.received_at_ms, "malformed_topic", "topic is not UTF-8".into()));
+        }
+    };
+    match decoder.decode(topic, &p.payload, ct, m.received_at_ms) {
+        Ok(rec) => {
+            metrics.decoded.fetch_add(1, Relaxed);
+            Ok(rec.encode_to_vec())
+        }
+        Err(e) => {
+            metrics.quarantine(e.kind);
+            debug!(topic, reason = %e.kind, detail = %e.detail, "message quarantined");
+            Err(quarantine_bytes(p, ct, m.received_at_ms, e.kind.as_str(), e.detail))
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn commit_loop(
+    mut rx: mpsc::UnboundedReceiver<Inbound>,
+    client: AsyncClient,
+    session: Arc<Session>,
+    decoder: Arc<Decoder>,
+    log: Arc<Log>,
+    metrics: Arc<Metrics>,
+    max_batch: usize,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut batch: Vec<Inbound> = Vec::with_capacity(max_batch);
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let first = tokio::select! {
+            m = rx.recv() => match m { Some(m) => m, None => break },
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        batch.push(first);
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(_) => break,
+            }
+        }
+        let mut records = Vec::with_capacity(batch.len());
+        let mut quarantine = Vec::new();
+        for m in &batch {
+            match decode_inbound(&decoder, m, &metrics) {
+                Ok(r) => records.push(r),
+                Err(q) => quarantine.push(q),
+            }
+        }
+        if !commit(&log, &metrics, records, quarantine, &mut stop).await {
+            // Shutdown while the log was full or failing: nothing was acked,
+            // the broker keeps the messages for the next session.
+            warn!(messages = batch.len(), "shutdown before commit; messages left unacked for redelivery");
+            break;
+        }
+        send_acks(&client, &session, &metrics, &batch);
+        batch.clear();
+    }
+    info!("ingest intake stopped");
+}
+
+/// Appends, waiting out a full or failing log. Returns false if shutdown
+/// came first.
+async fn commit(log: &Arc<Log>, metrics: &Metrics, records: Vec<Vec<u8>>, quarantine: Vec<Vec<u8>>, stop: &mut watch::Receiver<bool>) -> bool {
+    let records = Arc::new(records);
+    let quarantine = Arc::new(quarantine);
+    let mut full_logged = false;
+    loop {
+        let (l, r, q) = (log.clone(), records.clone(), quarantine.clone());
+        let res = tokio::task::spawn_blocking(move || l.append(&r, &q)).await;
+        let wait = match res {
+            Ok(Ok(_)) => {
+                metrics.log_commits.fetch_add(1, Relaxed);
+                if full_logged {
+                    info!("durable log has space again; ingest resumed");
+                }
+                metrics.log_full.store(0, Relaxed);
+                return true;
+            }
+            Ok(Err(e @ LogError::Full { .. })) => {
+                metrics.log_full_events.fetch_add(1, Relaxed);
+                metrics.log_full.store(1, Relaxed);
+                if !full_logged {
+                    error!(error = %e, "durable log full; not acking, broker holds the messages");
+                    full_logged = true;
+                }
+                Duration::from_millis(200)
+            }
+            Ok(Err(e)) => {
+                error!(error = %e, "durable log append failed; retrying, messages stay unacked");
+                Duration::from_secs(1)
+            }
+            Err(e) => {
+                error!(error = %e, "durable log append task failed; retrying");
+                Duration::from_secs(1)
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|s| *s) => return false,
+        }
+    }
+}
+
+fn send_acks(client: &AsyncClient, session: &Session, metrics: &Metrics, batch: &[Inbound]) {
+    let _g = session.ack_gate.read().unwrap_or_else(|p| p.into_inner());
+    let epoch = session.epoch.load(SeqCst);
+    for m in batch {
+        if m.publish.qos == QoS::AtMostOnce {
+            continue;
+        }
+        if m.epoch != epoch {
+            metrics.acks_stale_dropped.fetch_add(1, Relaxed);
+            continue;
+        }
+        match client.try_ack(&m.publish) {
+            Ok(()) => {
+                metrics.acks.fetch_add(1, Relaxed);
+            }
+            Err(e) => {
+                metrics.acks_stale_dropped.fetch_add(1, Relaxed);
+                warn!(error = %e, "ack not queued; broker will redeliver");
+            }
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! The device registry: the zone's sites, devices and transport permits,
+//! loaded from data files and validated, then queried read-only by the
+//! pipeline.
+//!
+//! It sits beside the flow rather than in it: `decode/` checks each message's
+//! site, device and kind against it (unknown or mismatched → quarantine),
+//! `rules/` reads thresholds, geofences and permit corridors from it, and the
+//! KPIs map sites to destination types. The firmware simulator loads the same
+//! files to know what to simulate.
+//!
+//! Guarantees: a [`Registry`] only exists fully valid — every id unique and
+//! well-formed, every site reference resolved, every device carrying the spec
+//! of its kind, every geometry inside the world with closed geofences and a
+//! route segment attribute per segment. Loading reports every problem of
+//! every file at once ([`RegistryErrors`]), never just the first. Parsing is
+//! pure ([`Registry::from_json_strs`]); [`Registry::load_dir`] only adds
+//! reading the three files. The file formats are described in
+//! `zone/README.md`.
+
+mod calendar;
+mod device;
+mod error;
+mod geojson;
+mod load;
+mod permit;
+mod plate;
+mod site;
+
+use std::collections::HashMap;
+
+pub use calendar::{local_days_since_epoch, local_minute_of_day, parse_hhmm, CivilDate, TimeWindow};
+pub use device::{BinSpec, Device, StorageSpec, TruckSpec, WeighbridgeSpec, SMALL_STORAGE_POINT_LIMIT_KG};
+pub use error::{DataFile, Entry, Problem, RegistryError, RegistryErrors};
+pub use permit::{Permit, RouteSegment, CHINA_STANDARD_TIME_OFFSET_MIN};
+pub use plate::normalize_plate;
+pub use site::{Site, SiteType};
+
+use crate::geo::LatLon;
+
+/// The validated contents of a zone directory, keyed by id.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Registry {
+    /// Sites by id: topic and ticket site ids are checked against it, and
+    /// geofences answer "which site is this position in".
+    pub sites: HashMap<String, Site>,
+    /// Devices by id: the decoder's allow-list and the rules' per-device
+    /// settings.
+    pub devices: HashMap<String, Device>,
+    /// Permits by id: the transport rules' routes, windows and vehicles.
+    pub permits: HashMap<String, Permit>,
+    /// Permit ids by normalised plate ([`normalize_plate`]), sorted: answers
+    /// "may this vehicle carry construction waste" at a gate without scanning
+    /// every permit.
+    pub permits_by_plate: HashMap<String, Vec<String>>,
+}
+
+impl Registry {
+    /// A registry with nothing in it (every lookup misses), for a deployment
+    /// without a zone directory and for tests.
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    /// The device with this id.
+    pub fn device(&self, id: &str) -> Option<&Device> {
+        self.devices.get(id)
+    }
+
+    /// The site with this id.
+    pub fn site(&self, id: &str) -> Option<&Site> {
+        self.sites.get(id)
+    }
+
+    /// The permit with this id.
+    pub fn permit(&self, id: &str) -> Option<&Permit> {
+        self.permits.get(id)
+    }
+
+    /// The permits listing `plate` (any written form) that are valid on the
+    /// local date of `unix_ms`, sorted by id. Time windows are not applied;
+    /// see [`Permit::in_time_window`].
+    pub fn active_permits_for_plate(&self, plate: &str, unix_ms: i64) -> Vec<&Permit> {
+        self.permits_by_plate
+            .get(&normalize_plate(plate))
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.permits.get(id))
+            .filter(|p| p.is_active_at(unix_ms))
+            .collect()
+    }
+
+    /// The site whose geofence contains `p`. Where geofences overlap (a
+    /// collection point inside a park) the smallest site wins, being the most
+    /// specific; equal areas are broken by id, so the answer is
+    /// deterministic.
+    pub fn site_containing(&self, p: LatLon) -> Option<&Site> {
+        self.sites
+            .values()
+            .filter(|s| s.contains(p))
+            .map(|s| (s.area_m2(), s))
+            .min_by(|(a, sa), (b, sb)| a.total_cmp(b).then_with(|| sa.id.cmp(&sb.id)))
+            .map(|(_, s)| s)
+    }
+
+    /// The truck device fitted to the vehicle with this plate (any written
+    /// form); at most one, as the loader rejects a plate on two trucks. A
+    /// linear scan: call it per ticket, not per fix.
+    pub fn truck_by_plate(&self, plate: &str) -> Option<&Device> {
+        let wanted = normalize_plate(plate);
+        self.devices.values().find(|d| {
+            d.truck
+                .as_ref()
+                .is_some_and(|t| normalize_plate(&t.plate) == wanted)
+        })
+    }
+}

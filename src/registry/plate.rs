@@ -1,0 +1,52 @@
+//! Vehicle licence plates: one canonical form, so that a plate typed by a
+//! weighbridge operator, read by an ANPR camera, reported by a truck terminal
+//! and listed in a permit all match.
+//!
+//! The same vehicle shows up as "豫A·D1234", "豫A D1234", "豫ad1234" or
+//! "豫AD1234" depending on the source. The canonical form drops spaces and
+//! the separators people put after the region code, and upper-cases Latin
+//! letters; Chinese characters pass unchanged. The registry stores plates as
+//! written and keys its plate index by the canonical form.
+
+/// Separators that appear inside written plates and carry no meaning.
+const SEPARATORS: [char; 6] = ['·', '•', '・', '.', '-', '_'];
+
+/// The canonical form of a plate: whitespace and separators (`·`, `•`, `・`,
+/// `.`, `-`, `_`) removed, ASCII letters upper-cased, full-width ASCII
+/// letters and digits folded to ASCII. `"豫a·d 1234"` becomes `"豫AD1234"`.
+pub fn normalize_plate(plate: &str) -> String {
+    plate
+        .chars()
+        .filter(|c| !c.is_whitespace() && !SEPARATORS.contains(c))
+        .map(fold_full_width)
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
+}
+
+/// Full-width Latin letters and digits (U+FF10..U+FF5A, typed by Chinese IMEs)
+/// to their ASCII forms; other characters unchanged.
+fn fold_full_width(c: char) -> char {
+    match c {
+        '０'..='９' | 'Ａ'..='Ｚ' | 'ａ'..='ｚ' => {
+            char::from_u32(u32::from(c) - 0xFEE0).unwrap_or(c)
+        }
+        _ => c,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn written_variants_of_a_plate_normalise_to_one_form() {
+        for written in ["豫AD1234", "豫A·D1234", "豫a d1234", "豫A-D1234", " 豫ＡＤ１２３４ ", "豫A.D1234"] {
+            assert_eq!(normalize_plate(written), "豫AD1234", "{written}");
+        }
+    }
+
+    #[test]
+    fn a_blank_plate_normalises_to_empty() {
+        assert_eq!(normalize_plate(" · "), "");
+    }
+}

@@ -1,0 +1,207 @@
+//! A line-protocol builder that cannot emit malformed output.
+//!
+//! Escaping follows the InfluxDB line-protocol reference in every position:
+//! measurement (`,` and space), tag keys, tag values and field keys (`,`,
+//! `=` and space), string field values (`"` and `\`). A backslash is itself
+//! escaped wherever escaping applies, so a value ending in `\` can never
+//! swallow the separator after it. Line feed and carriage return have no
+//! escape in any position: a line containing one is refused, as are an
+//! empty measurement, a measurement starting with `#` (a comment line), empty
+//! keys, non-finite floats and a line without fields. On refusal the buffer
+//! is rolled back to where the line began, so one bad value can never leave
+//! half a line — or an extra tag, field, point or line — behind.
+
+use std::fmt::Write as _;
+
+/// Why a line could not be encoded.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LineError {
+    /// A line feed or carriage return in some position.
+    #[error("{0} contains a line break, which line protocol cannot carry")]
+    LineBreak(&'static str),
+    /// Empty measurement, tag key or field key.
+    #[error("{0} is empty")]
+    Empty(&'static str),
+    /// Measurement would start a comment line.
+    #[error("measurement starts with '#', which would make the line a comment")]
+    Comment,
+    /// NaN or infinity in a float field.
+    #[error("field {0:?} is not a finite number")]
+    NonFinite(String),
+    /// Tags after the first field.
+    #[error("tag {0:?} added after a field; tags must come first")]
+    TagAfterField(String),
+    /// No field at all.
+    #[error("line has no field")]
+    NoField,
+}
+
+/// A field value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum FieldValue<'a> {
+    /// Float, written shortest-round-trip.
+    F64(f64),
+    /// Integer, written with the `i` suffix.
+    I64(i64),
+    /// Boolean.
+    Bool(bool),
+    /// String, quoted and escaped.
+    Str(&'a str),
+}
+
+fn check_breaks(what: &'static str, s: &str) -> Result<(), LineError> {
+    if s.bytes().any(|b| b == b'\n' || b == b'\r') {
+        Err(LineError::LineBreak(what))
+    } else {
+        Ok(())
+    }
+}
+
+fn escape_into(buf: &mut String, s: &str, specials: &[char]) {
+    // Fast path: most ids and keys need no escaping.
+    if !s.contains(|c: char| c == '\\' || specials.contains(&c)) {
+        buf.push_str(s);
+        return;
+    }
+    for c in s.chars() {
+        if c == '\\' || specials.contains(&c) {
+            buf.push('\\');
+        }
+        buf.push(c);
+    }
+}
+
+const MEASUREMENT_SPECIALS: &[char] = &[',', ' '];
+const KEY_SPECIALS: &[char] = &[',', '=', ' '];
+const STRING_SPECIALS: &[char] = &['"'];
+
+/// Builds one line into a caller's buffer. Errors are deferred to
+/// [`LineBuilder::finish`], which rolls the buffer back on failure.
+pub struct LineBuilder<'a> {
+    buf: &'a mut String,
+    start: usize,
+    fields: usize,
+    err: Option<LineError>,
+}
+
+impl<'a> LineBuilder<'a> {
+    /// Starts a line with `measurement`.
+    pub fn new(buf: &'a mut String, measurement: &str) -> Self {
+        let start = buf.len();
+        let mut b = LineBuilder { buf, start, fields: 0, err: None };
+        if measurement.is_empty() {
+            b.err = Some(LineError::Empty("measurement"));
+        } else if measurement.starts_with('#') {
+            b.err = Some(LineError::Comment);
+        } else if let Err(e) = check_breaks("measurement", measurement) {
+            b.err = Some(e);
+        } else {
+            escape_into(b.buf, measurement, MEASUREMENT_SPECIALS);
+        }
+        b
+    }
+
+    /// Adds a tag. An empty value omits the tag (InfluxDB has no empty tags).
+    pub fn tag(mut self, key: &str, value: &str) -> Self {
+        if self.err.is_some() || value.is_empty() {
+            return self;
+        }
+        if self.fields > 0 {
+            self.err = Some(LineError::TagAfterField(key.to_owned()));
+            return self;
+        }
+        if key.is_empty() {
+            self.err = Some(LineError::Empty("tag key"));
+            return self;
+        }
+        if let Err(e) = check_breaks("tag key", key).and_then(|_| check_breaks("tag value", value)) {
+            self.err = Some(e);
+            return self;
+        }
+        self.buf.push(',');
+        escape_into(self.buf, key, KEY_SPECIALS);
+        self.buf.push('=');
+        escape_into(self.buf, value, KEY_SPECIALS);
+        self
+    }
+
+    /// Adds a field.
+    pub fn field(mut self, key: &str, value: FieldValue<'_>) -> Self {
+        if self.err.is_some() {
+            return self;
+        }
+        if key.is_empty() {
+            self.err = Some(LineError::Empty("field key"));
+            return self;
+        }
+        if let Err(e) = check_breaks("field key", key) {
+            self.err = Some(e);
+            return self;
+        }
+        if let FieldValue::F64(v) = value {
+            if !v.is_finite() {
+                self.err = Some(LineError::NonFinite(key.to_owned()));
+                return self;
+            }
+        }
+        if let FieldValue::Str(s) = value {
+            if let Err(e) = check_breaks("string field value", s) {
+                self.err = Some(e);
+                return self;
+            }
+        }
+        self.buf.push(if self.fields == 0 { ' ' } else { ',' });
+        self.fields += 1;
+        escape_into(self.buf, key, KEY_SPECIALS);
+        self.buf.push('=');
+        // Writing to a String cannot fail.
+        let _ = match value {
+            FieldValue::F64(v) => write_f64(self.buf, v),
+            FieldValue::I64(v) => write!(self.buf, "{v}i"),
+            FieldValue::Bool(v) => {
+                self.buf.push_str(if v { "true" } else { "false" });
+                Ok(())
+            }
+            FieldValue::Str(s) => {
+                self.buf.push('"');
+                escape_into(self.buf, s, STRING_SPECIALS);
+                self.buf.push('"');
+                Ok(())
+            }
+        };
+        self
+    }
+
+    /// Adds a float field only when `value` is `Some`.
+    pub fn field_opt_f64(self, key: &str, value: Option<f64>) -> Self {
+        match value {
+            Some(v) => self.field(key, FieldValue::F64(v)),
+            None => self,
+        }
+    }
+
+    /// Ends the line with a timestamp (precision chosen by the writer) and a
+    /// line feed. On error the buffer is restored and nothing is emitted.
+    pub fn finish(self, timestamp: i64) -> Result<(), LineError> {
+        let err = match self.err {
+            Some(e) => Some(e),
+            None if self.fields == 0 => Some(LineError::NoField),
+            None => None,
+        };
+        if let Some(e) = err {
+            self.buf.truncate(self.start);
+            return Err(e);
+        }
+        let _ = writeln!(self.buf, " {timestamp}");
+        Ok(())
+    }
+}
+
+fn write_f64(buf: &mut String, v: f64) -> std::fmt::Result {
+    // `{}` prints the shortest string that parses back to the same f64; a
+    // float that happens to be integral gets no `i`, so the column stays float.
+    write!(buf, "{v}")
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

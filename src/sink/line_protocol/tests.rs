@@ -1,0 +1,262 @@
+//! Tests of the builder against an independent line-protocol parser.
+
+use super::*;
+use proptest::prelude::*;
+
+/// A parsed line, as the oracle sees it.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Parsed {
+    pub measurement: String,
+    pub tags: Vec<(String, String)>,
+    pub fields: Vec<(String, OField)>,
+    pub timestamp: i64,
+}
+
+/// A parsed field value.
+#[derive(Debug, PartialEq)]
+pub(crate) enum OField {
+    F(f64),
+    I(i64),
+    B(bool),
+    S(String),
+}
+
+/// Independent parser written from the InfluxDB line-protocol reference:
+/// in unquoted positions a backslash makes the next character literal; the
+/// separators are `,` (between measurement/tags and between fields), `=`
+/// (key/value) and space (between sections); string values are quoted, with
+/// `\"` and `\\` escapes. Returns one `Parsed` per non-empty line.
+pub(crate) fn oracle_parse(text: &str) -> Result<Vec<Parsed>, String> {
+    let mut out = Vec::new();
+    for line in text.split('\n') {
+        if line.is_empty() {
+            continue;
+        }
+        out.push(parse_line(line)?);
+    }
+    Ok(out)
+}
+
+fn read_token(chars: &[char], i: &mut usize, stops: &[char]) -> String {
+    let mut s = String::new();
+    while *i < chars.len() {
+        let c = chars[*i];
+        if c == '\\' && *i + 1 < chars.len() {
+            s.push(chars[*i + 1]);
+            *i += 2;
+            continue;
+        }
+        if stops.contains(&c) {
+            break;
+        }
+        s.push(c);
+        *i += 1;
+    }
+    s
+}
+
+fn parse_line(line: &str) -> Result<Parsed, String> {
+    let chars: Vec<char> = line.chars().collect();
+    let mut i = 0;
+    let measurement = read_token(&chars, &mut i, &[',', ' ']);
+    let mut tags = Vec::new();
+    while i < chars.len() && chars[i] == ',' {
+        i += 1;
+        let k = read_token(&chars, &mut i, &['=', ',', ' ']);
+        if chars.get(i) != Some(&'=') {
+            return Err(format!("tag without '=' in {line:?}"));
+        }
+        i += 1;
+        let v = read_token(&chars, &mut i, &[',', ' ']);
+        tags.push((k, v));
+    }
+    if chars.get(i) != Some(&' ') {
+        return Err(format!("no field section in {line:?}"));
+    }
+    i += 1;
+    let mut fields = Vec::new();
+    loop {
+        let k = read_token(&chars, &mut i, &['=', ',', ' ']);
+        if chars.get(i) != Some(&'=') {
+            return Err(format!("field without '=' in {line:?}"));
+        }
+        i += 1;
+        let v = if chars.get(i) == Some(&'"') {
+            i += 1;
+            let mut s = String::new();
+            loop {
+                match chars.get(i) {
+                    None => return Err(format!("unterminated string in {line:?}")),
+                    Some('\\') if matches!(chars.get(i + 1), Some('"') | Some('\\')) => {
+                        s.push(chars[i + 1]);
+                        i += 2;
+                    }
+                    Some('"') => {
+                        i += 1;
+                        break;
+                    }
+                    Some(&c) => {
+                        s.push(c);
+                        i += 1;
+                    }
+                }
+            }
+            OField::S(s)
+        } else {
+            let raw = read_token(&chars, &mut i, &[',', ' ']);
+            if let Some(n) = raw.strip_suffix('i') {
+                OField::I(n.parse().map_err(|e| format!("bad int {raw:?}: {e}"))?)
+            } else if raw == "true" {
+                OField::B(true)
+            } else if raw == "false" {
+                OField::B(false)
+            } else {
+                OField::F(raw.parse().map_err(|e| format!("bad float {raw:?}: {e}"))?)
+            }
+        };
+        fields.push((k, v));
+        match chars.get(i) {
+            Some(',') => i += 1,
+            Some(' ') => {
+                i += 1;
+                break;
+            }
+            _ => return Err(format!("no timestamp in {line:?}")),
+        }
+    }
+    let ts: String = chars[i..].iter().collect();
+    let timestamp = ts.parse().map_err(|e| format!("bad timestamp {ts:?}: {e}"))?;
+    Ok(Parsed { measurement, tags, fields, timestamp })
+}
+
+#[test]
+fn a_plain_line_is_written_as_the_reference_shows() {
+    let mut buf = String::new();
+    LineBuilder::new(&mut buf, "bin_reading")
+        .tag("site", "s1")
+        .field("fill_pct", FieldValue::F64(42.5))
+        .field("seq", FieldValue::I64(7))
+        .field("fire", FieldValue::Bool(false))
+        .field("note", FieldValue::Str("ok"))
+        .finish(1_700_000_000_000)
+        .unwrap();
+    assert_eq!(buf, "bin_reading,site=s1 fill_pct=42.5,seq=7i,fire=false,note=\"ok\" 1700000000000\n");
+}
+
+#[test]
+fn special_characters_are_escaped_in_every_position() {
+    let mut buf = String::new();
+    LineBuilder::new(&mut buf, "m e,a")
+        .tag("k=e y", "v,a= l\\")
+        .field("f,=\\ k", FieldValue::Str("say \"hi\" \\"))
+        .finish(1)
+        .unwrap();
+    assert_eq!(buf, "m\\ e\\,a,k\\=e\\ y=v\\,a\\=\\ l\\\\ f\\,\\=\\\\\\ k=\"say \\\"hi\\\" \\\\\" 1\n");
+    let p = oracle_parse(&buf).unwrap();
+    assert_eq!(p[0].tags, vec![("k=e y".to_owned(), "v,a= l\\".to_owned())]);
+    assert_eq!(p[0].fields, vec![("f,=\\ k".to_owned(), OField::S("say \"hi\" \\".to_owned()))]);
+}
+
+#[test]
+fn refused_lines_leave_the_buffer_untouched() {
+    let cases: Vec<(Box<dyn Fn(&mut String) -> Result<(), LineError>>, LineError)> = vec![
+        (Box::new(|b| LineBuilder::new(b, "").field("f", FieldValue::I64(1)).finish(0)), LineError::Empty("measurement")),
+        (Box::new(|b| LineBuilder::new(b, "#m").field("f", FieldValue::I64(1)).finish(0)), LineError::Comment),
+        (Box::new(|b| LineBuilder::new(b, "m\n").field("f", FieldValue::I64(1)).finish(0)), LineError::LineBreak("measurement")),
+        (Box::new(|b| LineBuilder::new(b, "m").tag("t", "a\rb").field("f", FieldValue::I64(1)).finish(0)), LineError::LineBreak("tag value")),
+        (Box::new(|b| LineBuilder::new(b, "m").tag("", "v").field("f", FieldValue::I64(1)).finish(0)), LineError::Empty("tag key")),
+        (Box::new(|b| LineBuilder::new(b, "m").field("f", FieldValue::Str("x\ny")).finish(0)), LineError::LineBreak("string field value")),
+        (Box::new(|b| LineBuilder::new(b, "m").field("f", FieldValue::F64(f64::NAN)).finish(0)), LineError::NonFinite("f".into())),
+        (Box::new(|b| LineBuilder::new(b, "m").field("f", FieldValue::F64(f64::INFINITY)).finish(0)), LineError::NonFinite("f".into())),
+        (Box::new(|b| LineBuilder::new(b, "m").field("", FieldValue::I64(1)).finish(0)), LineError::Empty("field key")),
+        (Box::new(|b| LineBuilder::new(b, "m").field("f", FieldValue::I64(1)).tag("t", "v").finish(0)), LineError::TagAfterField("t".into())),
+        (Box::new(|b| LineBuilder::new(b, "m").tag("t", "v").finish(0)), LineError::NoField),
+    ];
+    for (build, want) in cases {
+        let mut buf = String::from("prev 1\n");
+        assert_eq!(build(&mut buf), Err(want));
+        assert_eq!(buf, "prev 1\n");
+    }
+}
+
+#[test]
+fn an_empty_tag_value_omits_the_tag() {
+    let mut buf = String::new();
+    LineBuilder::new(&mut buf, "m").tag("t", "").field("f", FieldValue::Bool(true)).finish(5).unwrap();
+    assert_eq!(buf, "m f=true 5\n");
+}
+
+fn any_text() -> impl Strategy<Value = String> {
+    // Everything but line breaks, weighted toward the characters that matter.
+    prop::collection::vec(
+        prop_oneof![
+            4 => prop::sample::select(vec![',', '=', ' ', '"', '\\', '#', '\t', 'a', 'Z', '0', '豫', '·', 'é', '\u{0}']),
+            1 => any::<char>().prop_filter("no line breaks", |c| *c != '\n' && *c != '\r'),
+        ],
+        0..24,
+    )
+    .prop_map(|v| v.into_iter().collect())
+}
+
+fn non_empty_text() -> impl Strategy<Value = String> {
+    any_text().prop_filter("non-empty", |s| !s.is_empty())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_strings_round_trip_exactly_in_every_position(
+        measurement in non_empty_text().prop_filter("no comment", |s| !s.starts_with('#')),
+        tag_key in non_empty_text(),
+        tag_value in non_empty_text(),
+        field_key in non_empty_text(),
+        str_value in any_text(),
+        f in any::<f64>().prop_filter("finite", |f| f.is_finite()),
+        i in any::<i64>(),
+        b in any::<bool>(),
+        ts in any::<i64>(),
+    ) {
+        let mut buf = String::new();
+        LineBuilder::new(&mut buf, &measurement)
+            .tag(&tag_key, &tag_value)
+            .field(&field_key, FieldValue::Str(&str_value))
+            .field("f", FieldValue::F64(f))
+            .field("i", FieldValue::I64(i))
+            .field("b", FieldValue::Bool(b))
+            .finish(ts)
+            .unwrap();
+        prop_assert_eq!(buf.matches('\n').count(), 1);
+        let parsed = oracle_parse(&buf).map_err(TestCaseError::fail)?;
+        prop_assert_eq!(parsed.len(), 1);
+        let p = &parsed[0];
+        prop_assert_eq!(&p.measurement, &measurement);
+        prop_assert_eq!(&p.tags, &vec![(tag_key.clone(), tag_value.clone())]);
+        prop_assert_eq!(
+            &p.fields,
+            &vec![
+                (field_key.clone(), OField::S(str_value.clone())),
+                ("f".to_owned(), OField::F(f)),
+                ("i".to_owned(), OField::I(i)),
+                ("b".to_owned(), OField::B(b)),
+            ]
+        );
+        prop_assert_eq!(p.timestamp, ts);
+    }
+
+    #[test]
+    fn strings_with_line_breaks_are_refused_and_leave_nothing_behind(
+        pre in any_text(), post in any_text(), brk in prop::sample::select(vec!["\n", "\r", "\r\n"]), pos in 0usize..4,
+    ) {
+        let bad = format!("{pre}{brk}{post}");
+        let mut buf = String::from("keep 1\n");
+        let r = match pos {
+            0 => LineBuilder::new(&mut buf, &bad).field("f", FieldValue::I64(1)).finish(0),
+            1 => LineBuilder::new(&mut buf, "m").tag("t", &bad).field("f", FieldValue::I64(1)).finish(0),
+            2 => LineBuilder::new(&mut buf, "m").field(&bad, FieldValue::I64(1)).finish(0),
+            _ => LineBuilder::new(&mut buf, "m").field("f", FieldValue::Str(&bad)).finish(0),
+        };
+        prop_assert!(r.is_err());
+        prop_assert_eq!(buf, "keep 1\n");
+    }
+}
