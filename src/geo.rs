@@ -357,7 +357,9 @@ mod tests {
         // An L: east 1 km, then north 1 km.
         let corner = ZONE.offset_m(0.0, 1000.0);
         let line = Polyline::new(vec![ZONE, corner, corner.offset_m(1000.0, 0.0)]);
-        let Some(line) = line else { panic!("two or more points") };
+        let Some(line) = line else {
+            panic!("two or more points")
+        };
         let (d, seg) = line.distance_m(corner.offset_m(500.0, 40.0));
         assert_eq!(seg, 1);
         assert!(close(d, 40.0, 0.05), "{d}");
@@ -370,14 +372,18 @@ mod tests {
     fn polyline_length_is_the_sum_of_its_segments() {
         let corner = ZONE.offset_m(0.0, 1000.0);
         let line = Polyline::new(vec![ZONE, corner, corner.offset_m(1000.0, 0.0)]);
-        let Some(line) = line else { panic!("two or more points") };
+        let Some(line) = line else {
+            panic!("two or more points")
+        };
         assert!(close(line.length_m(), 2000.0, 2.0), "{}", line.length_m());
     }
 
     #[test]
     fn point_at_distance_clamps_to_the_ends() {
         let end = ZONE.offset_m(0.0, 1000.0);
-        let Some(line) = Polyline::new(vec![ZONE, end]) else { panic!("two points") };
+        let Some(line) = Polyline::new(vec![ZONE, end]) else {
+            panic!("two points")
+        };
         assert_eq!(line.point_at_distance(-5.0), (ZONE, 0));
         assert_eq!(line.point_at_distance(f64::NAN), (ZONE, 0));
         let (p, seg) = line.point_at_distance(1e9);
@@ -389,7 +395,9 @@ mod tests {
     fn point_at_distance_walks_into_the_second_segment() {
         let corner = ZONE.offset_m(0.0, 1000.0);
         let end = corner.offset_m(1000.0, 0.0);
-        let Some(line) = Polyline::new(vec![ZONE, corner, end]) else { panic!("three points") };
+        let Some(line) = Polyline::new(vec![ZONE, corner, end]) else {
+            panic!("three points")
+        };
         let first = haversine_m(ZONE, corner);
         let (p, seg) = line.point_at_distance(first + 250.0);
         assert_eq!(seg, 1);
@@ -442,15 +450,23 @@ mod tests {
             ZONE.offset_m(100.0, 0.0),
             ZONE,
         ];
-        assert!(close(ring_area_m2(&sq), 20_000.0, 20.0), "{}", ring_area_m2(&sq));
-        let Some(c) = ring_centroid(&sq) else { panic!("non-empty ring") };
+        assert!(
+            close(ring_area_m2(&sq), 20_000.0, 20.0),
+            "{}",
+            ring_area_m2(&sq)
+        );
+        let Some(c) = ring_centroid(&sq) else {
+            panic!("non-empty ring")
+        };
         assert!(haversine_m(c, ZONE.offset_m(50.0, 100.0)) < 0.1);
     }
 
     #[test]
     fn centroid_of_collinear_points_is_their_mean() {
         let ring = [ZONE, ZONE.offset_m(0.0, 100.0), ZONE.offset_m(0.0, 200.0)];
-        let Some(c) = ring_centroid(&ring) else { panic!("non-empty ring") };
+        let Some(c) = ring_centroid(&ring) else {
+            panic!("non-empty ring")
+        };
         assert!(haversine_m(c, ZONE.offset_m(0.0, 100.0)) < 0.01);
         assert!(ring_centroid(&[]).is_none());
     }

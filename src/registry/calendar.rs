@@ -195,10 +195,17 @@ mod tests {
 
     #[test]
     fn the_epoch_is_day_zero() {
-        assert_eq!(CivilDate::new(1970, 1, 1).map(CivilDate::days_since_epoch), Some(0));
+        assert_eq!(
+            CivilDate::new(1970, 1, 1).map(CivilDate::days_since_epoch),
+            Some(0)
+        );
         assert_eq!(
             CivilDate::from_days_since_epoch(0),
-            CivilDate { year: 1970, month: 1, day: 1 }
+            CivilDate {
+                year: 1970,
+                month: 1,
+                day: 1
+            }
         );
     }
 
@@ -206,17 +213,33 @@ mod tests {
     fn known_dates_have_known_day_numbers() {
         // 2026-01-01T00:00Z is Unix 1_767_225_600 s.
         let d = CivilDate::parse_iso("2026-01-01");
-        assert_eq!(d.map(CivilDate::days_since_epoch), Some(1_767_225_600 / 86_400));
+        assert_eq!(
+            d.map(CivilDate::days_since_epoch),
+            Some(1_767_225_600 / 86_400)
+        );
         let leap = CivilDate::parse_iso("2000-02-29");
         assert_eq!(leap.map(CivilDate::days_since_epoch), Some(11_016));
-        assert_eq!(CivilDate::parse_iso("1969-12-31").map(CivilDate::days_since_epoch), Some(-1));
+        assert_eq!(
+            CivilDate::parse_iso("1969-12-31").map(CivilDate::days_since_epoch),
+            Some(-1)
+        );
     }
 
     #[test]
     fn parse_iso_rejects_impossible_and_malformed_dates() {
         for bad in [
-            "2026-02-29", "2100-02-29", "2026-13-01", "2026-00-10", "2026-04-31", "2026-1-01",
-            "26-01-01", "2026/01/01", "2026-01-01T00:00", "", "+026-01-01", "２０２６-01-01",
+            "2026-02-29",
+            "2100-02-29",
+            "2026-13-01",
+            "2026-00-10",
+            "2026-04-31",
+            "2026-1-01",
+            "26-01-01",
+            "2026/01/01",
+            "2026-01-01T00:00",
+            "",
+            "+026-01-01",
+            "２０２６-01-01",
         ] {
             assert_eq!(CivilDate::parse_iso(bad), None, "{bad}");
         }
@@ -236,14 +259,19 @@ mod tests {
         assert_eq!(parse_hhmm("00:00"), Some(0));
         assert_eq!(parse_hhmm("21:00"), Some(1260));
         assert_eq!(parse_hhmm("23:59"), Some(1439));
-        for bad in ["24:00", "25:00", "12:60", "9:00", "09:0", "0900", "09:00:00", "", "-1:00", "ab:cd"] {
+        for bad in [
+            "24:00", "25:00", "12:60", "9:00", "09:0", "0900", "09:00:00", "", "-1:00", "ab:cd",
+        ] {
             assert_eq!(parse_hhmm(bad), None, "{bad}");
         }
     }
 
     #[test]
     fn an_overnight_window_covers_both_sides_of_midnight() {
-        let w = TimeWindow { start_min: 21 * 60, end_min: 6 * 60 };
+        let w = TimeWindow {
+            start_min: 21 * 60,
+            end_min: 6 * 60,
+        };
         assert!(w.wraps_midnight());
         for ok in [21 * 60, 23 * 60 + 59, 0, 6 * 60] {
             assert!(w.contains_minute(ok), "{ok}");
@@ -256,7 +284,10 @@ mod tests {
 
     #[test]
     fn the_all_day_window_covers_every_minute() {
-        let w = TimeWindow { start_min: 0, end_min: 1439 };
+        let w = TimeWindow {
+            start_min: 0,
+            end_min: 1439,
+        };
         assert!((0..MINUTES_PER_DAY).all(|m| w.contains_minute(m)));
     }
 

@@ -177,7 +177,9 @@ pub(super) fn build(raw: RawDevice) -> Result<Device, Vec<Problem>> {
         if !is_positive(s.capacity_kg) {
             problems.push(not_positive("storage.capacity_kg", s.capacity_kg, "kg"));
         } else if s.small_storage_point && s.capacity_kg > SMALL_STORAGE_POINT_LIMIT_KG {
-            problems.push(Problem::SmallStoragePointOverLimit { value: s.capacity_kg });
+            problems.push(Problem::SmallStoragePointOverLimit {
+                value: s.capacity_kg,
+            });
         }
     }
     if let Some(b) = &raw.bin {
@@ -193,10 +195,16 @@ pub(super) fn build(raw: RawDevice) -> Result<Device, Vec<Problem>> {
             });
         }
         if !is_positive(t.registered_tare_kg) {
-            problems.push(not_positive("truck.registered_tare_kg", t.registered_tare_kg, "kg"));
+            problems.push(not_positive(
+                "truck.registered_tare_kg",
+                t.registered_tare_kg,
+                "kg",
+            ));
         }
         if !(2..=6).contains(&t.axle_count) {
-            problems.push(Problem::AxleCount { value: t.axle_count });
+            problems.push(Problem::AxleCount {
+                value: t.axle_count,
+            });
         }
     }
     if !problems.is_empty() {
@@ -212,4 +220,49 @@ pub(super) fn build(raw: RawDevice) -> Result<Device, Vec<Problem>> {
         truck: raw.truck,
         weighbridge: raw.weighbridge,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn storage(capacity_kg: f64) -> RawDevice {
+        RawDevice {
+            id: "st-1".into(),
+            kind: RawKind::Storage,
+            site_id: "fa-1".into(),
+            expected_interval_s: 60,
+            storage: Some(StorageSpec {
+                capacity_kg,
+                small_storage_point: false,
+                medical: false,
+            }),
+            bin: None,
+            truck: None,
+            weighbridge: None,
+        }
+    }
+
+    // JSON cannot spell NaN or infinity, but the check must not rely on that.
+    #[test]
+    fn a_capacity_that_is_not_a_finite_positive_number_is_rejected() {
+        for bad in [f64::NAN, f64::INFINITY, -0.0, -1.0] {
+            let Err(problems) = build(storage(bad)) else {
+                panic!("{bad} accepted")
+            };
+            assert!(
+                matches!(&problems[..], [Problem::NotPositive { field, .. }] if field == "storage.capacity_kg"),
+                "{bad}: {problems:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_valid_storage_device_keeps_its_spec_and_maps_its_kind() {
+        let Ok(d) = build(storage(500_000.0)) else {
+            panic!("valid device rejected")
+        };
+        assert_eq!(d.kind, DeviceKind::Storage);
+        assert_eq!(d.storage.map(|s| s.capacity_kg), Some(500_000.0));
+    }
 }

@@ -117,7 +117,9 @@ pub enum Problem {
         first_index: usize,
     },
     /// A device id that equals a site id.
-    #[error("device id {id:?} is also a site id; device and site ids must differ, rename the device")]
+    #[error(
+        "device id {id:?} is also a site id; device and site ids must differ, rename the device"
+    )]
     IdCollidesWithSite {
         /// The shared id.
         id: String,
@@ -203,7 +205,9 @@ pub enum Problem {
         lat: f64,
     },
     /// A polygon with inner rings.
-    #[error("geofence has {holes} inner ring(s); holes are not supported, give only the outer ring")]
+    #[error(
+        "geofence has {holes} inner ring(s); holes are not supported, give only the outer ring"
+    )]
     PolygonHoles {
         /// Number of inner rings.
         holes: usize,
@@ -221,7 +225,9 @@ pub enum Problem {
         last_lat: f64,
     },
     /// A polygon with fewer than 3 distinct corners.
-    #[error("geofence has {count} corner(s) besides the closing position; a polygon needs at least 3")]
+    #[error(
+        "geofence has {count} corner(s) besides the closing position; a polygon needs at least 3"
+    )]
     PolygonTooFewPoints {
         /// Corners given, not counting the closing repeat.
         count: usize,
@@ -284,7 +290,9 @@ pub enum Problem {
         until: CivilDate,
     },
     /// A UTC offset no time zone has.
-    #[error("utc_offset_min is {value} min; it must be from -720 to 840 (480 for China Standard Time)")]
+    #[error(
+        "utc_offset_min is {value} min; it must be from -720 to 840 (480 for China Standard Time)"
+    )]
     BadUtcOffset {
         /// The offset given, minutes.
         value: i16,
@@ -301,7 +309,9 @@ pub enum Problem {
         value: String,
     },
     /// A permit without approved destinations.
-    #[error("destination_site_ids is empty; list the approved recycling, landfill or backfill sites")]
+    #[error(
+        "destination_site_ids is empty; list the approved recycling, landfill or backfill sites"
+    )]
     NoDestinations,
 }
 
@@ -312,7 +322,11 @@ pub(super) fn is_positive(v: f64) -> bool {
 
 /// A [`Problem::NotPositive`] for `field`.
 pub(super) fn not_positive(field: &str, value: f64, unit: &'static str) -> Problem {
-    Problem::NotPositive { field: field.to_owned(), value, unit }
+    Problem::NotPositive {
+        field: field.to_owned(),
+        value,
+        unit,
+    }
 }
 
 /// One problem, located.

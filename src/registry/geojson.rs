@@ -87,7 +87,8 @@ pub(super) fn geofence_ring(raw: &RawPolygon, problems: &mut Vec<Problem>) -> Op
         problems.push(Problem::PolygonTooFewPoints { count: ring.len() });
     } else {
         let area_m2 = geo::ring_area_m2(&ring);
-        if !(area_m2 >= MIN_GEOFENCE_AREA_M2) {
+        // `is_nan` too: a NaN area must not pass as large enough.
+        if area_m2.is_nan() || area_m2 < MIN_GEOFENCE_AREA_M2 {
             problems.push(Problem::PolygonDegenerate { area_m2 });
         }
     }
@@ -95,33 +96,55 @@ pub(super) fn geofence_ring(raw: &RawPolygon, problems: &mut Vec<Problem>) -> Op
 }
 
 /// The positions of a route LineString, at least two.
-pub(super) fn route_points(raw: &RawLineString, problems: &mut Vec<Problem>) -> Option<Vec<LatLon>> {
+pub(super) fn route_points(
+    raw: &RawLineString,
+    problems: &mut Vec<Problem>,
+) -> Option<Vec<LatLon>> {
     let points = positions("route", &raw.coordinates, problems)?;
     if points.len() < 2 {
-        problems.push(Problem::LineStringTooShort { count: points.len() });
+        problems.push(Problem::LineStringTooShort {
+            count: points.len(),
+        });
         return None;
     }
     Some(points)
 }
 
 /// Converts `[lon, lat(, alt)]` positions, reporting each bad one.
-fn positions(field: &'static str, raw: &[Vec<f64>], problems: &mut Vec<Problem>) -> Option<Vec<LatLon>> {
+fn positions(
+    field: &'static str,
+    raw: &[Vec<f64>],
+    problems: &mut Vec<Problem>,
+) -> Option<Vec<LatLon>> {
     let mut out = Vec::with_capacity(raw.len());
     let mut ok = true;
     for (index, pos) in raw.iter().enumerate() {
         let &[lon, lat, ..] = pos.as_slice() else {
-            problems.push(Problem::BadPosition { field, index, len: pos.len() });
+            problems.push(Problem::BadPosition {
+                field,
+                index,
+                len: pos.len(),
+            });
             ok = false;
             continue;
         };
         if pos.len() > 3 {
-            problems.push(Problem::BadPosition { field, index, len: pos.len() });
+            problems.push(Problem::BadPosition {
+                field,
+                index,
+                len: pos.len(),
+            });
             ok = false;
             continue;
         }
         let p = LatLon::new(lat, lon);
         if !p.is_valid() {
-            problems.push(Problem::CoordinateOutOfRange { field, index, lon, lat });
+            problems.push(Problem::CoordinateOutOfRange {
+                field,
+                index,
+                lon,
+                lat,
+            });
             ok = false;
             continue;
         }

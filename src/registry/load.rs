@@ -50,12 +50,21 @@ impl Registry {
                 })
                 .ok()
         });
-        assemble(sites.as_deref(), devices.as_deref(), permits.as_deref(), errors)
+        assemble(
+            sites.as_deref(),
+            devices.as_deref(),
+            permits.as_deref(),
+            errors,
+        )
     }
 
     /// Parses and validates a zone from the contents of its three files
     /// (pure; what [`Registry::load_dir`] does after reading them).
-    pub fn from_json_strs(sites: &str, devices: &str, permits: &str) -> Result<Registry, RegistryErrors> {
+    pub fn from_json_strs(
+        sites: &str,
+        devices: &str,
+        permits: &str,
+    ) -> Result<Registry, RegistryErrors> {
         assemble(Some(sites), Some(devices), Some(permits), Vec::new())
     }
 }
@@ -74,19 +83,35 @@ fn assemble(
 
     // Every site id the file declares, valid entry or not; `None` when the
     // file is unusable, which turns the reference checks off.
-    let known_sites: Option<HashSet<String>> = site_values
-        .as_ref()
-        .map(|values| values.iter().filter_map(|v| value_id(v).map(str::to_owned)).collect());
+    let known_sites: Option<HashSet<String>> = site_values.as_ref().map(|values| {
+        values
+            .iter()
+            .filter_map(|v| value_id(v).map(str::to_owned))
+            .collect()
+    });
     let site_known = |field: String, site_id: &str, problems: &mut Vec<Problem>| {
-        if known_sites.as_ref().is_some_and(|known| !known.contains(site_id)) {
-            problems.push(Problem::UnknownSite { field, site_id: site_id.to_owned() });
+        if known_sites
+            .as_ref()
+            .is_some_and(|known| !known.contains(site_id))
+        {
+            problems.push(Problem::UnknownSite {
+                field,
+                site_id: site_id.to_owned(),
+            });
         }
     };
 
     let mut registry = Registry::empty();
 
     if let Some(values) = site_values {
-        let sites = load_entries(DataFile::Sites, values, &mut errors, |r: &RawSite| &r.id, |_, _| {}, site::build);
+        let sites = load_entries(
+            DataFile::Sites,
+            values,
+            &mut errors,
+            |r: &RawSite| &r.id,
+            |_, _| {},
+            site::build,
+        );
         registry.sites = sites.into_iter().collect();
     }
 
@@ -95,7 +120,10 @@ fn assemble(
         let mut truck_plates: HashMap<String, String> = HashMap::new();
         let check = |raw: &RawDevice, problems: &mut Vec<Problem>| {
             site_known("site_id".to_owned(), &raw.site_id, problems);
-            if known_sites.as_ref().is_some_and(|known| known.contains(&raw.id)) {
+            if known_sites
+                .as_ref()
+                .is_some_and(|known| known.contains(&raw.id))
+            {
                 problems.push(Problem::IdCollidesWithSite { id: raw.id.clone() });
             }
             if let Some(truck) = &raw.truck {
@@ -113,7 +141,14 @@ fn assemble(
                 }
             }
         };
-        let devices = load_entries(DataFile::Devices, values, &mut errors, |r: &RawDevice| &r.id, check, device::build);
+        let devices = load_entries(
+            DataFile::Devices,
+            values,
+            &mut errors,
+            |r: &RawDevice| &r.id,
+            check,
+            device::build,
+        );
         registry.devices = devices.into_iter().collect();
     }
 
@@ -124,7 +159,14 @@ fn assemble(
                 site_known(format!("destination_site_ids[{i}]"), dest, problems);
             }
         };
-        let permits = load_entries(DataFile::Permits, values, &mut errors, |r: &RawPermit| &r.id, check, permit::build);
+        let permits = load_entries(
+            DataFile::Permits,
+            values,
+            &mut errors,
+            |r: &RawPermit| &r.id,
+            check,
+            permit::build,
+        );
         for (id, permit) in &permits {
             for plate in &permit.plates {
                 registry
@@ -187,7 +229,9 @@ fn parse_array(file: DataFile, text: &str, errors: &mut Vec<RegistryError>) -> O
 
 /// The `id` of a raw entry, if it has a non-empty string one.
 fn value_id(v: &Value) -> Option<&str> {
-    v.get("id").and_then(Value::as_str).filter(|s| !s.is_empty())
+    v.get("id")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
 }
 
 /// Deserialises and validates each entry of a file. Returns the valid ones
@@ -213,7 +257,9 @@ where
         let entry = value_id(&value).map_or(Entry::Index(index), |id| Entry::Id(id.to_owned()));
         let mut problems = Vec::new();
         match serde_json::from_value::<R>(value) {
-            Err(e) => problems.push(Problem::Schema { message: e.to_string() }),
+            Err(e) => problems.push(Problem::Schema {
+                message: e.to_string(),
+            }),
             Ok(raw) => {
                 let id = id_of(&raw).clone();
                 if !is_valid_id(&id) {
@@ -252,9 +298,12 @@ where
 fn is_valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= MAX_ID_LEN
-        && id
-            .split('-')
-            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+        && id.split('-').all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
 }
 
 #[cfg(test)]

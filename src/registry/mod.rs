@@ -28,8 +28,12 @@ mod site;
 
 use std::collections::HashMap;
 
-pub use calendar::{local_days_since_epoch, local_minute_of_day, parse_hhmm, CivilDate, TimeWindow};
-pub use device::{BinSpec, Device, StorageSpec, TruckSpec, WeighbridgeSpec, SMALL_STORAGE_POINT_LIMIT_KG};
+pub use calendar::{
+    local_days_since_epoch, local_minute_of_day, parse_hhmm, CivilDate, TimeWindow, MINUTES_PER_DAY,
+};
+pub use device::{
+    BinSpec, Device, StorageSpec, TruckSpec, WeighbridgeSpec, SMALL_STORAGE_POINT_LIMIT_KG,
+};
 pub use error::{DataFile, Entry, Problem, RegistryError, RegistryErrors};
 pub use permit::{Permit, RouteSegment, CHINA_STANDARD_TIME_OFFSET_MIN};
 pub use plate::normalize_plate;

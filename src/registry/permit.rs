@@ -180,16 +180,26 @@ pub(super) fn build(raw: RawPermit) -> Result<Permit, Vec<Problem>> {
     }
     for (i, seg) in raw.segments.iter().enumerate() {
         if !is_positive(seg.half_width_m) {
-            problems.push(not_positive(&format!("segments[{i}].half_width_m"), seg.half_width_m, "m"));
+            problems.push(not_positive(
+                &format!("segments[{i}].half_width_m"),
+                seg.half_width_m,
+                "m",
+            ));
         }
         if let Some(v) = seg.speed_limit_kmh.filter(|&v| !is_positive(v)) {
-            problems.push(not_positive(&format!("segments[{i}].speed_limit_kmh"), v, "km/h"));
+            problems.push(not_positive(
+                &format!("segments[{i}].speed_limit_kmh"),
+                v,
+                "km/h",
+            ));
         }
     }
 
     let time_windows = time_windows(&raw.time_windows, &mut problems);
     if !(-720..=840).contains(&raw.utc_offset_min) {
-        problems.push(Problem::BadUtcOffset { value: raw.utc_offset_min });
+        problems.push(Problem::BadUtcOffset {
+            value: raw.utc_offset_min,
+        });
     }
     let valid_from = date("valid_from", &raw.valid_from, &mut problems);
     let valid_until = date("valid_until", &raw.valid_until, &mut problems);
@@ -279,7 +289,10 @@ fn time_windows(raw: &[RawTimeWindow], problems: &mut Vec<Problem>) -> Vec<TimeW
 fn date(field: &'static str, value: &str, problems: &mut Vec<Problem>) -> Option<CivilDate> {
     let d = CivilDate::parse_iso(value);
     if d.is_none() {
-        problems.push(Problem::BadDate { field, value: value.to_owned() });
+        problems.push(Problem::BadDate {
+            field,
+            value: value.to_owned(),
+        });
     }
     d
 }

@@ -40,7 +40,14 @@ mod tests {
 
     #[test]
     fn written_variants_of_a_plate_normalise_to_one_form() {
-        for written in ["豫AD1234", "豫A·D1234", "豫a d1234", "豫A-D1234", " 豫ＡＤ１２３４ ", "豫A.D1234"] {
+        for written in [
+            "豫AD1234",
+            "豫A·D1234",
+            "豫a d1234",
+            "豫A-D1234",
+            " 豫ＡＤ１２３４ ",
+            "豫A.D1234",
+        ] {
             assert_eq!(normalize_plate(written), "豫AD1234", "{written}");
         }
     }

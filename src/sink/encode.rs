@@ -284,7 +284,7 @@ mod tests {
             // Three enum tags always present; site and device only when non-empty.
             let want_tags = 3 + usize::from(!site.is_empty()) + usize::from(!device.is_empty());
             prop_assert_eq!(p.tags.len(), want_tags);
-            prop_assert_eq!(p.fields.len(), 19);
+            prop_assert_eq!(p.fields.len(), 18);
             if !site.is_empty() { prop_assert!(p.tags.contains(&("site".to_owned(), site.clone()))); }
             if !device.is_empty() { prop_assert!(p.tags.contains(&("device".to_owned(), device.clone()))); }
             prop_assert_eq!(field(p, "plate"), &OField::S(plate));
