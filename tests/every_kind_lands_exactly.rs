@@ -43,7 +43,7 @@ async fn every_kind_lands_with_exact_values_in_influxdb_v1() {
     let svc = Service::start(envs, data.path().join("service.log"));
     let t0 = now_ms() - 60_000;
     let (msgs, _) = messages(&zone, t0);
-    assert_eq!(publish_all(&format!("pub-{tag}"), msgs, None).await, 6);
+    assert_eq!(publish_all(format!("pub-{tag}"), msgs, None).await, 6);
     assert!(
         eventually(Duration::from_secs(20), || influx_rows(&db, "SELECT count(\"seq\") FROM /.*/").len() == 5
             && stored_seqs(&db, "bin_reading").len() == 2),
@@ -117,7 +117,7 @@ async fn every_kind_lands_with_exact_values_in_victoriametrics_through_the_v2_ap
     let svc = Service::start(envs, data.path().join("service.log"));
     let t0 = now_ms() - 60_000;
     let (msgs, _) = messages(&zone, t0);
-    assert_eq!(publish_all(&format!("pub-{tag}"), msgs, None).await, 6);
+    assert_eq!(publish_all(format!("pub-{tag}"), msgs, None).await, 6);
     let matcher = format!("{{site=\"{}\"}}", zone.site);
     assert!(
         eventually(Duration::from_secs(20), || vm_value(&vm_export(&vm, &matcher), "device_status_uptime_s").is_some()

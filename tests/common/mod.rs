@@ -131,9 +131,9 @@ impl Msg {
 
 /// Publishes messages with QoS 1 and waits for every PUBACK from the broker.
 /// Returns how many the broker acked.
-pub async fn publish_all(client_id: &str, msgs: Vec<Msg>, pace: Option<Duration>) -> usize {
+pub async fn publish_all(client_id: String, msgs: Vec<Msg>, pace: Option<Duration>) -> usize {
     let (host, port) = mqtt_addr();
-    let mut o = MqttOptions::new(client_id, host, port);
+    let mut o = MqttOptions::new(client_id.clone(), host, port);
     o.set_keep_alive(Duration::from_secs(30));
     o.set_clean_start(true);
     o.set_max_packet_size(Some(1 << 20));
