@@ -23,49 +23,155 @@ fn messages(reg: &Registry) -> Vec<(&'static str, String, Vec<u8>, Option<&'stat
     };
     let env = |k: DeviceKind, body: Body| {
         let (id, site) = pick(k);
-        pb::Envelope { site_id: site, device_id: id, device_kind: k as i32, seq: 123_456, recorded_at_unix_ms: NOW - 500, schema_version: 1, body: Some(body) }
+        pb::Envelope {
+            site_id: site,
+            device_id: id,
+            device_kind: k as i32,
+            seq: 123_456,
+            recorded_at_unix_ms: NOW - 500,
+            schema_version: 1,
+            body: Some(body),
+        }
     };
-    let ticket = env(DeviceKind::Weighbridge, Body::WeighbridgeTicket(pb::WeighbridgeTicket {
-        ticket_id: "RC-20261128-0117".into(), plate: "豫AD1234".into(), gross_weight_kg: 31_250.0, tare_weight_kg: 14_100.0,
-        net_weight_kg: 17_150.0, category: 4, origin_site_id: "cs-a".into(), destination_site_id: "rp-b".into(),
-        destination_type: 1, direction: 1, weighed_in_at_unix_ms: NOW - 60_000, weighed_out_at_unix_ms: NOW,
-        operator_id: "op-07".into(), anpr_confirmed: true, axle_count: 3, permit_id: "permit-2026-0001".into(), ..Default::default()
-    }));
-    let bin = env(DeviceKind::Bin, Body::BinReading(pb::BinReading { fill_level_pct: 82.5, temperature_deci_c: 214, tilt_deg: 1.5, battery_mv: 3580, ..Default::default() }));
-    let storage = env(DeviceKind::Storage, Body::StorageReading(pb::StorageReading {
-        stock_kg: 2450.0, oldest_container_age_s: 25_920_000, temperature_deci_c: 263, combustible_gas_pct_lel: Some(3.0),
-        oxygen_pct_vol: Some(20.8), container_count: 14, ..Default::default()
-    }));
-    let truck = env(DeviceKind::Truck, Body::TruckFix(pb::TruckFix {
-        latitude_deg: 34.7412, longitude_deg: 113.7805, speed_kmh: 36.5, heading_deg: 92.0, accuracy_m: 4.5, loaded: true,
-        cover_closed: true, ignition_on: true, plate: "豫AD1234".into(), permit_id: "permit-2026-0001".into(), gnss_fix: true, satellites: 12, ..Default::default()
-    }));
-    let status = env(DeviceKind::Bin, Body::DeviceStatus(pb::DeviceStatus { kind: 2, firmware_version: "2.4.1".into(), battery_mv: 3580, signal_dbm: Some(-87), uptime_s: 86_400 }));
-    let topic = |e: &pb::Envelope, ch| Topic::format(&e.site_id, DeviceKind::try_from(e.device_kind).unwrap_or_default(), &e.device_id, ch, false);
+    let ticket = env(
+        DeviceKind::Weighbridge,
+        Body::WeighbridgeTicket(pb::WeighbridgeTicket {
+            ticket_id: "RC-20261128-0117".into(),
+            plate: "豫AD1234".into(),
+            gross_weight_kg: 31_250.0,
+            tare_weight_kg: 14_100.0,
+            net_weight_kg: 17_150.0,
+            category: 4,
+            origin_site_id: "cs-a".into(),
+            destination_site_id: "rp-b".into(),
+            destination_type: 1,
+            direction: 1,
+            weighed_in_at_unix_ms: NOW - 60_000,
+            weighed_out_at_unix_ms: NOW,
+            operator_id: "op-07".into(),
+            anpr_confirmed: true,
+            axle_count: 3,
+            permit_id: "permit-2026-0001".into(),
+            ..Default::default()
+        }),
+    );
+    let bin = env(
+        DeviceKind::Bin,
+        Body::BinReading(pb::BinReading {
+            fill_level_pct: 82.5,
+            temperature_deci_c: 214,
+            tilt_deg: 1.5,
+            battery_mv: 3580,
+            ..Default::default()
+        }),
+    );
+    let storage = env(
+        DeviceKind::Storage,
+        Body::StorageReading(pb::StorageReading {
+            stock_kg: 2450.0,
+            oldest_container_age_s: 25_920_000,
+            temperature_deci_c: 263,
+            combustible_gas_pct_lel: Some(3.0),
+            oxygen_pct_vol: Some(20.8),
+            container_count: 14,
+            ..Default::default()
+        }),
+    );
+    let truck = env(
+        DeviceKind::Truck,
+        Body::TruckFix(pb::TruckFix {
+            latitude_deg: 34.7412,
+            longitude_deg: 113.7805,
+            speed_kmh: 36.5,
+            heading_deg: 92.0,
+            accuracy_m: 4.5,
+            loaded: true,
+            cover_closed: true,
+            ignition_on: true,
+            plate: "豫AD1234".into(),
+            permit_id: "permit-2026-0001".into(),
+            gnss_fix: true,
+            satellites: 12,
+            ..Default::default()
+        }),
+    );
+    let status = env(
+        DeviceKind::Bin,
+        Body::DeviceStatus(pb::DeviceStatus {
+            kind: 2,
+            firmware_version: "2.4.1".into(),
+            battery_mv: 3580,
+            signal_dbm: Some(-87),
+            uptime_s: 86_400,
+        }),
+    );
+    let topic = |e: &pb::Envelope, ch| {
+        Topic::format(
+            &e.site_id,
+            DeviceKind::try_from(e.device_kind).unwrap_or_default(),
+            &e.device_id,
+            ch,
+            false,
+        )
+    };
     vec![
-        ("weighbridge", topic(&ticket, Channel::Event), ticket.encode_to_vec(), None),
-        ("bin", topic(&bin, Channel::Telemetry), bin.encode_to_vec(), None),
-        ("storage", topic(&storage, Channel::Telemetry), storage.encode_to_vec(), None),
-        ("truck", topic(&truck, Channel::Telemetry), truck.encode_to_vec(), None),
-        ("status", topic(&status, Channel::Status), status.encode_to_vec(), None),
-        ("truck_json", topic(&truck, Channel::Telemetry), json::encode_json(&truck).into_bytes(), Some("application/json")),
+        (
+            "weighbridge",
+            topic(&ticket, Channel::Event),
+            ticket.encode_to_vec(),
+            None,
+        ),
+        (
+            "bin",
+            topic(&bin, Channel::Telemetry),
+            bin.encode_to_vec(),
+            None,
+        ),
+        (
+            "storage",
+            topic(&storage, Channel::Telemetry),
+            storage.encode_to_vec(),
+            None,
+        ),
+        (
+            "truck",
+            topic(&truck, Channel::Telemetry),
+            truck.encode_to_vec(),
+            None,
+        ),
+        (
+            "status",
+            topic(&status, Channel::Status),
+            status.encode_to_vec(),
+            None,
+        ),
+        (
+            "truck_json",
+            topic(&truck, Channel::Telemetry),
+            json::encode_json(&truck).into_bytes(),
+            Some("application/json"),
+        ),
     ]
 }
 
 fn bench(c: &mut Criterion) {
-    let reg = Registry::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("zone")).expect("shipped zone loads");
+    let reg = Registry::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("zone"))
+        .expect("shipped zone loads");
     let msgs = messages(&reg);
     let dec = Decoder::new(Arc::new(reg), DecodePolicy::default());
     let mut g = c.benchmark_group("decode_normalise_encode");
     g.throughput(Throughput::Elements(1));
     for (name, topic, payload, ct) in &msgs {
         // Sanity: every benchmarked message must be valid, or we'd time the error path.
-        dec.decode(topic, payload, *ct, NOW).expect("benchmark message decodes");
+        dec.decode(topic, payload, *ct, NOW)
+            .expect("benchmark message decodes");
         let mut buf = String::with_capacity(1024);
         g.bench_function(*name, |b| {
             b.iter(|| {
                 buf.clear();
-                let rec = dec.decode(black_box(topic), black_box(payload), *ct, NOW).expect("valid");
+                let rec = dec
+                    .decode(black_box(topic), black_box(payload), *ct, NOW)
+                    .expect("valid");
                 encode_record(&rec, &mut buf).expect("encodes");
                 black_box(buf.len())
             })
@@ -80,7 +186,9 @@ fn bench(c: &mut Criterion) {
             let (_, topic, payload, ct) = pb_msgs[i % pb_msgs.len()];
             i = i.wrapping_add(1);
             buf.clear();
-            let rec = dec.decode(black_box(topic), black_box(payload), *ct, NOW).expect("valid");
+            let rec = dec
+                .decode(black_box(topic), black_box(payload), *ct, NOW)
+                .expect("valid");
             encode_record(&rec, &mut buf).expect("encodes");
             black_box(buf.len())
         })

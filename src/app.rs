@@ -54,7 +54,11 @@ pub fn load_registry(settings: &Settings) -> anyhow::Result<Registry> {
 /// Starts every stage.
 pub async fn start(settings: Settings, registry: Registry) -> anyhow::Result<Running> {
     let metrics = Arc::new(Metrics::default());
-    let log = Arc::new(Log::open(&settings.log.dir, settings.log.max_bytes, &[CURSOR_TSDB])?);
+    let log = Arc::new(Log::open(
+        &settings.log.dir,
+        settings.log.max_bytes,
+        &[CURSOR_TSDB],
+    )?);
     let decoder = Arc::new(Decoder::new(Arc::new(registry), settings.decode.clone()));
     let writer = Arc::new(Writer::new(&settings.tsdb)?);
     let (stop_intake, intake_rx) = watch::channel(false);
@@ -64,19 +68,27 @@ pub async fn start(settings: Settings, registry: Registry) -> anyhow::Result<Run
 
     let (http, http_addr) = match settings.http_listen {
         Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on http.listen {addr}"))?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on http.listen {addr}"))?;
             let bound = listener.local_addr().ok();
             let state = crate::api::ApiState {
                 metrics: metrics.clone(),
                 log: log.clone(),
-                tsdb_required: !matches!(settings.tsdb.target, TsdbTarget::None | TsdbTarget::File { .. }),
+                tsdb_required: !matches!(
+                    settings.tsdb.target,
+                    TsdbTarget::None | TsdbTarget::File { .. }
+                ),
             };
             let app = crate::api::router(state);
             let h = tokio::spawn(async move {
                 let shutdown = async move {
                     let _ = http_rx.wait_for(|s| *s).await;
                 };
-                if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+                if let Err(e) = axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+                {
                     warn!(error = %e, "http server stopped");
                 }
             });
@@ -86,9 +98,22 @@ pub async fn start(settings: Settings, registry: Registry) -> anyhow::Result<Run
         None => (None, None),
     };
 
-    let sink = tokio::spawn(crate::sink::task::run(log.clone(), writer.clone(), metrics.clone(), settings.tsdb.clone(), sink_rx.clone()));
+    let sink = tokio::spawn(crate::sink::task::run(
+        log.clone(),
+        writer.clone(),
+        metrics.clone(),
+        settings.tsdb.clone(),
+        sink_rx.clone(),
+    ));
     let stats = settings.tsdb.stats_interval.map(|every| {
-        tokio::spawn(crate::sink::task::run_stats(writer.clone(), metrics.clone(), log.clone(), settings.mqtt.client_id.clone(), every, sink_rx))
+        tokio::spawn(crate::sink::task::run_stats(
+            writer.clone(),
+            metrics.clone(),
+            log.clone(),
+            settings.mqtt.client_id.clone(),
+            every,
+            sink_rx,
+        ))
     });
     let ingest = crate::ingest::start(
         &settings.mqtt,
@@ -126,7 +151,18 @@ impl Running {
     /// Graceful shutdown in the documented order, under the deadline.
     pub async fn shutdown(self) {
         let deadline = self.deadline;
-        let Running { metrics, stop_intake, stop_sink, stop_poll, stop_http, ingest, sink, stats, http, .. } = self;
+        let Running {
+            metrics,
+            stop_intake,
+            stop_sink,
+            stop_poll,
+            stop_http,
+            ingest,
+            sink,
+            stats,
+            http,
+            ..
+        } = self;
         let ordered = async {
             info!("shutdown: stop intake, commit, final acks");
             let _ = stop_intake.send(true);
@@ -164,7 +200,10 @@ impl Running {
             }
         };
         if tokio::time::timeout(deadline, ordered).await.is_err() {
-            warn!(deadline_ms = deadline.as_millis() as u64, "shutdown deadline passed; exiting; unwritten records stay in the durable log");
+            warn!(
+                deadline_ms = deadline.as_millis() as u64,
+                "shutdown deadline passed; exiting; unwritten records stay in the durable log"
+            );
         } else {
             info!("shutdown complete");
         }

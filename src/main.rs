@@ -13,7 +13,11 @@ use wastewatch::log::{Log, CURSOR_TSDB};
 use wastewatch::pb;
 
 #[derive(Parser)]
-#[command(name = "wastewatch", version, about = "Waste-facility telemetry: MQTT → durable log → InfluxDB, with alerts")]
+#[command(
+    name = "wastewatch",
+    version,
+    about = "Waste-facility telemetry: MQTT → durable log → InfluxDB, with alerts"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -69,8 +73,12 @@ fn load(config: Option<&PathBuf>) -> Result<Settings, config::ConfigErrors> {
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
 }
 
 fn main() -> ExitCode {
@@ -151,10 +159,17 @@ fn quarantine(cmd: QuarantineCmd) -> anyhow::Result<()> {
             let s = load(config.as_ref())?;
             let log = Log::open(&s.log.dir, s.log.max_bytes, &[CURSOR_TSDB])?;
             let list = log.quarantine_list(0, limit)?;
-            println!("{} quarantined message(s) shown (of {})", list.len(), log.stats().quarantined);
+            println!(
+                "{} quarantined message(s) shown (of {})",
+                list.len(),
+                log.stats().quarantined
+            );
             for (id, bytes) in list {
                 let e = wastewatch::api::entry(id, &bytes);
-                println!("#{:<6} {:<26} {} bytes  topic={}  {}", e.id, e.reason, e.payload_len, e.topic, e.detail);
+                println!(
+                    "#{:<6} {:<26} {} bytes  topic={}  {}",
+                    e.id, e.reason, e.payload_len, e.topic, e.detail
+                );
             }
             Ok(())
         }
@@ -166,7 +181,9 @@ fn quarantine(cmd: QuarantineCmd) -> anyhow::Result<()> {
             let (mut from, mut accepted_total, mut still) = (0u64, 0usize, 0usize);
             loop {
                 let chunk = log.quarantine_list(from, 1000)?;
-                let Some(last) = chunk.last().map(|c| c.0) else { break };
+                let Some(last) = chunk.last().map(|c| c.0) else {
+                    break;
+                };
                 let mut accepted = Vec::new();
                 for (id, bytes) in &chunk {
                     let Ok(q) = pb::QuarantineRecord::decode(bytes.as_slice()) else {

@@ -10,7 +10,8 @@ use crate::decode::ErrorKind;
 use crate::log::LogStats;
 
 /// Upper bounds of the TSDB write latency histogram, seconds.
-pub const LATENCY_BUCKETS_S: [f64; 10] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+pub const LATENCY_BUCKETS_S: [f64; 10] =
+    [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
 
 /// All counters of one process.
 #[derive(Default)]
@@ -79,11 +80,15 @@ impl Metrics {
             self.tsdb_latency_buckets[i].fetch_add(1, Relaxed);
         }
         self.tsdb_latency_count.fetch_add(1, Relaxed);
-        self.tsdb_latency_sum_us.fetch_add(d.as_micros() as u64, Relaxed);
+        self.tsdb_latency_sum_us
+            .fetch_add(d.as_micros() as u64, Relaxed);
     }
 
     fn reason(i: usize) -> &'static str {
-        ErrorKind::ALL.get(i).map(|k| k.as_str()).unwrap_or("tsdb_rejected")
+        ErrorKind::ALL
+            .get(i)
+            .map(|k| k.as_str())
+            .unwrap_or("tsdb_rejected")
     }
 
     /// Prometheus text exposition.
@@ -92,33 +97,128 @@ impl Metrics {
         let counter = |o: &mut String, name: &str, help: &str, v: u64| {
             let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
         };
-        counter(&mut o, "ingest_received_total", "MQTT messages received, redeliveries included.", self.received.load(Relaxed));
-        counter(&mut o, "ingest_decoded_total", "Messages decoded into records.", self.decoded.load(Relaxed));
-        counter(&mut o, "ingest_acks_total", "PUBACKs sent after the durable commit.", self.acks.load(Relaxed));
-        counter(&mut o, "ingest_acks_stale_dropped_total", "Acks not sent because their connection was gone (the broker redelivers).", self.acks_stale_dropped.load(Relaxed));
-        counter(&mut o, "log_commits_total", "Group commits to the durable log.", self.log_commits.load(Relaxed));
-        counter(&mut o, "log_full_events_total", "Appends refused because the log was full.", self.log_full_events.load(Relaxed));
-        counter(&mut o, "mqtt_connection_errors_total", "MQTT connection errors.", self.mqtt_connection_errors.load(Relaxed));
-        counter(&mut o, "tsdb_batches_total", "Batches written to the TSDB.", self.tsdb_batches.load(Relaxed));
-        counter(&mut o, "tsdb_points_total", "Points written to the TSDB.", self.tsdb_points.load(Relaxed));
-        counter(&mut o, "tsdb_retryable_errors_total", "TSDB requests that failed and will be retried.", self.tsdb_retryable_errors.load(Relaxed));
-        counter(&mut o, "tsdb_splits_total", "Batches split after 413 or 400/422.", self.tsdb_splits.load(Relaxed));
+        counter(
+            &mut o,
+            "ingest_received_total",
+            "MQTT messages received, redeliveries included.",
+            self.received.load(Relaxed),
+        );
+        counter(
+            &mut o,
+            "ingest_decoded_total",
+            "Messages decoded into records.",
+            self.decoded.load(Relaxed),
+        );
+        counter(
+            &mut o,
+            "ingest_acks_total",
+            "PUBACKs sent after the durable commit.",
+            self.acks.load(Relaxed),
+        );
+        counter(
+            &mut o,
+            "ingest_acks_stale_dropped_total",
+            "Acks not sent because their connection was gone (the broker redelivers).",
+            self.acks_stale_dropped.load(Relaxed),
+        );
+        counter(
+            &mut o,
+            "log_commits_total",
+            "Group commits to the durable log.",
+            self.log_commits.load(Relaxed),
+        );
+        counter(
+            &mut o,
+            "log_full_events_total",
+            "Appends refused because the log was full.",
+            self.log_full_events.load(Relaxed),
+        );
+        counter(
+            &mut o,
+            "mqtt_connection_errors_total",
+            "MQTT connection errors.",
+            self.mqtt_connection_errors.load(Relaxed),
+        );
+        counter(
+            &mut o,
+            "tsdb_batches_total",
+            "Batches written to the TSDB.",
+            self.tsdb_batches.load(Relaxed),
+        );
+        counter(
+            &mut o,
+            "tsdb_points_total",
+            "Points written to the TSDB.",
+            self.tsdb_points.load(Relaxed),
+        );
+        counter(
+            &mut o,
+            "tsdb_retryable_errors_total",
+            "TSDB requests that failed and will be retried.",
+            self.tsdb_retryable_errors.load(Relaxed),
+        );
+        counter(
+            &mut o,
+            "tsdb_splits_total",
+            "Batches split after 413 or 400/422.",
+            self.tsdb_splits.load(Relaxed),
+        );
         let _ = writeln!(o, "# HELP ingest_quarantined_total Messages quarantined, by reason.\n# TYPE ingest_quarantined_total counter");
         for (i, a) in self.quarantined.iter().enumerate() {
-            let _ = writeln!(o, "ingest_quarantined_total{{reason=\"{}\"}} {}", Self::reason(i), a.load(Relaxed));
+            let _ = writeln!(
+                o,
+                "ingest_quarantined_total{{reason=\"{}\"}} {}",
+                Self::reason(i),
+                a.load(Relaxed)
+            );
         }
         let gauge = |o: &mut String, name: &str, help: &str, v: u64| {
             let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         };
-        gauge(&mut o, "mqtt_connected", "1 while the MQTT session is up.", self.mqtt_connected.load(Relaxed));
-        gauge(&mut o, "log_full", "1 while ingest is stalled on a full log.", self.log_full.load(Relaxed));
-        gauge(&mut o, "tsdb_up", "1 when the last TSDB request succeeded.", self.tsdb_up.load(Relaxed));
+        gauge(
+            &mut o,
+            "mqtt_connected",
+            "1 while the MQTT session is up.",
+            self.mqtt_connected.load(Relaxed),
+        );
+        gauge(
+            &mut o,
+            "log_full",
+            "1 while ingest is stalled on a full log.",
+            self.log_full.load(Relaxed),
+        );
+        gauge(
+            &mut o,
+            "tsdb_up",
+            "1 when the last TSDB request succeeded.",
+            self.tsdb_up.load(Relaxed),
+        );
         if let Some(s) = log {
-            gauge(&mut o, "log_depth_records", "Records not yet consumed by every consumer.", s.depth);
-            gauge(&mut o, "log_bytes", "Bytes of unconsumed records.", s.live_bytes);
-            gauge(&mut o, "log_max_bytes", "Byte bound of the log.", s.max_bytes);
+            gauge(
+                &mut o,
+                "log_depth_records",
+                "Records not yet consumed by every consumer.",
+                s.depth,
+            );
+            gauge(
+                &mut o,
+                "log_bytes",
+                "Bytes of unconsumed records.",
+                s.live_bytes,
+            );
+            gauge(
+                &mut o,
+                "log_max_bytes",
+                "Byte bound of the log.",
+                s.max_bytes,
+            );
             gauge(&mut o, "log_head_offset", "Next log offset.", s.head);
-            gauge(&mut o, "quarantine_records", "Messages held in quarantine.", s.quarantined);
+            gauge(
+                &mut o,
+                "quarantine_records",
+                "Messages held in quarantine.",
+                s.quarantined,
+            );
         }
         let _ = writeln!(o, "# HELP tsdb_write_latency_seconds TSDB write request latency.\n# TYPE tsdb_write_latency_seconds histogram");
         let mut cum = 0;
@@ -127,14 +227,27 @@ impl Metrics {
             let _ = writeln!(o, "tsdb_write_latency_seconds_bucket{{le=\"{b}\"}} {cum}");
         }
         let count = self.tsdb_latency_count.load(Relaxed);
-        let _ = writeln!(o, "tsdb_write_latency_seconds_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(o, "tsdb_write_latency_seconds_sum {}", self.tsdb_latency_sum_us.load(Relaxed) as f64 / 1e6);
+        let _ = writeln!(
+            o,
+            "tsdb_write_latency_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            o,
+            "tsdb_write_latency_seconds_sum {}",
+            self.tsdb_latency_sum_us.load(Relaxed) as f64 / 1e6
+        );
         let _ = writeln!(o, "tsdb_write_latency_seconds_count {count}");
         o
     }
 
     /// One `wastewatch_pipeline` line-protocol point with the same counters.
-    pub fn pipeline_point(&self, instance: &str, log: Option<LogStats>, now_ms: i64, buf: &mut String) {
+    pub fn pipeline_point(
+        &self,
+        instance: &str,
+        log: Option<LogStats>,
+        now_ms: i64,
+        buf: &mut String,
+    ) {
         use crate::sink::line_protocol::{FieldValue as F, LineBuilder};
         let i = |a: &AtomicU64| F::I64(i64::try_from(a.load(Relaxed)).unwrap_or(i64::MAX));
         let mut b = LineBuilder::new(buf, "wastewatch_pipeline")

@@ -16,7 +16,16 @@ async fn every_acked_message_is_stored_across_repeated_sigkill() {
     let db = influx_create_db(&tag.replace('-', "_"));
     let data = tempfile::tempdir().unwrap();
     let url = env("WW_TEST_INFLUXDB");
-    let envs = service_env(&zone, &format!("ww-{tag}"), data.path(), &[("WASTEWATCH__TSDB__KIND", "influxdb_v1"), ("WASTEWATCH__TSDB__URL", &url), ("WASTEWATCH__TSDB__DATABASE", &db)]);
+    let envs = service_env(
+        &zone,
+        &format!("ww-{tag}"),
+        data.path(),
+        &[
+            ("WASTEWATCH__TSDB__KIND", "influxdb_v1"),
+            ("WASTEWATCH__TSDB__URL", &url),
+            ("WASTEWATCH__TSDB__DATABASE", &db),
+        ],
+    );
     let log_path = data.path().join("service.log");
     let mut svc = Service::start(envs.clone(), log_path.clone());
 
@@ -33,12 +42,19 @@ async fn every_acked_message_is_stored_across_repeated_sigkill() {
         }
     }
     let total = msgs.len();
-    let publisher = tokio::spawn(publish_all(format!("pub-{tag}"), msgs, Some(Duration::from_micros(1500))));
+    let publisher = tokio::spawn(publish_all(
+        format!("pub-{tag}"),
+        msgs,
+        Some(Duration::from_micros(1500)),
+    ));
 
     for round in 0..4 {
         tokio::time::sleep(Duration::from_millis(900 + round * 300)).await;
         svc.kill9();
-        append_note(&log_path, &format!("---- test: SIGKILL #{} ----", round + 1));
+        append_note(
+            &log_path,
+            &format!("---- test: SIGKILL #{} ----", round + 1),
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
         svc = Service::start(envs.clone(), log_path.clone());
     }

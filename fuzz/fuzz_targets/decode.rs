@@ -13,9 +13,9 @@ use wastewatch::sink::encode::encode_record;
 
 const TOPICS: [&str; 8] = [
     "wastewatch/v1/cs-hanghai-east/truck/truck-d1234/telemetry",
-    "wastewatch/v1/rp-jingkai-recycling/weighbridge/wb-recycle-01/event",
+    "wastewatch/v1/rp-jingnan-recycle/weighbridge/wb-recycle-01/event",
     "wastewatch/v1/res-jingbei/bin/bin-res-jingbei-01/telemetry",
-    "wastewatch/v1/fac-yutong/storage/st-factory-yutong-01/telemetry",
+    "wastewatch/v1/fa-autoparts-jingnan/storage/st-factory-autoparts-01/telemetry",
     "wastewatch/v1/res-jingbei/bin/bin-res-jingbei-01/status",
     "wastewatch/v1/res-jingbei/bin/bin-res-jingbei-01/telemetry/json",
     "wastewatch/v1/x/y/z",

@@ -53,11 +53,17 @@ async fn readyz(State(s): State<ApiState>) -> Response {
         mqtt_connected: m.mqtt_connected.load(Relaxed) == 1,
         log_writable: m.log_full.load(Relaxed) == 0,
         // Before the first write there is nothing to judge: count as up.
-        tsdb_reachable: !s.tsdb_required || m.tsdb_up.load(Relaxed) == 1 || m.tsdb_latency_count.load(Relaxed) == 0,
+        tsdb_reachable: !s.tsdb_required
+            || m.tsdb_up.load(Relaxed) == 1
+            || m.tsdb_latency_count.load(Relaxed) == 0,
         ready: false,
     };
     let ready = r.mqtt_connected && r.log_writable && r.tsdb_reachable;
-    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (code, Json(Ready { ready, ..r })).into_response()
 }
 
@@ -98,7 +104,12 @@ pub fn entry(id: u64, bytes: &[u8]) -> QuarantineEntry {
         Ok(q) => QuarantineEntry {
             id,
             payload_len: q.payload.len(),
-            payload_hex_prefix: q.payload.iter().take(256).map(|b| format!("{b:02x}")).collect(),
+            payload_hex_prefix: q
+                .payload
+                .iter()
+                .take(256)
+                .map(|b| format!("{b:02x}"))
+                .collect(),
             topic: q.topic,
             reason: q.reason,
             detail: q.detail,
@@ -121,7 +132,9 @@ async fn quarantine(State(s): State<ApiState>, Query(q): Query<QuarantineQuery>)
     let from = q.from.unwrap_or(0);
     let log = s.log.clone();
     match tokio::task::spawn_blocking(move || log.quarantine_list(from, limit)).await {
-        Ok(Ok(list)) => Json(list.iter().map(|(id, b)| entry(*id, b)).collect::<Vec<_>>()).into_response(),
+        Ok(Ok(list)) => {
+            Json(list.iter().map(|(id, b)| entry(*id, b)).collect::<Vec<_>>()).into_response()
+        }
         Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }

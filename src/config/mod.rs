@@ -30,7 +30,11 @@ pub fn load_raw(file: Option<&Path>, env: &[(String, String)]) -> Result<RawConf
                 f.display()
             )]));
         }
-        b = b.add_source(config::File::from(f).format(config::FileFormat::Toml).required(true));
+        b = b.add_source(
+            config::File::from(f)
+                .format(config::FileFormat::Toml)
+                .required(true),
+        );
     }
     // Environment given explicitly (not read from the process) so tests are
     // hermetic; main passes std::env::vars().
@@ -49,7 +53,8 @@ pub fn load_raw(file: Option<&Path>, env: &[(String, String)]) -> Result<RawConf
             .source(Some(env_map)),
     );
     let c = b.build().map_err(|e| ConfigErrors(vec![e.to_string()]))?;
-    c.try_deserialize::<RawConfig>().map_err(|e| ConfigErrors(vec![e.to_string()]))
+    c.try_deserialize::<RawConfig>()
+        .map_err(|e| ConfigErrors(vec![e.to_string()]))
 }
 
 /// Loads and validates.

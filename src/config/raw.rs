@@ -121,7 +121,11 @@ pub struct RawLog {
 
 impl Default for RawLog {
     fn default() -> Self {
-        RawLog { dir: "data".into(), max_bytes: 1 << 30, commit_max_records: 4096 }
+        RawLog {
+            dir: "data".into(),
+            max_bytes: 1 << 30,
+            commit_max_records: 4096,
+        }
     }
 }
 
@@ -199,7 +203,9 @@ pub struct RawHttp {
 
 impl Default for RawHttp {
     fn default() -> Self {
-        RawHttp { listen: "127.0.0.1:9464".into() }
+        RawHttp {
+            listen: "127.0.0.1:9464".into(),
+        }
     }
 }
 
@@ -213,6 +219,8 @@ pub struct RawShutdown {
 
 impl Default for RawShutdown {
     fn default() -> Self {
-        RawShutdown { deadline_ms: 10_000 }
+        RawShutdown {
+            deadline_ms: 10_000,
+        }
     }
 }

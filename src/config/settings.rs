@@ -32,7 +32,11 @@ impl Secret {
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() { "\"\"" } else { "[redacted]" })
+        f.write_str(if self.0.is_empty() {
+            "\"\""
+        } else {
+            "[redacted]"
+        })
     }
 }
 
@@ -161,7 +165,9 @@ fn url(errors: &mut Vec<String>, key: &str, v: &str) -> url::Url {
     match url::Url::parse(v) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => u,
         Ok(_) => {
-            errors.push(format!("{key} {v:?} must be an http:// or https:// URL with a host"));
+            errors.push(format!(
+                "{key} {v:?} must be an http:// or https:// URL with a host"
+            ));
             fallback_url()
         }
         Err(e) => {
@@ -192,14 +198,19 @@ impl RawConfig {
             e.push("mqtt.port is 0; set the broker port (1883, or 8883 for TLS)".into());
         }
         if m.client_id.is_empty() || m.client_id.len() > 128 {
-            e.push(format!("mqtt.client_id {:?} must be 1-128 characters; it keys the persistent session", m.client_id));
+            e.push(format!(
+                "mqtt.client_id {:?} must be 1-128 characters; it keys the persistent session",
+                m.client_id
+            ));
         }
         if m.subscribe.is_empty() {
             e.push("mqtt.subscribe is empty; subscribe at least to wastewatch/v1/#".into());
         }
         for f in &m.subscribe {
             if f.is_empty() || f.contains('\0') {
-                e.push(format!("mqtt.subscribe filter {f:?} is empty or contains NUL"));
+                e.push(format!(
+                    "mqtt.subscribe filter {f:?} is empty or contains NUL"
+                ));
             }
         }
         if m.session_expiry_s == 0 {
@@ -209,7 +220,10 @@ impl RawConfig {
             e.push("mqtt.receive_maximum is 0; MQTT 5 requires 1-65535".into());
         }
         if m.keep_alive_s < 5 || m.keep_alive_s > 3600 {
-            e.push(format!("mqtt.keep_alive_s is {} s; use 5-3600 s", m.keep_alive_s));
+            e.push(format!(
+                "mqtt.keep_alive_s is {} s; use 5-3600 s",
+                m.keep_alive_s
+            ));
         }
         if m.reconnect_min_ms == 0 || m.reconnect_min_ms > m.reconnect_max_ms {
             e.push(format!(
@@ -246,7 +260,9 @@ impl RawConfig {
             "restamp" => ClockAction::Restamp,
             "reject" => ClockAction::Reject,
             other => {
-                e.push(format!("decode.clock_action {other:?} must be \"restamp\" or \"reject\""));
+                e.push(format!(
+                    "decode.clock_action {other:?} must be \"restamp\" or \"reject\""
+                ));
                 ClockAction::Restamp
             }
         };
@@ -257,7 +273,10 @@ impl RawConfig {
             ));
         }
         if !(d.net_tolerance_kg.is_finite() && d.net_tolerance_kg >= 0.0) {
-            e.push(format!("decode.net_tolerance_kg is {} kg; it must be a number >= 0", d.net_tolerance_kg));
+            e.push(format!(
+                "decode.net_tolerance_kg is {} kg; it must be a number >= 0",
+                d.net_tolerance_kg
+            ));
         }
         if d.max_payload_bytes == 0 {
             e.push("decode.max_payload_bytes is 0; it must be at least 1".into());
@@ -267,8 +286,14 @@ impl RawConfig {
         }
         let decode = DecodePolicy {
             max_payload_bytes: d.max_payload_bytes,
-            clock: ClockPolicy { max_future_ms: d.max_future_ms, max_past_ms: d.max_past_ms, action },
-            limits: ValidationLimits { net_tolerance_kg: d.net_tolerance_kg },
+            clock: ClockPolicy {
+                max_future_ms: d.max_future_ms,
+                max_past_ms: d.max_past_ms,
+                action,
+            },
+            limits: ValidationLimits {
+                net_tolerance_kg: d.net_tolerance_kg,
+            },
         };
 
         let l = self.log;
@@ -276,7 +301,10 @@ impl RawConfig {
             e.push("log.dir is empty; set a directory for the durable log".into());
         }
         if l.max_bytes < 1 << 20 {
-            e.push(format!("log.max_bytes is {} bytes; use at least 1048576 (1 MiB)", l.max_bytes));
+            e.push(format!(
+                "log.max_bytes is {} bytes; use at least 1048576 (1 MiB)",
+                l.max_bytes
+            ));
         }
         let log = LogSettings {
             dir: PathBuf::from(l.dir),
@@ -312,11 +340,15 @@ impl RawConfig {
                 if t.file_path.is_empty() {
                     e.push("tsdb.file_path is empty; set where line protocol is written".into());
                 }
-                TsdbTarget::File { path: PathBuf::from(t.file_path) }
+                TsdbTarget::File {
+                    path: PathBuf::from(t.file_path),
+                }
             }
             "none" => TsdbTarget::None,
             other => {
-                e.push(format!("tsdb.kind {other:?} must be one of influxdb_v1, influxdb_v2, file, none"));
+                e.push(format!(
+                    "tsdb.kind {other:?} must be one of influxdb_v1, influxdb_v2, file, none"
+                ));
                 TsdbTarget::None
             }
         };
@@ -337,7 +369,8 @@ impl RawConfig {
             retry_min: Duration::from_millis(t.retry_min_ms),
             retry_max: Duration::from_millis(t.retry_max_ms),
             request_timeout: Duration::from_millis(t.request_timeout_ms),
-            stats_interval: (t.stats_interval_ms > 0).then(|| Duration::from_millis(t.stats_interval_ms)),
+            stats_interval: (t.stats_interval_ms > 0)
+                .then(|| Duration::from_millis(t.stats_interval_ms)),
         };
 
         let http_listen = if self.http.listen.is_empty() {
@@ -346,7 +379,10 @@ impl RawConfig {
             match self.http.listen.parse::<SocketAddr>() {
                 Ok(a) => Some(a),
                 Err(err) => {
-                    e.push(format!("http.listen {:?} is not host:port: {err}", self.http.listen));
+                    e.push(format!(
+                        "http.listen {:?} is not host:port: {err}",
+                        self.http.listen
+                    ));
                     None
                 }
             }

@@ -4,7 +4,10 @@ use super::*;
 use std::io::Write;
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 #[test]
@@ -16,7 +19,14 @@ fn defaults_alone_are_valid() {
 
 #[test]
 fn an_env_override_reaches_a_nested_key_whose_name_contains_underscores() {
-    let s = load(None, &env(&[("WASTEWATCH__TSDB__BATCH_MAX_LINES", "77"), ("WASTEWATCH__MQTT__RECEIVE_MAXIMUM", "321")])).unwrap();
+    let s = load(
+        None,
+        &env(&[
+            ("WASTEWATCH__TSDB__BATCH_MAX_LINES", "77"),
+            ("WASTEWATCH__MQTT__RECEIVE_MAXIMUM", "321"),
+        ]),
+    )
+    .unwrap();
     assert_eq!(s.tsdb.batch_max_lines.get(), 77);
     assert_eq!(s.mqtt.receive_maximum, 321);
 }
@@ -24,8 +34,16 @@ fn an_env_override_reaches_a_nested_key_whose_name_contains_underscores() {
 #[test]
 fn env_wins_over_the_file_and_the_file_over_defaults() {
     let mut f = tempfile::NamedTempFile::new().unwrap();
-    writeln!(f, "[mqtt]\nport = 1999\nclient_id = \"from-file\"\n[tsdb]\nkind = \"none\"").unwrap();
-    let s = load(Some(f.path()), &env(&[("WASTEWATCH__MQTT__CLIENT_ID", "from-env")])).unwrap();
+    writeln!(
+        f,
+        "[mqtt]\nport = 1999\nclient_id = \"from-file\"\n[tsdb]\nkind = \"none\""
+    )
+    .unwrap();
+    let s = load(
+        Some(f.path()),
+        &env(&[("WASTEWATCH__MQTT__CLIENT_ID", "from-env")]),
+    )
+    .unwrap();
     assert_eq!(s.mqtt.port, 1999);
     assert_eq!(s.mqtt.client_id, "from-env");
     assert!(matches!(s.tsdb.target, TsdbTarget::None));
@@ -41,7 +59,14 @@ fn every_error_is_reported_at_once() {
     .unwrap();
     let err = load(Some(f.path()), &[]).unwrap_err();
     let text = err.to_string();
-    for want in ["mqtt.port is 0", "session_expiry_s is 0", "\"influxdb_v3\"", "tsdb.batch_max_lines is 0", "log.max_bytes is 10", "http.listen \"nowhere\""] {
+    for want in [
+        "mqtt.port is 0",
+        "session_expiry_s is 0",
+        "\"influxdb_v3\"",
+        "tsdb.batch_max_lines is 0",
+        "log.max_bytes is 10",
+        "http.listen \"nowhere\"",
+    ] {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");
     }
     assert_eq!(err.0.len(), 6, "{text}");
@@ -57,14 +82,28 @@ fn unknown_keys_are_refused_by_name() {
 
 #[test]
 fn a_missing_config_file_is_named() {
-    let err = load(Some(std::path::Path::new("/nonexistent/ww.toml")), &[]).unwrap_err().to_string();
+    let err = load(Some(std::path::Path::new("/nonexistent/ww.toml")), &[])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("/nonexistent/ww.toml"), "{err}");
 }
 
 #[test]
 fn secrets_never_print() {
-    let s = load(None, &env(&[("WASTEWATCH__MQTT__USERNAME", "u"), ("WASTEWATCH__MQTT__PASSWORD", "hunter2"), ("WASTEWATCH__TSDB__KIND", "influxdb_v2"), ("WASTEWATCH__TSDB__TOKEN", "tok-secret")])).unwrap();
+    let s = load(
+        None,
+        &env(&[
+            ("WASTEWATCH__MQTT__USERNAME", "u"),
+            ("WASTEWATCH__MQTT__PASSWORD", "hunter2"),
+            ("WASTEWATCH__TSDB__KIND", "influxdb_v2"),
+            ("WASTEWATCH__TSDB__TOKEN", "tok-secret"),
+        ]),
+    )
+    .unwrap();
     let dbg = format!("{s:?}");
-    assert!(!dbg.contains("hunter2") && !dbg.contains("tok-secret"), "{dbg}");
+    assert!(
+        !dbg.contains("hunter2") && !dbg.contains("tok-secret"),
+        "{dbg}"
+    );
     assert!(dbg.contains("[redacted]"));
 }

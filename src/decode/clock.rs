@@ -48,7 +48,11 @@ impl Default for ClockPolicy {
 
 impl ClockPolicy {
     /// Returns the point time and the check result for a device time.
-    pub fn check(&self, device_ms: i64, received_ms: i64) -> Result<(i64, ClockCheck), DecodeError> {
+    pub fn check(
+        &self,
+        device_ms: i64,
+        received_ms: i64,
+    ) -> Result<(i64, ClockCheck), DecodeError> {
         let verdict = if device_ms > received_ms.saturating_add(self.max_future_ms) {
             ClockCheck::FutureRestamped
         } else if device_ms < received_ms.saturating_sub(self.max_past_ms) {
@@ -90,13 +94,20 @@ mod tests {
             (i64::MIN, now, ClockCheck::AncientRestamped),
         ];
         for (dev, want_time, want_check) in cases {
-            assert_eq!(p.check(dev, now).unwrap(), (want_time, want_check), "device time {dev}");
+            assert_eq!(
+                p.check(dev, now).unwrap(),
+                (want_time, want_check),
+                "device time {dev}"
+            );
         }
     }
 
     #[test]
     fn reject_policy_names_the_offset() {
-        let p = ClockPolicy { action: ClockAction::Reject, ..ClockPolicy::default() };
+        let p = ClockPolicy {
+            action: ClockAction::Reject,
+            ..ClockPolicy::default()
+        };
         let err = p.check(10_000_000, 1_000).unwrap_err();
         assert_eq!(err.kind, ErrorKind::TimestampOutOfRange);
         assert!(err.detail.contains("9999000 ms"), "{err}");

@@ -128,14 +128,21 @@ fn enum_from_json<T>(
     let upper = format!("{prefix}{}", value.to_ascii_uppercase());
     match from_str_name(&upper) {
         Some(v) if value.bytes().all(|c| c.is_ascii_lowercase() || c == b'_') => Ok(v),
-        _ => Err(DecodeError::new(kind, format!("{field} {value:?} is not a known value"))),
+        _ => Err(DecodeError::new(
+            kind,
+            format!("{field} {value:?} is not a known value"),
+        )),
     }
 }
 
 /// Decodes a JSON payload into the same [`pb::Envelope`] protobuf would give.
 pub fn decode_json(payload: &[u8]) -> Result<pb::Envelope, DecodeError> {
-    let j: JsonEnvelope = serde_json::from_slice(payload)
-        .map_err(|e| DecodeError::new(ErrorKind::MalformedJson, format!("invalid JSON envelope: {e}")))?;
+    let j: JsonEnvelope = serde_json::from_slice(payload).map_err(|e| {
+        DecodeError::new(
+            ErrorKind::MalformedJson,
+            format!("invalid JSON envelope: {e}"),
+        )
+    })?;
     let device_kind = enum_from_json(
         "device_kind",
         &j.device_kind,
@@ -176,7 +183,10 @@ pub fn decode_json(payload: &[u8]) -> Result<pb::Envelope, DecodeError> {
     if bodies.len() > 1 {
         return Err(DecodeError::new(
             ErrorKind::MalformedJson,
-            format!("JSON envelope has {} bodies, exactly one is allowed", bodies.len()),
+            format!(
+                "JSON envelope has {} bodies, exactly one is allowed",
+                bodies.len()
+            ),
         ));
     }
     Ok(pb::Envelope {
@@ -250,7 +260,11 @@ pub fn encode_json(env: &pb::Envelope) -> String {
     let mut j = JsonEnvelope {
         site_id: env.site_id.clone(),
         device_id: env.device_id.clone(),
-        device_kind: name_or_empty(kind.as_str_name(), "DEVICE_KIND_", kind == pb::DeviceKind::Unspecified),
+        device_kind: name_or_empty(
+            kind.as_str_name(),
+            "DEVICE_KIND_",
+            kind == pb::DeviceKind::Unspecified,
+        ),
         seq: env.seq,
         recorded_at_unix_ms: env.recorded_at_unix_ms,
         schema_version: env.schema_version,
@@ -272,7 +286,11 @@ pub fn encode_json(env: &pb::Envelope) -> String {
                 catalogue_edition: t.catalogue_edition.clone(),
                 origin_site_id: t.origin_site_id.clone(),
                 destination_site_id: t.destination_site_id.clone(),
-                destination_type: name_or_empty(dest.as_str_name(), "DESTINATION_TYPE_", dest as i32 == 0),
+                destination_type: name_or_empty(
+                    dest.as_str_name(),
+                    "DESTINATION_TYPE_",
+                    dest as i32 == 0,
+                ),
                 direction: name_or_empty(dir.as_str_name(), "DIRECTION_", dir as i32 == 0),
                 weighed_in_at_unix_ms: t.weighed_in_at_unix_ms,
                 weighed_out_at_unix_ms: t.weighed_out_at_unix_ms,
@@ -282,8 +300,8 @@ pub fn encode_json(env: &pb::Envelope) -> String {
                 permit_id: t.permit_id.clone(),
             });
         }
-        Some(pb::envelope::Body::BinReading(b)) => j.bin_reading = Some(b.clone()),
-        Some(pb::envelope::Body::StorageReading(s)) => j.storage_reading = Some(s.clone()),
+        Some(pb::envelope::Body::BinReading(b)) => j.bin_reading = Some(*b),
+        Some(pb::envelope::Body::StorageReading(s)) => j.storage_reading = Some(*s),
         Some(pb::envelope::Body::TruckFix(t)) => j.truck_fix = Some(t.clone()),
         Some(pb::envelope::Body::DeviceStatus(s)) => {
             let k = pb::StatusKind::try_from(s.kind).unwrap_or_default();

@@ -101,12 +101,18 @@ impl Decoder {
             pb::Envelope::decode(payload).map_err(|e| {
                 DecodeError::new(
                     ErrorKind::MalformedProtobuf,
-                    format!("payload of {} bytes is not a wastewatch.v1.Envelope: {e}", payload.len()),
+                    format!(
+                        "payload of {} bytes is not a wastewatch.v1.Envelope: {e}",
+                        payload.len()
+                    ),
                 )
             })?
         };
         self.check_envelope(&t, &mut env)?;
-        let (time_unix_ms, clock_check) = self.policy.clock.check(env.recorded_at_unix_ms, received_at_ms)?;
+        let (time_unix_ms, clock_check) = self
+            .policy
+            .clock
+            .check(env.recorded_at_unix_ms, received_at_ms)?;
         Ok(pb::LogRecord {
             envelope: Some(env),
             received_at_unix_ms: received_at_ms,
@@ -129,7 +135,11 @@ impl Decoder {
         if i64::try_from(env.seq).is_err() {
             return Err(DecodeError::new(
                 ErrorKind::ValueOutOfRange,
-                format!("seq is {}, above the largest accepted {}", env.seq, i64::MAX),
+                format!(
+                    "seq is {}, above the largest accepted {}",
+                    env.seq,
+                    i64::MAX
+                ),
             ));
         }
         let kind = match DeviceKind::try_from(env.device_kind) {
@@ -191,19 +201,29 @@ impl Decoder {
             (Channel::Status, Some(_)) => {
                 return Err(DecodeError::new(
                     ErrorKind::BodyMismatch,
-                    format!("{} body on the status channel; status carries device_status only", body_name(body)),
+                    format!(
+                        "{} body on the status channel; status carries device_status only",
+                        body_name(body)
+                    ),
                 ))
             }
             (_, None) => {
                 return Err(DecodeError::new(
                     ErrorKind::BodyMismatch,
-                    format!("device_status body on the {} channel; use the status channel", t.channel.as_str()),
+                    format!(
+                        "device_status body on the {} channel; use the status channel",
+                        t.channel.as_str()
+                    ),
                 ))
             }
             (_, Some(bk)) if bk != kind => {
                 return Err(DecodeError::new(
                     ErrorKind::BodyMismatch,
-                    format!("{} body from a {} device", body_name(body), topic::kind_segment(kind)),
+                    format!(
+                        "{} body from a {} device",
+                        body_name(body),
+                        topic::kind_segment(kind)
+                    ),
                 ))
             }
             _ => {}

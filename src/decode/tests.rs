@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use prost::Message;
 use proptest::prelude::*;
+use prost::Message;
 
 use super::*;
 use crate::pb::{self, envelope::Body};
@@ -30,7 +30,12 @@ fn decoder() -> Decoder {
     Decoder::new(Arc::new(test_registry()), DecodePolicy::default())
 }
 
-pub(crate) fn envelope(device_id: &str, site_id: &str, kind: DeviceKind, body: Body) -> pb::Envelope {
+pub(crate) fn envelope(
+    device_id: &str,
+    site_id: &str,
+    kind: DeviceKind,
+    body: Body,
+) -> pb::Envelope {
     pb::Envelope {
         site_id: site_id.into(),
         device_id: device_id.into(),
@@ -58,7 +63,13 @@ pub(crate) fn ticket() -> pb::WeighbridgeTicket {
 }
 
 pub(crate) fn bin() -> pb::BinReading {
-    pb::BinReading { fill_level_pct: 55.0, temperature_deci_c: 215, tilt_deg: 2.0, battery_mv: 3600, ..Default::default() }
+    pb::BinReading {
+        fill_level_pct: 55.0,
+        temperature_deci_c: 215,
+        tilt_deg: 2.0,
+        battery_mv: 3600,
+        ..Default::default()
+    }
 }
 
 pub(crate) fn storage() -> pb::StorageReading {
@@ -91,25 +102,69 @@ pub(crate) fn fix() -> pb::TruckFix {
 }
 
 fn status() -> pb::DeviceStatus {
-    pb::DeviceStatus { kind: pb::StatusKind::Birth as i32, firmware_version: "2.4.1".into(), battery_mv: 3700, signal_dbm: Some(-70), uptime_s: 5 }
+    pb::DeviceStatus {
+        kind: pb::StatusKind::Birth as i32,
+        firmware_version: "2.4.1".into(),
+        battery_mv: 3700,
+        signal_dbm: Some(-70),
+        uptime_s: 5,
+    }
 }
 
 fn topic_of(env: &pb::Envelope, channel: Channel) -> String {
-    Topic::format(&env.site_id, DeviceKind::try_from(env.device_kind).unwrap_or_default(), &env.device_id, channel, false)
+    Topic::format(
+        &env.site_id,
+        DeviceKind::try_from(env.device_kind).unwrap_or_default(),
+        &env.device_id,
+        channel,
+        false,
+    )
 }
 
 #[test]
 fn every_message_kind_decodes_and_normalises() {
     let d = decoder();
     let cases = [
-        (envelope("wb-1", "site-a", DeviceKind::Weighbridge, Body::WeighbridgeTicket(ticket())), Channel::Event),
-        (envelope("bin-1", "site-a", DeviceKind::Bin, Body::BinReading(bin())), Channel::Telemetry),
-        (envelope("st-1", "site-b", DeviceKind::Storage, Body::StorageReading(storage())), Channel::Telemetry),
-        (envelope("tr-1", "site-a", DeviceKind::Truck, Body::TruckFix(fix())), Channel::Telemetry),
-        (envelope("tr-1", "site-a", DeviceKind::Truck, Body::DeviceStatus(status())), Channel::Status),
+        (
+            envelope(
+                "wb-1",
+                "site-a",
+                DeviceKind::Weighbridge,
+                Body::WeighbridgeTicket(ticket()),
+            ),
+            Channel::Event,
+        ),
+        (
+            envelope("bin-1", "site-a", DeviceKind::Bin, Body::BinReading(bin())),
+            Channel::Telemetry,
+        ),
+        (
+            envelope(
+                "st-1",
+                "site-b",
+                DeviceKind::Storage,
+                Body::StorageReading(storage()),
+            ),
+            Channel::Telemetry,
+        ),
+        (
+            envelope("tr-1", "site-a", DeviceKind::Truck, Body::TruckFix(fix())),
+            Channel::Telemetry,
+        ),
+        (
+            envelope(
+                "tr-1",
+                "site-a",
+                DeviceKind::Truck,
+                Body::DeviceStatus(status()),
+            ),
+            Channel::Status,
+        ),
     ];
     for (env, ch) in cases {
-        let rec = d.decode(&topic_of(&env, ch), &env.encode_to_vec(), None, NOW).unwrap();
+        let rec = d
+            .decode(&topic_of(&env, ch), &env.encode_to_vec(), None, NOW)
+            .unwrap();
         assert_eq!(rec.time_unix_ms, NOW - 1000);
         assert_eq!(rec.clock_check, pb::ClockCheck::Ok as i32);
         assert_eq!(rec.received_at_unix_ms, NOW);
@@ -130,33 +185,139 @@ type Mutation = fn(&mut String, &mut pb::Envelope);
 fn each_error_kind_is_reported_precisely() {
     let d = decoder();
     let cases: Vec<(&str, Mutation, ErrorKind, &str)> = vec![
-        ("topic prefix", |t, _| *t = "foo/bar".into(), ErrorKind::MalformedTopic, "wastewatch/v1"),
-        ("topic kind", |t, _| *t = "wastewatch/v1/site-a/drone/bin-1/telemetry".into(), ErrorKind::UnknownKind, "drone"),
-        ("payload kind", |_, e| e.device_kind = 9, ErrorKind::UnknownKind, "device_kind 9"),
-        ("schema", |_, e| e.schema_version = 2, ErrorKind::UnsupportedSchemaVersion, "schema_version is 2"),
-        ("no body", |_, e| e.body = None, ErrorKind::MissingBody, "no body"),
-        ("body vs kind", |_, e| e.body = Some(Body::TruckFix(fix())), ErrorKind::BodyMismatch, "truck_fix body from a bin device"),
-        ("status body on telemetry", |_, e| e.body = Some(Body::DeviceStatus(status())), ErrorKind::BodyMismatch, "device_status body on the telemetry channel"),
-        ("reading on status", |t, _| *t = t.replace("/telemetry", "/status"), ErrorKind::BodyMismatch, "status channel"),
-        ("bad payload id", |_, e| e.device_id = "bin 1".into(), ErrorKind::InvalidId, "device_id in payload"),
-        ("speaks for another", |_, e| e.device_id = "bin-2".into(), ErrorKind::IdMismatch, "topic says site-a/bin/bin-1"),
-        ("site differs from topic", |_, e| e.site_id = "site-b".into(), ErrorKind::IdMismatch, "payload says site-b"),
-        ("unknown device", |t, e| { e.device_id = "bin-9".into(); *t = t.replace("bin-1", "bin-9"); }, ErrorKind::UnknownDevice, "\"bin-9\""),
-        ("registry site differs", |t, e| { e.site_id = "site-b".into(); *t = t.replace("site-a", "site-b"); }, ErrorKind::IdMismatch, "registered as bin at site \"site-a\""),
-        ("NaN fill", |_, e| set_bin(e, |b| b.fill_level_pct = f64::NAN), ErrorKind::NonFiniteValue, "fill_level_pct is NaN"),
-        ("infinite tilt", |_, e| set_bin(e, |b| b.tilt_deg = f64::INFINITY), ErrorKind::NonFiniteValue, "tilt_deg is inf"),
-        ("fill > 100", |_, e| set_bin(e, |b| b.fill_level_pct = 100.5), ErrorKind::FillOutOfRange, "100.5 %"),
-        ("fill < 0", |_, e| set_bin(e, |b| b.fill_level_pct = -0.1), ErrorKind::FillOutOfRange, "-0.1 %"),
-        ("tilt > 180", |_, e| set_bin(e, |b| b.tilt_deg = 181.0), ErrorKind::ValueOutOfRange, "181 deg"),
-        ("hot bin beyond sensor", |_, e| set_bin(e, |b| b.temperature_deci_c = 3001), ErrorKind::ValueOutOfRange, "300.1 °C"),
+        (
+            "topic prefix",
+            |t, _| *t = "foo/bar".into(),
+            ErrorKind::MalformedTopic,
+            "wastewatch/v1",
+        ),
+        (
+            "topic kind",
+            |t, _| *t = "wastewatch/v1/site-a/drone/bin-1/telemetry".into(),
+            ErrorKind::UnknownKind,
+            "drone",
+        ),
+        (
+            "payload kind",
+            |_, e| e.device_kind = 9,
+            ErrorKind::UnknownKind,
+            "device_kind 9",
+        ),
+        (
+            "schema",
+            |_, e| e.schema_version = 2,
+            ErrorKind::UnsupportedSchemaVersion,
+            "schema_version is 2",
+        ),
+        (
+            "no body",
+            |_, e| e.body = None,
+            ErrorKind::MissingBody,
+            "no body",
+        ),
+        (
+            "body vs kind",
+            |_, e| e.body = Some(Body::TruckFix(fix())),
+            ErrorKind::BodyMismatch,
+            "truck_fix body from a bin device",
+        ),
+        (
+            "status body on telemetry",
+            |_, e| e.body = Some(Body::DeviceStatus(status())),
+            ErrorKind::BodyMismatch,
+            "device_status body on the telemetry channel",
+        ),
+        (
+            "reading on status",
+            |t, _| *t = t.replace("/telemetry", "/status"),
+            ErrorKind::BodyMismatch,
+            "status channel",
+        ),
+        (
+            "bad payload id",
+            |_, e| e.device_id = "bin 1".into(),
+            ErrorKind::InvalidId,
+            "device_id in payload",
+        ),
+        (
+            "speaks for another",
+            |_, e| e.device_id = "bin-2".into(),
+            ErrorKind::IdMismatch,
+            "topic says site-a/bin/bin-1",
+        ),
+        (
+            "site differs from topic",
+            |_, e| e.site_id = "site-b".into(),
+            ErrorKind::IdMismatch,
+            "payload says site-b",
+        ),
+        (
+            "unknown device",
+            |t, e| {
+                e.device_id = "bin-9".into();
+                *t = t.replace("bin-1", "bin-9");
+            },
+            ErrorKind::UnknownDevice,
+            "\"bin-9\"",
+        ),
+        (
+            "registry site differs",
+            |t, e| {
+                e.site_id = "site-b".into();
+                *t = t.replace("site-a", "site-b");
+            },
+            ErrorKind::IdMismatch,
+            "registered as bin at site \"site-a\"",
+        ),
+        (
+            "NaN fill",
+            |_, e| set_bin(e, |b| b.fill_level_pct = f64::NAN),
+            ErrorKind::NonFiniteValue,
+            "fill_level_pct is NaN",
+        ),
+        (
+            "infinite tilt",
+            |_, e| set_bin(e, |b| b.tilt_deg = f64::INFINITY),
+            ErrorKind::NonFiniteValue,
+            "tilt_deg is inf",
+        ),
+        (
+            "fill > 100",
+            |_, e| set_bin(e, |b| b.fill_level_pct = 100.5),
+            ErrorKind::FillOutOfRange,
+            "100.5 %",
+        ),
+        (
+            "fill < 0",
+            |_, e| set_bin(e, |b| b.fill_level_pct = -0.1),
+            ErrorKind::FillOutOfRange,
+            "-0.1 %",
+        ),
+        (
+            "tilt > 180",
+            |_, e| set_bin(e, |b| b.tilt_deg = 181.0),
+            ErrorKind::ValueOutOfRange,
+            "181 deg",
+        ),
+        (
+            "hot bin beyond sensor",
+            |_, e| set_bin(e, |b| b.temperature_deci_c = 3001),
+            ErrorKind::ValueOutOfRange,
+            "300.1 °C",
+        ),
     ];
     for (name, mutate, kind, fragment) in cases {
         let mut env = envelope("bin-1", "site-a", DeviceKind::Bin, Body::BinReading(bin()));
         let mut topic = topic_of(&env, Channel::Telemetry);
         mutate(&mut topic, &mut env);
-        let err = d.decode(&topic, &env.encode_to_vec(), None, NOW).unwrap_err();
+        let err = d
+            .decode(&topic, &env.encode_to_vec(), None, NOW)
+            .unwrap_err();
         assert_eq!(err.kind, kind, "{name}: {err}");
-        assert!(err.detail.contains(fragment), "{name}: {err:?} should mention {fragment:?}");
+        assert!(
+            err.detail.contains(fragment),
+            "{name}: {err:?} should mention {fragment:?}"
+        );
     }
 }
 
@@ -169,7 +330,14 @@ fn set_bin(e: &mut pb::Envelope, f: impl Fn(&mut pb::BinReading)) {
 #[test]
 fn body_errors_name_the_field_and_value() {
     let d = decoder();
-    type BodyCase = (&'static str, &'static str, DeviceKind, Body, ErrorKind, &'static str);
+    type BodyCase = (
+        &'static str,
+        &'static str,
+        DeviceKind,
+        Body,
+        ErrorKind,
+        &'static str,
+    );
     let mut neg = ticket();
     neg.tare_weight_kg = -5.0;
     let mut net = ticket();
@@ -202,28 +370,142 @@ fn body_errors_name_the_field_and_value() {
     let mut dbm = status();
     dbm.signal_dbm = Some(10);
     let cases: Vec<BodyCase> = vec![
-        ("wb-1", "site-a", DeviceKind::Weighbridge, Body::WeighbridgeTicket(neg), ErrorKind::NegativeWeight, "tare_weight_kg is -5 kg"),
-        ("wb-1", "site-a", DeviceKind::Weighbridge, Body::WeighbridgeTicket(net), ErrorKind::NetWeightMismatch, "net_weight_kg 15900"),
-        ("wb-1", "site-a", DeviceKind::Weighbridge, Body::WeighbridgeTicket(haz), ErrorKind::InvalidWasteCode, "\"900-249\""),
-        ("wb-1", "site-a", DeviceKind::Weighbridge, Body::WeighbridgeTicket(ctl), ErrorKind::InvalidText, "U+0007"),
-        ("wb-1", "site-a", DeviceKind::Weighbridge, Body::WeighbridgeTicket(long), ErrorKind::InvalidText, "129 bytes"),
-        ("wb-1", "site-a", DeviceKind::Weighbridge, Body::WeighbridgeTicket(empty_ticket), ErrorKind::InvalidText, "ticket_id is empty"),
-        ("tr-1", "site-a", DeviceKind::Truck, Body::TruckFix(lat), ErrorKind::InvalidCoordinate, "(91, 113.75)"),
-        ("tr-1", "site-a", DeviceKind::Truck, Body::TruckFix(lon), ErrorKind::InvalidCoordinate, "-180.5"),
-        ("tr-1", "site-a", DeviceKind::Truck, Body::TruckFix(nan_lat), ErrorKind::NonFiniteValue, "latitude_deg is NaN"),
-        ("tr-1", "site-a", DeviceKind::Truck, Body::TruckFix(speed), ErrorKind::ValueOutOfRange, "speed_kmh is -1 km/h"),
-        ("st-1", "site-b", DeviceKind::Storage, Body::StorageReading(stock), ErrorKind::NegativeWeight, "stock_kg is -1 kg"),
-        ("st-1", "site-b", DeviceKind::Storage, Body::StorageReading(lel), ErrorKind::ValueOutOfRange, "101 %LEL"),
-        ("st-1", "site-b", DeviceKind::Storage, Body::StorageReading(o2), ErrorKind::NonFiniteValue, "oxygen_pct_vol is NaN"),
-        ("st-1", "site-b", DeviceKind::Storage, Body::DeviceStatus(st), ErrorKind::ValueOutOfRange, "device_status.kind 0"),
-        ("st-1", "site-b", DeviceKind::Storage, Body::DeviceStatus(dbm), ErrorKind::ValueOutOfRange, "10 dBm"),
+        (
+            "wb-1",
+            "site-a",
+            DeviceKind::Weighbridge,
+            Body::WeighbridgeTicket(neg),
+            ErrorKind::NegativeWeight,
+            "tare_weight_kg is -5 kg",
+        ),
+        (
+            "wb-1",
+            "site-a",
+            DeviceKind::Weighbridge,
+            Body::WeighbridgeTicket(net),
+            ErrorKind::NetWeightMismatch,
+            "net_weight_kg 15900",
+        ),
+        (
+            "wb-1",
+            "site-a",
+            DeviceKind::Weighbridge,
+            Body::WeighbridgeTicket(haz),
+            ErrorKind::InvalidWasteCode,
+            "\"900-249\"",
+        ),
+        (
+            "wb-1",
+            "site-a",
+            DeviceKind::Weighbridge,
+            Body::WeighbridgeTicket(ctl),
+            ErrorKind::InvalidText,
+            "U+0007",
+        ),
+        (
+            "wb-1",
+            "site-a",
+            DeviceKind::Weighbridge,
+            Body::WeighbridgeTicket(long),
+            ErrorKind::InvalidText,
+            "129 bytes",
+        ),
+        (
+            "wb-1",
+            "site-a",
+            DeviceKind::Weighbridge,
+            Body::WeighbridgeTicket(empty_ticket),
+            ErrorKind::InvalidText,
+            "ticket_id is empty",
+        ),
+        (
+            "tr-1",
+            "site-a",
+            DeviceKind::Truck,
+            Body::TruckFix(lat),
+            ErrorKind::InvalidCoordinate,
+            "(91, 113.75)",
+        ),
+        (
+            "tr-1",
+            "site-a",
+            DeviceKind::Truck,
+            Body::TruckFix(lon),
+            ErrorKind::InvalidCoordinate,
+            "-180.5",
+        ),
+        (
+            "tr-1",
+            "site-a",
+            DeviceKind::Truck,
+            Body::TruckFix(nan_lat),
+            ErrorKind::NonFiniteValue,
+            "latitude_deg is NaN",
+        ),
+        (
+            "tr-1",
+            "site-a",
+            DeviceKind::Truck,
+            Body::TruckFix(speed),
+            ErrorKind::ValueOutOfRange,
+            "speed_kmh is -1 km/h",
+        ),
+        (
+            "st-1",
+            "site-b",
+            DeviceKind::Storage,
+            Body::StorageReading(stock),
+            ErrorKind::NegativeWeight,
+            "stock_kg is -1 kg",
+        ),
+        (
+            "st-1",
+            "site-b",
+            DeviceKind::Storage,
+            Body::StorageReading(lel),
+            ErrorKind::ValueOutOfRange,
+            "101 %LEL",
+        ),
+        (
+            "st-1",
+            "site-b",
+            DeviceKind::Storage,
+            Body::StorageReading(o2),
+            ErrorKind::NonFiniteValue,
+            "oxygen_pct_vol is NaN",
+        ),
+        (
+            "st-1",
+            "site-b",
+            DeviceKind::Storage,
+            Body::DeviceStatus(st),
+            ErrorKind::ValueOutOfRange,
+            "device_status.kind 0",
+        ),
+        (
+            "st-1",
+            "site-b",
+            DeviceKind::Storage,
+            Body::DeviceStatus(dbm),
+            ErrorKind::ValueOutOfRange,
+            "10 dBm",
+        ),
     ];
     for (dev, site, kind, body, want, fragment) in cases {
-        let ch = if matches!(body, Body::DeviceStatus(_)) { Channel::Status } else { Channel::Telemetry };
+        let ch = if matches!(body, Body::DeviceStatus(_)) {
+            Channel::Status
+        } else {
+            Channel::Telemetry
+        };
         let env = envelope(dev, site, kind, body);
-        let err = d.decode(&topic_of(&env, ch), &env.encode_to_vec(), None, NOW).unwrap_err();
+        let err = d
+            .decode(&topic_of(&env, ch), &env.encode_to_vec(), None, NOW)
+            .unwrap_err();
         assert_eq!(err.kind, want, "{err}");
-        assert!(err.detail.contains(fragment), "{err:?} should mention {fragment:?}");
+        assert!(
+            err.detail.contains(fragment),
+            "{err:?} should mention {fragment:?}"
+        );
     }
 }
 
@@ -234,15 +516,26 @@ fn malformed_and_oversized_payloads_are_refused() {
     let err = d.decode(t, &[0xff, 0xff, 0xff], None, NOW).unwrap_err();
     assert_eq!(err.kind, ErrorKind::MalformedProtobuf);
     assert!(err.detail.contains("3 bytes"), "{err}");
-    let err = d.decode(t, b"{not json", Some("application/json"), NOW).unwrap_err();
+    let err = d
+        .decode(t, b"{not json", Some("application/json"), NOW)
+        .unwrap_err();
     assert_eq!(err.kind, ErrorKind::MalformedJson);
-    let err = d.decode(&format!("{t}/json"), br#"{"site_id":"site-a","colour":"red"}"#, None, NOW).unwrap_err();
+    let err = d
+        .decode(
+            &format!("{t}/json"),
+            br#"{"site_id":"site-a","colour":"red"}"#,
+            None,
+            NOW,
+        )
+        .unwrap_err();
     assert_eq!(err.kind, ErrorKind::MalformedJson);
     assert!(err.detail.contains("colour"), "{err}");
     let big = vec![0u8; DEFAULT_MAX_PAYLOAD_BYTES + 1];
     let err = d.decode(t, &big, None, NOW).unwrap_err();
     assert_eq!(err.kind, ErrorKind::PayloadTooLarge);
-    assert!(err.detail.contains(&format!("{} bytes", DEFAULT_MAX_PAYLOAD_BYTES + 1)));
+    assert!(err
+        .detail
+        .contains(&format!("{} bytes", DEFAULT_MAX_PAYLOAD_BYTES + 1)));
 }
 
 #[test]
@@ -250,9 +543,15 @@ fn json_with_two_bodies_or_unknown_enum_is_refused() {
     let d = decoder();
     let t = "wastewatch/v1/site-a/bin/bin-1/telemetry/json";
     let two = r#"{"site_id":"site-a","device_id":"bin-1","device_kind":"bin","seq":1,"recorded_at_unix_ms":1,"schema_version":1,"bin_reading":{},"truck_fix":{}}"#;
-    assert_eq!(d.decode(t, two.as_bytes(), None, NOW).unwrap_err().kind, ErrorKind::MalformedJson);
+    assert_eq!(
+        d.decode(t, two.as_bytes(), None, NOW).unwrap_err().kind,
+        ErrorKind::MalformedJson
+    );
     let kind = r#"{"site_id":"site-a","device_id":"bin-1","device_kind":"BIN","seq":1,"schema_version":1,"bin_reading":{}}"#;
-    assert_eq!(d.decode(t, kind.as_bytes(), None, NOW).unwrap_err().kind, ErrorKind::UnknownKind);
+    assert_eq!(
+        d.decode(t, kind.as_bytes(), None, NOW).unwrap_err().kind,
+        ErrorKind::UnknownKind
+    );
 }
 
 #[test]
@@ -260,10 +559,21 @@ fn a_future_device_time_is_restamped_and_flagged() {
     let d = decoder();
     let mut env = envelope("bin-1", "site-a", DeviceKind::Bin, Body::BinReading(bin()));
     env.recorded_at_unix_ms = NOW + 3_600_000;
-    let rec = d.decode(&topic_of(&env, Channel::Telemetry), &env.encode_to_vec(), None, NOW).unwrap();
+    let rec = d
+        .decode(
+            &topic_of(&env, Channel::Telemetry),
+            &env.encode_to_vec(),
+            None,
+            NOW,
+        )
+        .unwrap();
     assert_eq!(rec.time_unix_ms, NOW);
     assert_eq!(rec.clock_check, pb::ClockCheck::FutureRestamped as i32);
-    assert_eq!(rec.envelope.unwrap().recorded_at_unix_ms, NOW + 3_600_000, "device time is kept");
+    assert_eq!(
+        rec.envelope.unwrap().recorded_at_unix_ms,
+        NOW + 3_600_000,
+        "device time is kept"
+    );
 }
 
 // ---- property tests -------------------------------------------------------
@@ -277,8 +587,18 @@ fn text() -> impl Strategy<Value = String> {
 }
 
 fn arb_body() -> impl Strategy<Value = (&'static str, &'static str, DeviceKind, Channel, Body)> {
-    let ticket = (finite(0.0, 60_000.0), finite(0.0, 20_000.0), 0i32..18, 0i32..8, 0i32..3, text(), text(), any::<bool>(), 0u32..7).prop_map(
-        |(gross, tare, cat, dest, dir, plate, op, anpr, axles)| {
+    let ticket = (
+        finite(0.0, 60_000.0),
+        finite(0.0, 20_000.0),
+        0i32..18,
+        0i32..8,
+        0i32..3,
+        text(),
+        text(),
+        any::<bool>(),
+        0u32..7,
+    )
+        .prop_map(|(gross, tare, cat, dest, dir, plate, op, anpr, axles)| {
             let hazardous = cat == pb::WasteCategory::Hazardous as i32;
             (
                 "wb-1",
@@ -292,7 +612,11 @@ fn arb_body() -> impl Strategy<Value = (&'static str, &'static str, DeviceKind, 
                     tare_weight_kg: tare,
                     net_weight_kg: gross.max(tare) - tare,
                     category: cat,
-                    hazardous_waste_code: if hazardous { "900-249-08".into() } else { String::new() },
+                    hazardous_waste_code: if hazardous {
+                        "900-249-08".into()
+                    } else {
+                        String::new()
+                    },
                     destination_type: dest,
                     direction: dir,
                     operator_id: op,
@@ -301,32 +625,103 @@ fn arb_body() -> impl Strategy<Value = (&'static str, &'static str, DeviceKind, 
                     ..Default::default()
                 }),
             )
+        });
+    let bin = (
+        finite(0.0, 100.0),
+        -600i32..3000,
+        finite(0.0, 180.0),
+        0u32..5000,
+        any::<bool>(),
+    )
+        .prop_map(|(fill, t, tilt, mv, fire)| {
+            (
+                "bin-1",
+                "site-a",
+                DeviceKind::Bin,
+                Channel::Telemetry,
+                Body::BinReading(pb::BinReading {
+                    fill_level_pct: fill,
+                    temperature_deci_c: t,
+                    tilt_deg: tilt,
+                    battery_mv: mv,
+                    fire_flag: fire,
+                    battery_low_flag: !fire,
+                }),
+            )
+        });
+    let storage = (
+        finite(0.0, 100_000.0),
+        0u64..400 * 86_400,
+        prop::option::of(finite(0.0, 100.0)),
+        prop::option::of(finite(0.0, 100.0)),
+        any::<bool>(),
+        prop::option::of(-600i32..600),
+    )
+        .prop_map(|(stock, age, lel, o2, leak, out)| {
+            (
+                "st-1",
+                "site-b",
+                DeviceKind::Storage,
+                Channel::Telemetry,
+                Body::StorageReading(pb::StorageReading {
+                    stock_kg: stock,
+                    oldest_container_age_s: age,
+                    combustible_gas_pct_lel: lel,
+                    oxygen_pct_vol: o2,
+                    leak_detected: leak,
+                    outside_temperature_deci_c: out,
+                    ..Default::default()
+                }),
+            )
+        });
+    let truck = (
+        finite(-90.0, 90.0),
+        finite(-180.0, 180.0),
+        finite(0.0, 120.0),
+        finite(0.0, 359.9),
+        finite(0.0, 50.0),
+        any::<bool>(),
+        prop::option::of(finite(0.0, 30_000.0)),
+        text(),
+    )
+        .prop_map(|(lat, lon, speed, heading, acc, loaded, load, permit)| {
+            (
+                "tr-1",
+                "site-a",
+                DeviceKind::Truck,
+                Channel::Telemetry,
+                Body::TruckFix(pb::TruckFix {
+                    latitude_deg: lat,
+                    longitude_deg: lon,
+                    speed_kmh: speed,
+                    heading_deg: heading,
+                    accuracy_m: acc,
+                    loaded,
+                    load_kg: load,
+                    permit_id: permit,
+                    plate: "豫AD1234".into(),
+                    gnss_fix: true,
+                    ..Default::default()
+                }),
+            )
+        });
+    let status = (1i32..4, text(), prop::option::of(-150i32..0), any::<u64>()).prop_map(
+        |(k, fw, dbm, up)| {
+            (
+                "tr-1",
+                "site-a",
+                DeviceKind::Truck,
+                Channel::Status,
+                Body::DeviceStatus(pb::DeviceStatus {
+                    kind: k,
+                    firmware_version: fw,
+                    battery_mv: 3000,
+                    signal_dbm: dbm,
+                    uptime_s: up,
+                }),
+            )
         },
     );
-    let bin = (finite(0.0, 100.0), -600i32..3000, finite(0.0, 180.0), 0u32..5000, any::<bool>()).prop_map(|(fill, t, tilt, mv, fire)| {
-        ("bin-1", "site-a", DeviceKind::Bin, Channel::Telemetry, Body::BinReading(pb::BinReading {
-            fill_level_pct: fill, temperature_deci_c: t, tilt_deg: tilt, battery_mv: mv, fire_flag: fire, battery_low_flag: !fire,
-        }))
-    });
-    let storage = (finite(0.0, 100_000.0), 0u64..400 * 86_400, prop::option::of(finite(0.0, 100.0)), prop::option::of(finite(0.0, 100.0)), any::<bool>(), prop::option::of(-600i32..600))
-        .prop_map(|(stock, age, lel, o2, leak, out)| {
-            ("st-1", "site-b", DeviceKind::Storage, Channel::Telemetry, Body::StorageReading(pb::StorageReading {
-                stock_kg: stock, oldest_container_age_s: age, combustible_gas_pct_lel: lel, oxygen_pct_vol: o2,
-                leak_detected: leak, outside_temperature_deci_c: out, ..Default::default()
-            }))
-        });
-    let truck = (finite(-90.0, 90.0), finite(-180.0, 180.0), finite(0.0, 120.0), finite(0.0, 359.9), finite(0.0, 50.0), any::<bool>(), prop::option::of(finite(0.0, 30_000.0)), text())
-        .prop_map(|(lat, lon, speed, heading, acc, loaded, load, permit)| {
-            ("tr-1", "site-a", DeviceKind::Truck, Channel::Telemetry, Body::TruckFix(pb::TruckFix {
-                latitude_deg: lat, longitude_deg: lon, speed_kmh: speed, heading_deg: heading, accuracy_m: acc,
-                loaded, load_kg: load, permit_id: permit, plate: "豫AD1234".into(), gnss_fix: true, ..Default::default()
-            }))
-        });
-    let status = (1i32..4, text(), prop::option::of(-150i32..0), any::<u64>()).prop_map(|(k, fw, dbm, up)| {
-        ("tr-1", "site-a", DeviceKind::Truck, Channel::Status, Body::DeviceStatus(pb::DeviceStatus {
-            kind: k, firmware_version: fw, battery_mv: 3000, signal_dbm: dbm, uptime_s: up,
-        }))
-    });
     prop_oneof![ticket, bin, storage, truck, status]
 }
 

@@ -80,12 +80,18 @@ pub fn check_id(what: &str, id: &str) -> Result<(), DecodeError> {
     let ok_char = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b':' | b'-');
     let bytes = id.as_bytes();
     if bytes.is_empty() {
-        return Err(DecodeError::new(ErrorKind::InvalidId, format!("{what} is empty")));
+        return Err(DecodeError::new(
+            ErrorKind::InvalidId,
+            format!("{what} is empty"),
+        ));
     }
     if bytes.len() > MAX_ID_LEN {
         return Err(DecodeError::new(
             ErrorKind::InvalidId,
-            format!("{what} is {} bytes long, the limit is {MAX_ID_LEN}", bytes.len()),
+            format!(
+                "{what} is {} bytes long, the limit is {MAX_ID_LEN}",
+                bytes.len()
+            ),
         ));
     }
     if !bytes[0].is_ascii_alphanumeric() || !bytes.iter().all(|&c| ok_char(c)) {
@@ -113,7 +119,9 @@ impl<'a> Topic<'a> {
             .ok_or_else(|| malformed("does not start with wastewatch/v1/"))?;
         let mut parts = rest.split('/');
         let site_id = parts.next().ok_or_else(|| malformed("has no site"))?;
-        let kind_s = parts.next().ok_or_else(|| malformed("has no device kind"))?;
+        let kind_s = parts
+            .next()
+            .ok_or_else(|| malformed("has no device kind"))?;
         let device_id = parts.next().ok_or_else(|| malformed("has no device id"))?;
         let channel_s = parts.next().ok_or_else(|| malformed("has no channel"))?;
         let json_suffix = match parts.next() {
@@ -152,7 +160,13 @@ impl<'a> Topic<'a> {
     }
 
     /// Formats a topic for publishing.
-    pub fn format(site_id: &str, kind: DeviceKind, device_id: &str, channel: Channel, json: bool) -> String {
+    pub fn format(
+        site_id: &str,
+        kind: DeviceKind,
+        device_id: &str,
+        channel: Channel,
+        json: bool,
+    ) -> String {
         let mut s = format!(
             "{PREFIX}{site_id}/{}/{device_id}/{}",
             kind_segment(kind),
@@ -181,12 +195,20 @@ mod tests {
 
     #[test]
     fn format_and_parse_are_inverse() {
-        for kind in [DeviceKind::Weighbridge, DeviceKind::Bin, DeviceKind::Storage, DeviceKind::Truck] {
+        for kind in [
+            DeviceKind::Weighbridge,
+            DeviceKind::Bin,
+            DeviceKind::Storage,
+            DeviceKind::Truck,
+        ] {
             for ch in [Channel::Telemetry, Channel::Event, Channel::Status] {
                 for json in [false, true] {
                     let s = Topic::format("s.1", kind, "d:2", ch, json);
                     let t = Topic::parse(&s).unwrap();
-                    assert_eq!((t.site_id, t.kind, t.device_id, t.channel, t.json_suffix), ("s.1", kind, "d:2", ch, json));
+                    assert_eq!(
+                        (t.site_id, t.kind, t.device_id, t.channel, t.json_suffix),
+                        ("s.1", kind, "d:2", ch, json)
+                    );
                 }
             }
         }
@@ -199,8 +221,14 @@ mod tests {
             ("other/v1/s/bin/d/telemetry", ErrorKind::MalformedTopic),
             ("wastewatch/v2/s/bin/d/telemetry", ErrorKind::MalformedTopic),
             ("wastewatch/v1/s/bin/d", ErrorKind::MalformedTopic),
-            ("wastewatch/v1/s/bin/d/telemetry/xml", ErrorKind::MalformedTopic),
-            ("wastewatch/v1/s/bin/d/telemetry/json/x", ErrorKind::MalformedTopic),
+            (
+                "wastewatch/v1/s/bin/d/telemetry/xml",
+                ErrorKind::MalformedTopic,
+            ),
+            (
+                "wastewatch/v1/s/bin/d/telemetry/json/x",
+                ErrorKind::MalformedTopic,
+            ),
             ("wastewatch/v1/s/bin/d/metrics", ErrorKind::MalformedTopic),
             ("wastewatch/v1/s/drone/d/telemetry", ErrorKind::UnknownKind),
             ("wastewatch/v1//bin/d/telemetry", ErrorKind::InvalidId),

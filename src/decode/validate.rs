@@ -20,7 +20,9 @@ pub struct ValidationLimits {
 
 impl Default for ValidationLimits {
     fn default() -> Self {
-        ValidationLimits { net_tolerance_kg: 20.0 }
+        ValidationLimits {
+            net_tolerance_kg: 20.0,
+        }
     }
 }
 
@@ -35,7 +37,14 @@ fn finite(field: &str, v: f64, unit: &str) -> Result<f64, DecodeError> {
     }
 }
 
-fn in_range(field: &str, v: f64, lo: f64, hi: f64, unit: &str, kind: ErrorKind) -> Result<(), DecodeError> {
+fn in_range(
+    field: &str,
+    v: f64,
+    lo: f64,
+    hi: f64,
+    unit: &str,
+    kind: ErrorKind,
+) -> Result<(), DecodeError> {
     finite(field, v, unit)?;
     if v < lo || v > hi {
         return Err(DecodeError::new(
@@ -68,7 +77,10 @@ pub fn text(field: &str, v: &str) -> Result<(), DecodeError> {
     if v.len() > MAX_TEXT_LEN {
         return Err(DecodeError::new(
             ErrorKind::InvalidText,
-            format!("{field} is {} bytes long, the limit is {MAX_TEXT_LEN}", v.len()),
+            format!(
+                "{field} is {} bytes long, the limit is {MAX_TEXT_LEN}",
+                v.len()
+            ),
         ));
     }
     if let Some(c) = v.chars().find(|c| c.is_control()) {
@@ -85,7 +97,10 @@ fn deci_c(field: &str, v: i32) -> Result<(), DecodeError> {
     if !(-600..=3000).contains(&v) {
         return Err(DecodeError::new(
             ErrorKind::ValueOutOfRange,
-            format!("{field} is {v} deci-°C ({} °C), outside -60..=300 °C", f64::from(v) / 10.0),
+            format!(
+                "{field} is {v} deci-°C ({} °C), outside -60..=300 °C",
+                f64::from(v) / 10.0
+            ),
         ));
     }
     Ok(())
@@ -120,15 +135,24 @@ pub fn ticket(t: &mut pb::WeighbridgeTicket, limits: &ValidationLimits) -> Resul
         ("weighbridge_ticket.plate", &t.plate),
         ("weighbridge_ticket.catalogue_edition", &t.catalogue_edition),
         ("weighbridge_ticket.origin_site_id", &t.origin_site_id),
-        ("weighbridge_ticket.destination_site_id", &t.destination_site_id),
+        (
+            "weighbridge_ticket.destination_site_id",
+            &t.destination_site_id,
+        ),
         ("weighbridge_ticket.operator_id", &t.operator_id),
         ("weighbridge_ticket.permit_id", &t.permit_id),
-        ("weighbridge_ticket.hazardous_waste_code", &t.hazardous_waste_code),
+        (
+            "weighbridge_ticket.hazardous_waste_code",
+            &t.hazardous_waste_code,
+        ),
     ] {
         text(field, v)?;
     }
     if t.ticket_id.is_empty() {
-        return Err(DecodeError::new(ErrorKind::InvalidText, "weighbridge_ticket.ticket_id is empty"));
+        return Err(DecodeError::new(
+            ErrorKind::InvalidText,
+            "weighbridge_ticket.ticket_id is empty",
+        ));
     }
     weight("weighbridge_ticket.gross_weight_kg", t.gross_weight_kg)?;
     weight("weighbridge_ticket.tare_weight_kg", t.tare_weight_kg)?;
@@ -139,32 +163,48 @@ pub fn ticket(t: &mut pb::WeighbridgeTicket, limits: &ValidationLimits) -> Resul
             ErrorKind::NetWeightMismatch,
             format!(
                 "net_weight_kg {} differs from gross {} - tare {} = {} kg by more than {} kg",
-                t.net_weight_kg, t.gross_weight_kg, t.tare_weight_kg, expected, limits.net_tolerance_kg
+                t.net_weight_kg,
+                t.gross_weight_kg,
+                t.tare_weight_kg,
+                expected,
+                limits.net_tolerance_kg
             ),
         ));
     }
     if pb::WasteCategory::try_from(t.category).is_err() {
         return Err(DecodeError::new(
             ErrorKind::ValueOutOfRange,
-            format!("weighbridge_ticket.category {} is not a known waste category", t.category),
+            format!(
+                "weighbridge_ticket.category {} is not a known waste category",
+                t.category
+            ),
         ));
     }
     if pb::DestinationType::try_from(t.destination_type).is_err() {
         return Err(DecodeError::new(
             ErrorKind::ValueOutOfRange,
-            format!("weighbridge_ticket.destination_type {} is not a known destination type", t.destination_type),
+            format!(
+                "weighbridge_ticket.destination_type {} is not a known destination type",
+                t.destination_type
+            ),
         ));
     }
     if pb::Direction::try_from(t.direction).is_err() {
         return Err(DecodeError::new(
             ErrorKind::ValueOutOfRange,
-            format!("weighbridge_ticket.direction {} is not in (0 unspecified, 1 in, 2 out)", t.direction),
+            format!(
+                "weighbridge_ticket.direction {} is not in (0 unspecified, 1 in, 2 out)",
+                t.direction
+            ),
         ));
     }
     if t.axle_count > 12 {
         return Err(DecodeError::new(
             ErrorKind::ValueOutOfRange,
-            format!("weighbridge_ticket.axle_count is {}, outside 0..=12", t.axle_count),
+            format!(
+                "weighbridge_ticket.axle_count is {}, outside 0..=12",
+                t.axle_count
+            ),
         ));
     }
     let code = t.hazardous_waste_code.trim();
@@ -183,9 +223,23 @@ pub fn ticket(t: &mut pb::WeighbridgeTicket, limits: &ValidationLimits) -> Resul
 
 /// Validates a smart-bin reading.
 pub fn bin(b: &pb::BinReading) -> Result<(), DecodeError> {
-    in_range("bin_reading.fill_level_pct", b.fill_level_pct, 0.0, 100.0, "%", ErrorKind::FillOutOfRange)?;
+    in_range(
+        "bin_reading.fill_level_pct",
+        b.fill_level_pct,
+        0.0,
+        100.0,
+        "%",
+        ErrorKind::FillOutOfRange,
+    )?;
     deci_c("bin_reading.temperature_deci_c", b.temperature_deci_c)?;
-    in_range("bin_reading.tilt_deg", b.tilt_deg, 0.0, 180.0, "deg", ErrorKind::ValueOutOfRange)?;
+    in_range(
+        "bin_reading.tilt_deg",
+        b.tilt_deg,
+        0.0,
+        180.0,
+        "deg",
+        ErrorKind::ValueOutOfRange,
+    )?;
     battery("bin_reading.battery_mv", b.battery_mv)
 }
 
@@ -204,13 +258,34 @@ pub fn storage(s: &pb::StorageReading) -> Result<(), DecodeError> {
     weight("storage_reading.stock_kg", s.stock_kg)?;
     deci_c("storage_reading.temperature_deci_c", s.temperature_deci_c)?;
     if let Some(v) = s.combustible_gas_pct_lel {
-        in_range("storage_reading.combustible_gas_pct_lel", v, 0.0, 100.0, "%LEL", ErrorKind::ValueOutOfRange)?;
+        in_range(
+            "storage_reading.combustible_gas_pct_lel",
+            v,
+            0.0,
+            100.0,
+            "%LEL",
+            ErrorKind::ValueOutOfRange,
+        )?;
     }
     if let Some(v) = s.toxic_gas_pct_of_limit {
-        in_range("storage_reading.toxic_gas_pct_of_limit", v, 0.0, 100_000.0, "%", ErrorKind::ValueOutOfRange)?;
+        in_range(
+            "storage_reading.toxic_gas_pct_of_limit",
+            v,
+            0.0,
+            100_000.0,
+            "%",
+            ErrorKind::ValueOutOfRange,
+        )?;
     }
     if let Some(v) = s.oxygen_pct_vol {
-        in_range("storage_reading.oxygen_pct_vol", v, 0.0, 100.0, "%vol", ErrorKind::ValueOutOfRange)?;
+        in_range(
+            "storage_reading.oxygen_pct_vol",
+            v,
+            0.0,
+            100.0,
+            "%vol",
+            ErrorKind::ValueOutOfRange,
+        )?;
     }
     if let Some(v) = s.outside_temperature_deci_c {
         deci_c("storage_reading.outside_temperature_deci_c", v)?;
@@ -218,14 +293,22 @@ pub fn storage(s: &pb::StorageReading) -> Result<(), DecodeError> {
     // Ten years: older than any legal storage period by far.
     const MAX_AGE_S: u64 = 10 * 366 * 86_400;
     for (field, v) in [
-        ("storage_reading.oldest_container_age_s", Some(s.oldest_container_age_s)),
-        ("storage_reading.oldest_medical_lot_age_s", s.oldest_medical_lot_age_s),
+        (
+            "storage_reading.oldest_container_age_s",
+            Some(s.oldest_container_age_s),
+        ),
+        (
+            "storage_reading.oldest_medical_lot_age_s",
+            s.oldest_medical_lot_age_s,
+        ),
     ] {
         if let Some(v) = v {
             if v > MAX_AGE_S {
                 return Err(DecodeError::new(
                     ErrorKind::ValueOutOfRange,
-                    format!("{field} is {v} s, above the ten-year plausibility limit {MAX_AGE_S} s"),
+                    format!(
+                        "{field} is {v} s, above the ten-year plausibility limit {MAX_AGE_S} s"
+                    ),
                 ));
             }
         }
@@ -246,11 +329,32 @@ pub fn truck(t: &mut pb::TruckFix) -> Result<(), DecodeError> {
             ),
         ));
     }
-    in_range("truck_fix.speed_kmh", t.speed_kmh, 0.0, 250.0, "km/h", ErrorKind::ValueOutOfRange)?;
+    in_range(
+        "truck_fix.speed_kmh",
+        t.speed_kmh,
+        0.0,
+        250.0,
+        "km/h",
+        ErrorKind::ValueOutOfRange,
+    )?;
     finite("truck_fix.heading_deg", t.heading_deg, "deg")?;
-    in_range("truck_fix.heading_deg", t.heading_deg, -360.0, 720.0, "deg", ErrorKind::ValueOutOfRange)?;
+    in_range(
+        "truck_fix.heading_deg",
+        t.heading_deg,
+        -360.0,
+        720.0,
+        "deg",
+        ErrorKind::ValueOutOfRange,
+    )?;
     t.heading_deg = t.heading_deg.rem_euclid(360.0);
-    in_range("truck_fix.accuracy_m", t.accuracy_m, 0.0, 100_000.0, "m", ErrorKind::ValueOutOfRange)?;
+    in_range(
+        "truck_fix.accuracy_m",
+        t.accuracy_m,
+        0.0,
+        100_000.0,
+        "m",
+        ErrorKind::ValueOutOfRange,
+    )?;
     if let Some(v) = t.load_kg {
         weight("truck_fix.load_kg", v)?;
     }
@@ -272,7 +376,10 @@ pub fn status(s: &pb::DeviceStatus) -> Result<(), DecodeError> {
         Ok(pb::StatusKind::Unspecified) | Err(_) => {
             return Err(DecodeError::new(
                 ErrorKind::ValueOutOfRange,
-                format!("device_status.kind {} is not birth (1), heartbeat (2) or last_will (3)", s.kind),
+                format!(
+                    "device_status.kind {} is not birth (1), heartbeat (2) or last_will (3)",
+                    s.kind
+                ),
             ))
         }
         Ok(_) => {}

@@ -18,7 +18,11 @@ pub struct Backoff {
 impl Backoff {
     /// New backoff between `min` and `max`.
     pub fn new(min: Duration, max: Duration) -> Self {
-        Backoff { min, max: max.max(min), attempt: 0 }
+        Backoff {
+            min,
+            max: max.max(min),
+            attempt: 0,
+        }
     }
 
     /// Next delay; grows until `max`.
@@ -27,7 +31,8 @@ impl Backoff {
         let base = self.min.saturating_mul(factor).min(self.max);
         self.attempt = self.attempt.saturating_add(1);
         let half = base / 2;
-        let jitter_ns = rng.random_range(0..=u64::try_from((base - half).as_nanos()).unwrap_or(u64::MAX));
+        let jitter_ns =
+            rng.random_range(0..=u64::try_from((base - half).as_nanos()).unwrap_or(u64::MAX));
         half + Duration::from_nanos(jitter_ns)
     }
 
@@ -49,7 +54,11 @@ mod tests {
         let bases = [100u64, 200, 400, 800, 1600, 2000, 2000, 2000];
         for base in bases {
             let d = b.next_delay(&mut rng).as_millis() as u64;
-            assert!(d >= base / 2 && d <= base, "delay {d} ms outside [{}, {base}]", base / 2);
+            assert!(
+                d >= base / 2 && d <= base,
+                "delay {d} ms outside [{}, {base}]",
+                base / 2
+            );
         }
         b.reset();
         assert!(b.next_delay(&mut rng) <= Duration::from_millis(100));
@@ -59,8 +68,13 @@ mod tests {
     fn two_clients_with_different_seeds_do_not_retry_in_lock_step() {
         let mut a = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
         let mut b = a.clone();
-        let (mut ra, mut rb) = (rand::rngs::StdRng::seed_from_u64(1), rand::rngs::StdRng::seed_from_u64(2));
-        let same = (0..6).filter(|_| a.next_delay(&mut ra) == b.next_delay(&mut rb)).count();
+        let (mut ra, mut rb) = (
+            rand::rngs::StdRng::seed_from_u64(1),
+            rand::rngs::StdRng::seed_from_u64(2),
+        );
+        let same = (0..6)
+            .filter(|_| a.next_delay(&mut ra) == b.next_delay(&mut rb))
+            .count();
         assert!(same < 6);
     }
 }

@@ -39,7 +39,10 @@ use crate::pb;
 
 /// Wall-clock now in Unix ms.
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// State shared by poller and committer.
@@ -110,8 +113,22 @@ pub fn start(
         backoff::Backoff::new(settings.reconnect_min, settings.reconnect_max),
         stop_poll,
     ));
-    let committer = tokio::spawn(commit_loop(rx, client.clone(), session.clone(), decoder, log, metrics, commit_max_records, stop_intake));
-    Ok(Ingest { client, session, poller, committer })
+    let committer = tokio::spawn(commit_loop(
+        rx,
+        client.clone(),
+        session.clone(),
+        decoder,
+        log,
+        metrics,
+        commit_max_records,
+        stop_intake,
+    ));
+    Ok(Ingest {
+        client,
+        session,
+        poller,
+        committer,
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -145,7 +162,14 @@ async fn poll_loop(
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 let epoch = session.epoch.load(SeqCst);
-                if tx.send(Inbound { publish: p, epoch, received_at_ms: now_ms() }).is_err() {
+                if tx
+                    .send(Inbound {
+                        publish: p,
+                        epoch,
+                        received_at_ms: now_ms(),
+                    })
+                    .is_err()
+                {
                     // Committer gone (shutdown): leave the message unacked;
                     // the broker redelivers it to the next session.
                     debug!("publish after intake stopped; left for redelivery");
@@ -189,7 +213,13 @@ async fn poll_loop(
     metrics.mqtt_connected.store(0, Relaxed);
 }
 
-fn quarantine_bytes(p: &Publish, ct: Option<&str>, received_at_ms: i64, kind: &str, detail: String) -> Vec<u8> {
+fn quarantine_bytes(
+    p: &Publish,
+    ct: Option<&str>,
+    received_at_ms: i64,
+    kind: &str,
+    detail: String,
+) -> Vec<u8> {
     pb::QuarantineRecord {
         topic: String::from_utf8_lossy(&p.topic).into_owned(),
         payload: p.payload.to_vec(),
@@ -202,15 +232,28 @@ fn quarantine_bytes(p: &Publish, ct: Option<&str>, received_at_ms: i64, kind: &s
 }
 
 /// Decodes one inbound message into either record bytes or quarantine bytes.
-pub fn decode_inbound(decoder: &Decoder, m: &Inbound, metrics: &Metrics) -> Result<Vec<u8>, Vec<u8>> {
+pub fn decode_inbound(
+    decoder: &Decoder,
+    m: &Inbound,
+    metrics: &Metrics,
+) -> Result<Vec<u8>, Vec<u8>> {
     metrics.received.fetch_add(1, Relaxed);
     let p = &m.publish;
-    let ct = p.properties.as_ref().and_then(|pr| pr.content_type.as_deref());
+    let ct = p
+        .properties
+        .as_ref()
+        .and_then(|pr| pr.content_type.as_deref());
     let topic = match std::str::from_utf8(&p.topic) {
         Ok(t) => t,
         Err(_) => {
             metrics.quarantine(crate::decode::ErrorKind::MalformedTopic);
-            return Err(quarantine_bytes(p, ct, m.received_at_ms, "malformed_topic", "topic is not UTF-8".into()));
+            return Err(quarantine_bytes(
+                p,
+                ct,
+                m.received_at_ms,
+                "malformed_topic",
+                "topic is not UTF-8".into(),
+            ));
         }
     };
     match decoder.decode(topic, &p.payload, ct, m.received_at_ms) {
@@ -221,7 +264,13 @@ pub fn decode_inbound(decoder: &Decoder, m: &Inbound, metrics: &Metrics) -> Resu
         Err(e) => {
             metrics.quarantine(e.kind);
             debug!(topic, reason = %e.kind, detail = %e.detail, "message quarantined");
-            Err(quarantine_bytes(p, ct, m.received_at_ms, e.kind.as_str(), e.detail))
+            Err(quarantine_bytes(
+                p,
+                ct,
+                m.received_at_ms,
+                e.kind.as_str(),
+                e.detail,
+            ))
         }
     }
 }
@@ -264,7 +313,10 @@ async fn commit_loop(
         if !commit(&log, &metrics, records, quarantine, &mut stop).await {
             // Shutdown while the log was full or failing: nothing was acked,
             // the broker keeps the messages for the next session.
-            warn!(messages = batch.len(), "shutdown before commit; messages left unacked for redelivery");
+            warn!(
+                messages = batch.len(),
+                "shutdown before commit; messages left unacked for redelivery"
+            );
             break;
         }
         send_acks(&client, &session, &metrics, &batch);
@@ -275,7 +327,13 @@ async fn commit_loop(
 
 /// Appends, waiting out a full or failing log. Returns false if shutdown
 /// came first.
-async fn commit(log: &Arc<Log>, metrics: &Metrics, records: Vec<Vec<u8>>, quarantine: Vec<Vec<u8>>, stop: &mut watch::Receiver<bool>) -> bool {
+async fn commit(
+    log: &Arc<Log>,
+    metrics: &Metrics,
+    records: Vec<Vec<u8>>,
+    quarantine: Vec<Vec<u8>>,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
     let records = Arc::new(records);
     let quarantine = Arc::new(quarantine);
     let mut full_logged = false;

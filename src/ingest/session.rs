@@ -39,8 +39,15 @@ pub fn mqtt_options(s: &MqttSettings) -> Result<MqttOptions, SessionError> {
         o.set_credentials(user.clone(), pass.expose().to_owned());
     }
     if let Some(path) = &s.tls {
-        let ca = std::fs::read(path).map_err(|source| SessionError::CaFile { path: path.display().to_string(), source })?;
-        let tls = TlsConfiguration::Simple { ca, alpn: None, client_auth: None };
+        let ca = std::fs::read(path).map_err(|source| SessionError::CaFile {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let tls = TlsConfiguration::Simple {
+            ca,
+            alpn: None,
+            client_auth: None,
+        };
         o.set_transport(Transport::tls_with_config(tls));
     }
     // Never throttle re-sending of the pending queue after a reconnect.

@@ -77,14 +77,23 @@ impl Log {
     /// Opens (or creates) the log in `dir`. `consumers` are the cursors that
     /// hold back deletion; each starts at offset 0 when new.
     pub fn open(dir: &Path, max_bytes: u64, consumers: &[&str]) -> Result<Log, LogError> {
-        std::fs::create_dir_all(dir).map_err(|e| LogError::Storage(format!("cannot create log dir {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            LogError::Storage(format!("cannot create log dir {}: {e}", dir.display()))
+        })?;
         let path = dir.join("wastewatch-log.redb");
         let db = match Database::create(&path) {
             Ok(db) => db,
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
-                return Err(LogError::InUse { path: path.display().to_string() })
+                return Err(LogError::InUse {
+                    path: path.display().to_string(),
+                })
             }
-            Err(e) => return Err(LogError::Storage(format!("cannot open {}: {e}", path.display()))),
+            Err(e) => {
+                return Err(LogError::Storage(format!(
+                    "cannot open {}: {e}",
+                    path.display()
+                )))
+            }
         };
         let txn = db.begin_write().map_err(st)?;
         let (head, cursors, live_bytes, next_quarantine, quarantined) = {
@@ -93,7 +102,12 @@ impl Log {
             let mut cur_t = txn.open_table(CURSORS).map_err(st)?;
             let meta = txn.open_table(META).map_err(st)?;
             let last = records.last().map_err(st)?.map(|(k, _)| k.value() + 1);
-            let head = last.unwrap_or(0).max(meta.get("head").map_err(st)?.map(|v| v.value()).unwrap_or(0));
+            let head = last.unwrap_or(0).max(
+                meta.get("head")
+                    .map_err(st)?
+                    .map(|v| v.value())
+                    .unwrap_or(0),
+            );
             let mut cursors = HashMap::new();
             for c in consumers {
                 let v = cur_t.get(*c).map_err(st)?.map(|v| v.value());
@@ -101,7 +115,11 @@ impl Log {
                     Some(v) => v,
                     None => {
                         // A new consumer starts at the oldest retained record.
-                        let first = records.first().map_err(st)?.map(|(k, _)| k.value()).unwrap_or(head);
+                        let first = records
+                            .first()
+                            .map_err(st)?
+                            .map(|(k, _)| k.value())
+                            .unwrap_or(head);
                         cur_t.insert(*c, first).map_err(st)?;
                         first
                     }
@@ -114,14 +132,24 @@ impl Log {
                 let (_, v) = item.map_err(st)?;
                 live += v.value().len() as u64;
             }
-            let nq = quarantine.last().map_err(st)?.map(|(k, _)| k.value() + 1).unwrap_or(0);
+            let nq = quarantine
+                .last()
+                .map_err(st)?
+                .map(|(k, _)| k.value() + 1)
+                .unwrap_or(0);
             (head, cursors, live, nq, quarantine.len().map_err(st)?)
         };
         txn.commit().map_err(st)?;
         let (head_tx, _) = watch::channel(head);
         Ok(Log {
             db,
-            state: Mutex::new(State { head, live_bytes, cursors, next_quarantine, quarantined }),
+            state: Mutex::new(State {
+                head,
+                live_bytes,
+                cursors,
+                next_quarantine,
+                quarantined,
+            }),
             consumers: consumers.iter().map(|s| (*s).to_owned()).collect(),
             max_bytes,
             head_tx,
@@ -141,12 +169,20 @@ impl Log {
 
     /// Appends records and quarantine entries in one durable transaction.
     /// Returns the offsets given to the records.
-    pub fn append(&self, records: &[Vec<u8>], quarantine: &[Vec<u8>]) -> Result<std::ops::Range<u64>, LogError> {
+    pub fn append(
+        &self,
+        records: &[Vec<u8>],
+        quarantine: &[Vec<u8>],
+    ) -> Result<std::ops::Range<u64>, LogError> {
         let incoming: u64 = records.iter().map(|r| r.len() as u64).sum();
         let (start, qstart) = {
             let s = self.lock();
             if incoming > 0 && s.live_bytes + incoming > self.max_bytes {
-                return Err(LogError::Full { live_bytes: s.live_bytes, incoming, max_bytes: self.max_bytes });
+                return Err(LogError::Full {
+                    live_bytes: s.live_bytes,
+                    incoming,
+                    max_bytes: self.max_bytes,
+                });
             }
             (s.head, s.next_quarantine)
         };
@@ -203,7 +239,13 @@ impl Log {
             let s = self.lock();
             self.consumers
                 .iter()
-                .map(|c| if c == name { next } else { s.cursors.get(c).copied().unwrap_or(0) })
+                .map(|c| {
+                    if c == name {
+                        next
+                    } else {
+                        s.cursors.get(c).copied().unwrap_or(0)
+                    }
+                })
                 .min()
                 .unwrap_or(next)
         };
@@ -229,7 +271,12 @@ impl Log {
     /// Current numbers.
     pub fn stats(&self) -> LogStats {
         let s = self.lock();
-        let min = self.consumers.iter().map(|c| s.cursors.get(c).copied().unwrap_or(0)).min().unwrap_or(s.head);
+        let min = self
+            .consumers
+            .iter()
+            .map(|c| s.cursors.get(c).copied().unwrap_or(0))
+            .min()
+            .unwrap_or(s.head);
         LogStats {
             head: s.head,
             depth: s.head.saturating_sub(min),
@@ -240,7 +287,11 @@ impl Log {
     }
 
     /// Lists up to `limit` quarantined messages from id `from`.
-    pub fn quarantine_list(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, LogError> {
+    pub fn quarantine_list(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, LogError> {
         let txn = self.db.begin_read().map_err(st)?;
         let t = txn.open_table(QUARANTINE).map_err(st)?;
         let mut out = Vec::new();
@@ -257,12 +308,19 @@ impl Log {
     /// Moves quarantined messages that now decode into the log, in one
     /// transaction: `accepted` are (quarantine id, record bytes) pairs. Ids
     /// are deleted from quarantine, records appended.
-    pub fn release_from_quarantine(&self, accepted: &[(u64, Vec<u8>)]) -> Result<std::ops::Range<u64>, LogError> {
+    pub fn release_from_quarantine(
+        &self,
+        accepted: &[(u64, Vec<u8>)],
+    ) -> Result<std::ops::Range<u64>, LogError> {
         let incoming: u64 = accepted.iter().map(|(_, r)| r.len() as u64).sum();
         let start = {
             let s = self.lock();
             if incoming > 0 && s.live_bytes + incoming > self.max_bytes {
-                return Err(LogError::Full { live_bytes: s.live_bytes, incoming, max_bytes: self.max_bytes });
+                return Err(LogError::Full {
+                    live_bytes: s.live_bytes,
+                    incoming,
+                    max_bytes: self.max_bytes,
+                });
             }
             s.head
         };
@@ -275,7 +333,8 @@ impl Log {
                 q.remove(*id).map_err(st)?;
             }
             let mut m = txn.open_table(META).map_err(st)?;
-            m.insert("head", start + accepted.len() as u64).map_err(st)?;
+            m.insert("head", start + accepted.len() as u64)
+                .map_err(st)?;
         }
         txn.commit().map_err(st)?;
         let end = start + accepted.len() as u64;
@@ -303,13 +362,32 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         {
             let log = open(d.path(), 1 << 20);
-            assert_eq!(log.append(&[b"one".to_vec(), b"two".to_vec()], &[]).unwrap(), 0..2);
-            assert_eq!(log.append(&[b"three".to_vec()], &[b"bad".to_vec()]).unwrap(), 2..3);
+            assert_eq!(
+                log.append(&[b"one".to_vec(), b"two".to_vec()], &[])
+                    .unwrap(),
+                0..2
+            );
+            assert_eq!(
+                log.append(&[b"three".to_vec()], &[b"bad".to_vec()])
+                    .unwrap(),
+                2..3
+            );
         }
         let log = open(d.path(), 1 << 20);
-        let got: Vec<_> = log.read(0, 10).unwrap().into_iter().map(|(o, v)| (o, String::from_utf8(v).unwrap())).collect();
-        assert_eq!(got, vec![(0, "one".into()), (1, "two".into()), (2, "three".into())]);
-        assert_eq!(log.quarantine_list(0, 10).unwrap(), vec![(0, b"bad".to_vec())]);
+        let got: Vec<_> = log
+            .read(0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|(o, v)| (o, String::from_utf8(v).unwrap()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![(0, "one".into()), (1, "two".into()), (2, "three".into())]
+        );
+        assert_eq!(
+            log.quarantine_list(0, 10).unwrap(),
+            vec![(0, b"bad".to_vec())]
+        );
         assert_eq!(log.stats().live_bytes, 11);
     }
 
@@ -317,18 +395,30 @@ mod tests {
     fn records_are_deleted_only_when_every_consumer_has_passed_them() {
         let d = tempfile::tempdir().unwrap();
         let log = open(d.path(), 1 << 20);
-        log.append(&[vec![1; 10], vec![2; 10], vec![3; 10]], &[]).unwrap();
+        log.append(&[vec![1; 10], vec![2; 10], vec![3; 10]], &[])
+            .unwrap();
         log.commit_cursor("a", 3).unwrap();
         assert_eq!(log.read(0, 10).unwrap().len(), 3, "b has not read them");
         assert_eq!(log.stats().depth, 3);
         log.commit_cursor("b", 2).unwrap();
-        assert_eq!(log.read(0, 10).unwrap().iter().map(|r| r.0).collect::<Vec<_>>(), vec![2]);
+        assert_eq!(
+            log.read(0, 10)
+                .unwrap()
+                .iter()
+                .map(|r| r.0)
+                .collect::<Vec<_>>(),
+            vec![2]
+        );
         assert_eq!(log.stats().live_bytes, 10);
         drop(log);
         let log = open(d.path(), 1 << 20);
         assert_eq!((log.cursor("a"), log.cursor("b")), (3, 2));
         assert_eq!(log.stats().live_bytes, 10);
-        assert_eq!(log.append(&[vec![4]], &[]).unwrap(), 3..4, "offsets never go back");
+        assert_eq!(
+            log.append(&[vec![4]], &[]).unwrap(),
+            3..4,
+            "offsets never go back"
+        );
     }
 
     #[test]
@@ -337,11 +427,25 @@ mod tests {
         let log = open(d.path(), 25);
         log.append(&[vec![0; 20]], &[]).unwrap();
         let err = log.append(&[vec![0; 6]], &[]).unwrap_err();
-        assert!(matches!(err, LogError::Full { live_bytes: 20, incoming: 6, max_bytes: 25 }), "{err}");
+        assert!(
+            matches!(
+                err,
+                LogError::Full {
+                    live_bytes: 20,
+                    incoming: 6,
+                    max_bytes: 25
+                }
+            ),
+            "{err}"
+        );
         assert_eq!(log.stats().head, 1);
         log.commit_cursor("a", 1).unwrap();
         log.commit_cursor("b", 1).unwrap();
-        assert_eq!(log.append(&[vec![0; 6]], &[]).unwrap(), 1..2, "space returned");
+        assert_eq!(
+            log.append(&[vec![0; 6]], &[]).unwrap(),
+            1..2,
+            "space returned"
+        );
     }
 
     #[test]
@@ -357,8 +461,12 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let log = open(d.path(), 1 << 20);
         log.append(&[], &[b"q0".to_vec(), b"q1".to_vec()]).unwrap();
-        log.release_from_quarantine(&[(1, b"rec".to_vec())]).unwrap();
-        assert_eq!(log.quarantine_list(0, 10).unwrap(), vec![(0, b"q0".to_vec())]);
+        log.release_from_quarantine(&[(1, b"rec".to_vec())])
+            .unwrap();
+        assert_eq!(
+            log.quarantine_list(0, 10).unwrap(),
+            vec![(0, b"q0".to_vec())]
+        );
         assert_eq!(log.read(0, 10).unwrap(), vec![(0, b"rec".to_vec())]);
     }
 }

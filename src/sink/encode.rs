@@ -64,9 +64,18 @@ pub fn encode_record(rec: &pb::LogRecord, buf: &mut String) -> Result<&'static s
             LineBuilder::new(buf, M_TICKET)
                 .tag("site", &env.site_id)
                 .tag("device", &env.device_id)
-                .tag("category", enum_tag(cat.as_str_name(), "WASTE_CATEGORY_", &mut a))
-                .tag("destination_type", enum_tag(dest.as_str_name(), "DESTINATION_TYPE_", &mut b))
-                .tag("direction", enum_tag(dir.as_str_name(), "DIRECTION_", &mut c))
+                .tag(
+                    "category",
+                    enum_tag(cat.as_str_name(), "WASTE_CATEGORY_", &mut a),
+                )
+                .tag(
+                    "destination_type",
+                    enum_tag(dest.as_str_name(), "DESTINATION_TYPE_", &mut b),
+                )
+                .tag(
+                    "direction",
+                    enum_tag(dir.as_str_name(), "DIRECTION_", &mut c),
+                )
                 .field("gross_kg", F::F64(t.gross_weight_kg))
                 .field("tare_kg", F::F64(t.tare_weight_kg))
                 .field("net_kg", F::F64(t.net_weight_kg))
@@ -93,7 +102,10 @@ pub fn encode_record(rec: &pb::LogRecord, buf: &mut String) -> Result<&'static s
                 .tag("site", &env.site_id)
                 .tag("device", &env.device_id)
                 .field("fill_pct", F::F64(r.fill_level_pct))
-                .field("temperature_c", F::F64(f64::from(r.temperature_deci_c) / 10.0))
+                .field(
+                    "temperature_c",
+                    F::F64(f64::from(r.temperature_deci_c) / 10.0),
+                )
                 .field("tilt_deg", F::F64(r.tilt_deg))
                 .field("battery_v", F::F64(f64::from(r.battery_mv) / 1000.0))
                 .field("fire_flag", F::Bool(r.fire_flag))
@@ -109,12 +121,21 @@ pub fn encode_record(rec: &pb::LogRecord, buf: &mut String) -> Result<&'static s
                 .tag("site", &env.site_id)
                 .tag("device", &env.device_id)
                 .field("stock_kg", F::F64(r.stock_kg))
-                .field("oldest_container_age_d", F::F64(r.oldest_container_age_s as f64 / 86_400.0))
-                .field("temperature_c", F::F64(f64::from(r.temperature_deci_c) / 10.0))
+                .field(
+                    "oldest_container_age_d",
+                    F::F64(r.oldest_container_age_s as f64 / 86_400.0),
+                )
+                .field(
+                    "temperature_c",
+                    F::F64(f64::from(r.temperature_deci_c) / 10.0),
+                )
                 .field_opt_f64("combustible_gas_pct_lel", r.combustible_gas_pct_lel)
                 .field_opt_f64("toxic_gas_pct_of_limit", r.toxic_gas_pct_of_limit)
                 .field_opt_f64("oxygen_pct_vol", r.oxygen_pct_vol)
-                .field_opt_f64("oldest_medical_lot_age_h", r.oldest_medical_lot_age_s.map(|s| s as f64 / 3600.0))
+                .field_opt_f64(
+                    "oldest_medical_lot_age_h",
+                    r.oldest_medical_lot_age_s.map(|s| s as f64 / 3600.0),
+                )
                 .field_opt_f64(
                     "outside_temperature_c",
                     r.outside_temperature_deci_c.map(|d| f64::from(d) / 10.0),
@@ -162,10 +183,16 @@ pub fn encode_record(rec: &pb::LogRecord, buf: &mut String) -> Result<&'static s
                 .tag("site", &env.site_id)
                 .tag("device", &env.device_id)
                 .tag("device_kind", kind_segment(dk))
-                .tag("status", enum_tag(kind.as_str_name(), "STATUS_KIND_", &mut a))
+                .tag(
+                    "status",
+                    enum_tag(kind.as_str_name(), "STATUS_KIND_", &mut a),
+                )
                 .field("firmware", F::Str(&s.firmware_version))
                 .field("battery_v", F::F64(f64::from(s.battery_mv) / 1000.0))
-                .field("uptime_s", F::I64(i64::try_from(s.uptime_s).unwrap_or(i64::MAX)));
+                .field(
+                    "uptime_s",
+                    F::I64(i64::try_from(s.uptime_s).unwrap_or(i64::MAX)),
+                );
             let b = match s.signal_dbm {
                 Some(d) => b.field("signal_dbm", F::I64(i64::from(d))),
                 None => b,
@@ -204,17 +231,37 @@ mod tests {
     }
 
     fn field<'a>(p: &'a crate::sink::line_protocol::tests::Parsed, k: &str) -> &'a OField {
-        &p.fields.iter().find(|(n, _)| n == k).unwrap_or_else(|| panic!("no field {k}")).1
+        &p.fields
+            .iter()
+            .find(|(n, _)| n == k)
+            .unwrap_or_else(|| panic!("no field {k}"))
+            .1
     }
 
     #[test]
     fn a_bin_reading_becomes_one_point_with_si_units() {
         let mut buf = String::new();
-        let b = pb::BinReading { fill_level_pct: 81.5, temperature_deci_c: -35, tilt_deg: 3.0, battery_mv: 3650, fire_flag: false, battery_low_flag: true };
-        assert_eq!(encode_record(&rec(Body::BinReading(b), pb::DeviceKind::Bin), &mut buf), Ok(M_BIN));
+        let b = pb::BinReading {
+            fill_level_pct: 81.5,
+            temperature_deci_c: -35,
+            tilt_deg: 3.0,
+            battery_mv: 3650,
+            fire_flag: false,
+            battery_low_flag: true,
+        };
+        assert_eq!(
+            encode_record(&rec(Body::BinReading(b), pb::DeviceKind::Bin), &mut buf),
+            Ok(M_BIN)
+        );
         let p = &oracle_parse(&buf).unwrap()[0];
         assert_eq!(p.measurement, "bin_reading");
-        assert_eq!(p.tags, vec![("site".into(), "site-a".into()), ("device".into(), "dev-1".into())]);
+        assert_eq!(
+            p.tags,
+            vec![
+                ("site".into(), "site-a".into()),
+                ("device".into(), "dev-1".into())
+            ]
+        );
         assert_eq!(field(p, "fill_pct"), &OField::F(81.5));
         assert_eq!(field(p, "temperature_c"), &OField::F(-3.5));
         assert_eq!(field(p, "battery_v"), &OField::F(3.65));
@@ -235,19 +282,37 @@ mod tests {
             gross_weight_kg: 5.0,
             ..Default::default()
         };
-        encode_record(&rec(Body::WeighbridgeTicket(t), pb::DeviceKind::Weighbridge), &mut buf).unwrap();
+        encode_record(
+            &rec(Body::WeighbridgeTicket(t), pb::DeviceKind::Weighbridge),
+            &mut buf,
+        )
+        .unwrap();
         let p = &oracle_parse(&buf).unwrap()[0];
-        assert!(p.tags.contains(&("category".into(), "construction_demolition".into())));
-        assert!(p.tags.contains(&("destination_type".into(), "licensed_hazardous".into())));
+        assert!(p
+            .tags
+            .contains(&("category".into(), "construction_demolition".into())));
+        assert!(p
+            .tags
+            .contains(&("destination_type".into(), "licensed_hazardous".into())));
         assert!(p.tags.contains(&("direction".into(), "out".into())));
     }
 
     #[test]
     fn absent_optional_sensors_write_no_field() {
         let mut buf = String::new();
-        encode_record(&rec(Body::StorageReading(pb::StorageReading::default()), pb::DeviceKind::Storage), &mut buf).unwrap();
+        encode_record(
+            &rec(
+                Body::StorageReading(pb::StorageReading::default()),
+                pb::DeviceKind::Storage,
+            ),
+            &mut buf,
+        )
+        .unwrap();
         let p = &oracle_parse(&buf).unwrap()[0];
-        assert!(!p.fields.iter().any(|(k, _)| k == "oxygen_pct_vol" || k == "combustible_gas_pct_lel"));
+        assert!(!p
+            .fields
+            .iter()
+            .any(|(k, _)| k == "oxygen_pct_vol" || k == "combustible_gas_pct_lel"));
     }
 
     fn any_text() -> impl Strategy<Value = String> {

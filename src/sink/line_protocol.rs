@@ -88,7 +88,12 @@ impl<'a> LineBuilder<'a> {
     /// Starts a line with `measurement`.
     pub fn new(buf: &'a mut String, measurement: &str) -> Self {
         let start = buf.len();
-        let mut b = LineBuilder { buf, start, fields: 0, err: None };
+        let mut b = LineBuilder {
+            buf,
+            start,
+            fields: 0,
+            err: None,
+        };
         if measurement.is_empty() {
             b.err = Some(LineError::Empty("measurement"));
         } else if measurement.starts_with('#') {
@@ -114,7 +119,8 @@ impl<'a> LineBuilder<'a> {
             self.err = Some(LineError::Empty("tag key"));
             return self;
         }
-        if let Err(e) = check_breaks("tag key", key).and_then(|_| check_breaks("tag value", value)) {
+        if let Err(e) = check_breaks("tag key", key).and_then(|_| check_breaks("tag value", value))
+        {
             self.err = Some(e);
             return self;
         }

@@ -39,7 +39,11 @@ impl Lines {
         Ok(())
     }
     fn slice(&self, r: std::ops::Range<usize>) -> &str {
-        let start = if r.start == 0 { 0 } else { self.ends[r.start - 1] };
+        let start = if r.start == 0 {
+            0
+        } else {
+            self.ends[r.start - 1]
+        };
         &self.body[start..self.ends[r.end - 1]]
     }
     /// Number of lines.
@@ -76,6 +80,7 @@ pub async fn write_batch(
     give_up_on_stop: bool,
 ) -> BatchResult {
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
+    #[allow(clippy::single_range_in_vec_init)] // a work stack of ranges, not a range of indices
     let mut todo = vec![0..lines.len()];
     let mut written = 0;
     let mut rejected = Vec::new();
@@ -104,7 +109,10 @@ pub async fn write_batch(
                     break;
                 }
                 WriteOutcome::TooLarge => {
-                    rejected.push((lines.slice(r.clone()).to_owned(), "single line larger than the server accepts (413)".to_owned()));
+                    rejected.push((
+                        lines.slice(r.clone()).to_owned(),
+                        "single line larger than the server accepts (413)".to_owned(),
+                    ));
                     break;
                 }
                 WriteOutcome::Rejected { reason } => {
@@ -193,14 +201,21 @@ pub async fn run(
             match pb::LogRecord::decode(bytes.as_slice()) {
                 Ok(rec) => {
                     if let Err(e) = lines.push_record(&rec) {
-                        undecodable.push((format!("log offset {off}"), format!("cannot encode: {e}")));
+                        undecodable
+                            .push((format!("log offset {off}"), format!("cannot encode: {e}")));
                     }
                 }
-                Err(e) => undecodable.push((format!("log offset {off}"), format!("corrupt log record: {e}"))),
+                Err(e) => undecodable.push((
+                    format!("log offset {off}"),
+                    format!("corrupt log record: {e}"),
+                )),
             }
         }
         let res = if lines.is_empty() {
-            BatchResult::Done { written: 0, rejected: Vec::new() }
+            BatchResult::Done {
+                written: 0,
+                rejected: Vec::new(),
+            }
         } else {
             write_batch(&writer, &lines, &metrics, &mut backoff, &mut stop, stopping).await
         };
@@ -209,7 +224,10 @@ pub async fn run(
                 info!("tsdb writer stopping with unwritten records; they stay in the durable log");
                 return;
             }
-            BatchResult::Done { written, mut rejected } => {
+            BatchResult::Done {
+                written,
+                mut rejected,
+            } => {
                 rejected.append(&mut undecodable);
                 if !rejected.is_empty() {
                     let q: Vec<Vec<u8>> = rejected
@@ -227,18 +245,26 @@ pub async fn run(
                             .encode_to_vec()
                         })
                         .collect();
-                    warn!(lines = q.len(), "tsdb refused lines; quarantined, rest of the batch kept");
+                    warn!(
+                        lines = q.len(),
+                        "tsdb refused lines; quarantined, rest of the batch kept"
+                    );
                     let l = log.clone();
-                    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || l.append(&[], &q)).await {
+                    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || l.append(&[], &q)).await
+                    {
                         error!(error = %e, "could not quarantine refused lines");
                     }
                 }
                 metrics.tsdb_batches.fetch_add(1, Relaxed);
                 metrics.tsdb_points.fetch_add(written as u64, Relaxed);
                 let l = log.clone();
-                match tokio::task::spawn_blocking(move || l.commit_cursor(CURSOR_TSDB, last + 1)).await {
+                match tokio::task::spawn_blocking(move || l.commit_cursor(CURSOR_TSDB, last + 1))
+                    .await
+                {
                     Ok(Ok(())) => debug!(next = last + 1, written, "tsdb cursor committed"),
-                    Ok(Err(e)) => error!(error = %e, "cannot commit tsdb cursor; batch will be rewritten (idempotent)"),
+                    Ok(Err(e)) => {
+                        error!(error = %e, "cannot commit tsdb cursor; batch will be rewritten (idempotent)")
+                    }
                     Err(e) => error!(error = %e, "cursor commit task failed"),
                 }
             }
@@ -262,7 +288,12 @@ pub async fn run_stats(
             _ = stop.wait_for(|s| *s) => return,
         }
         let mut buf = String::new();
-        metrics.pipeline_point(&instance, Some(log.stats()), crate::ingest::now_ms(), &mut buf);
+        metrics.pipeline_point(
+            &instance,
+            Some(log.stats()),
+            crate::ingest::now_ms(),
+            &mut buf,
+        );
         if let WriteOutcome::Retry { reason, .. } = writer.write(&buf).await {
             debug!(error = %reason, "pipeline stats not written");
         }

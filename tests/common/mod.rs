@@ -20,7 +20,9 @@ use wastewatch::pb::{self, envelope::Body, DeviceKind};
 /// Reads a required env var set by scripts/test.sh.
 pub fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run the suite with scripts/test.sh, which starts the real servers")
+        panic!(
+            "{name} is not set: run the suite with scripts/test.sh, which starts the real servers"
+        )
     })
 }
 
@@ -34,18 +36,32 @@ pub fn mqtt_addr() -> (String, u16) {
 /// Runs scripts/services.sh with args; panics on failure.
 pub fn services(args: &[&str]) {
     let script = env("WW_SERVICES_SCRIPT");
-    let out = Command::new(&script).args(args).output().expect("run services.sh");
-    assert!(out.status.success(), "services.sh {args:?} failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(&script)
+        .args(args)
+        .output()
+        .expect("run services.sh");
+    assert!(
+        out.status.success(),
+        "services.sh {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A unique name for this test run.
 pub fn unique(prefix: &str) -> String {
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
     format!("{prefix}-{}-{}", std::process::id(), t % 1_000_000_000)
 }
 
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 /// A throw-away zone: one site, devices of each kind with the given prefix.
@@ -71,7 +87,11 @@ impl Zone {
             dir,
         };
         let poly = r#"{"type":"Polygon","coordinates":[[[113.70,34.70],[113.71,34.70],[113.71,34.71],[113.70,34.71],[113.70,34.70]]]}"#;
-        std::fs::write(z.dir.path().join("sites.json"), format!(r#"[{{"id":"{site}","name":"t","type":"recycling_plant","geofence":{poly}}}]"#)).unwrap();
+        std::fs::write(
+            z.dir.path().join("sites.json"),
+            format!(r#"[{{"id":"{site}","name":"t","type":"recycling_plant","geofence":{poly}}}]"#),
+        )
+        .unwrap();
         let devices = format!(
             r#"[{{"id":"{}","kind":"weighbridge","site_id":"{site}","expected_interval_s":3600,"weighbridge":{{}}}},
                {{"id":"{}","kind":"bin","site_id":"{site}","expected_interval_s":3600,"bin":{{"medical":false,"volume_l":240}}}},
@@ -88,30 +108,80 @@ impl Zone {
     pub fn envelope(&self, kind: DeviceKind, seq: u64, t_ms: i64) -> pb::Envelope {
         let s = seq as f64;
         let (device, body) = match kind {
-            DeviceKind::Weighbridge => (&self.weighbridge, Body::WeighbridgeTicket(pb::WeighbridgeTicket {
-                ticket_id: format!("T-{seq}"), plate: "豫A D1234".into(), gross_weight_kg: 30_000.0 + s, tare_weight_kg: 14_000.0,
-                net_weight_kg: 16_000.0 + s, category: pb::WasteCategory::ConstructionDemolition as i32,
-                destination_type: pb::DestinationType::Recycling as i32, direction: pb::Direction::In as i32,
-                operator_id: "op \"7\", gate=2".into(), axle_count: 3, ..Default::default()
-            })),
-            DeviceKind::Bin => (&self.bin, Body::BinReading(pb::BinReading {
-                fill_level_pct: (seq % 100) as f64 + 0.25, temperature_deci_c: 215, tilt_deg: 1.5, battery_mv: 3600, ..Default::default()
-            })),
-            DeviceKind::Storage => (&self.storage, Body::StorageReading(pb::StorageReading {
-                stock_kg: 1000.0 + s, oldest_container_age_s: 86_400, temperature_deci_c: 251, combustible_gas_pct_lel: Some(2.5),
-                oxygen_pct_vol: Some(20.9), container_count: 4, ..Default::default()
-            })),
-            _ => (&self.truck, Body::TruckFix(pb::TruckFix {
-                latitude_deg: format!("34.7{:05}", seq % 100_000).parse().unwrap(), longitude_deg: 113.7, speed_kmh: 32.5, heading_deg: 90.0, accuracy_m: 4.0,
-                loaded: true, cover_closed: true, ignition_on: true, gnss_fix: true, satellites: 9, plate: "豫AD1234".into(), ..Default::default()
-            })),
+            DeviceKind::Weighbridge => (
+                &self.weighbridge,
+                Body::WeighbridgeTicket(pb::WeighbridgeTicket {
+                    ticket_id: format!("T-{seq}"),
+                    plate: "豫A D1234".into(),
+                    gross_weight_kg: 30_000.0 + s,
+                    tare_weight_kg: 14_000.0,
+                    net_weight_kg: 16_000.0 + s,
+                    category: pb::WasteCategory::ConstructionDemolition as i32,
+                    destination_type: pb::DestinationType::Recycling as i32,
+                    direction: pb::Direction::In as i32,
+                    operator_id: "op \"7\", gate=2".into(),
+                    axle_count: 3,
+                    ..Default::default()
+                }),
+            ),
+            DeviceKind::Bin => (
+                &self.bin,
+                Body::BinReading(pb::BinReading {
+                    fill_level_pct: (seq % 100) as f64 + 0.25,
+                    temperature_deci_c: 215,
+                    tilt_deg: 1.5,
+                    battery_mv: 3600,
+                    ..Default::default()
+                }),
+            ),
+            DeviceKind::Storage => (
+                &self.storage,
+                Body::StorageReading(pb::StorageReading {
+                    stock_kg: 1000.0 + s,
+                    oldest_container_age_s: 86_400,
+                    temperature_deci_c: 251,
+                    combustible_gas_pct_lel: Some(2.5),
+                    oxygen_pct_vol: Some(20.9),
+                    container_count: 4,
+                    ..Default::default()
+                }),
+            ),
+            _ => (
+                &self.truck,
+                Body::TruckFix(pb::TruckFix {
+                    latitude_deg: format!("34.7{:05}", seq % 100_000).parse().unwrap(),
+                    longitude_deg: 113.7,
+                    speed_kmh: 32.5,
+                    heading_deg: 90.0,
+                    accuracy_m: 4.0,
+                    loaded: true,
+                    cover_closed: true,
+                    ignition_on: true,
+                    gnss_fix: true,
+                    satellites: 9,
+                    plate: "豫AD1234".into(),
+                    ..Default::default()
+                }),
+            ),
         };
-        pb::Envelope { site_id: self.site.clone(), device_id: device.clone(), device_kind: kind as i32, seq, recorded_at_unix_ms: t_ms, schema_version: 1, body: Some(body) }
+        pb::Envelope {
+            site_id: self.site.clone(),
+            device_id: device.clone(),
+            device_kind: kind as i32,
+            seq,
+            recorded_at_unix_ms: t_ms,
+            schema_version: 1,
+            body: Some(body),
+        }
     }
 
     pub fn topic(&self, env: &pb::Envelope) -> String {
         let kind = DeviceKind::try_from(env.device_kind).unwrap_or_default();
-        let ch = if matches!(env.body, Some(Body::DeviceStatus(_))) { Channel::Status } else { Channel::Telemetry };
+        let ch = if matches!(env.body, Some(Body::DeviceStatus(_))) {
+            Channel::Status
+        } else {
+            Channel::Telemetry
+        };
         Topic::format(&self.site, kind, &env.device_id, ch, false)
     }
 }
@@ -125,7 +195,11 @@ pub struct Msg {
 
 impl Msg {
     pub fn pb(zone: &Zone, env: &pb::Envelope) -> Msg {
-        Msg { topic: zone.topic(env), payload: env.encode_to_vec(), json: false }
+        Msg {
+            topic: zone.topic(env),
+            payload: env.encode_to_vec(),
+            json: false,
+        }
     }
 }
 
@@ -158,10 +232,19 @@ pub async fn publish_all(client_id: String, msgs: Vec<Msg>, pace: Option<Duratio
         }
     });
     for m in msgs {
-        let props = m.json.then(|| PublishProperties { content_type: Some("application/json".into()), ..Default::default() });
+        let props = m.json.then(|| PublishProperties {
+            content_type: Some("application/json".into()),
+            ..Default::default()
+        });
         match props {
-            Some(p) => client.publish_with_properties(m.topic, QoS::AtLeastOnce, false, m.payload, p).await.unwrap(),
-            None => client.publish(m.topic, QoS::AtLeastOnce, false, m.payload).await.unwrap(),
+            Some(p) => client
+                .publish_with_properties(m.topic, QoS::AtLeastOnce, false, m.payload, p)
+                .await
+                .unwrap(),
+            None => client
+                .publish(m.topic, QoS::AtLeastOnce, false, m.payload)
+                .await
+                .unwrap(),
         }
         if let Some(p) = pace {
             tokio::time::sleep(p).await;
@@ -181,26 +264,47 @@ pub struct Service {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Settings for a service instance, as WASTEWATCH__ env vars.
-pub fn service_env(zone: &Zone, client_id: &str, data_dir: &Path, tsdb: &[(&str, &str)]) -> Vec<(String, String)> {
+pub fn service_env(
+    zone: &Zone,
+    client_id: &str,
+    data_dir: &Path,
+    tsdb: &[(&str, &str)],
+) -> Vec<(String, String)> {
     let (host, port) = mqtt_addr();
     let mut v: Vec<(String, String)> = vec![
         ("WASTEWATCH__MQTT__HOST".into(), host),
         ("WASTEWATCH__MQTT__PORT".into(), port.to_string()),
         ("WASTEWATCH__MQTT__CLIENT_ID".into(), client_id.into()),
-        ("WASTEWATCH__MQTT__SUBSCRIBE".into(), format!("wastewatch/v1/{}/#", zone.site)),
+        (
+            "WASTEWATCH__MQTT__SUBSCRIBE".into(),
+            format!("wastewatch/v1/{}/#", zone.site),
+        ),
         ("WASTEWATCH__MQTT__RECONNECT_MIN_MS".into(), "100".into()),
         ("WASTEWATCH__MQTT__RECONNECT_MAX_MS".into(), "1000".into()),
-        ("WASTEWATCH__DECODE__REGISTRY_DIR".into(), zone.dir.path().display().to_string()),
-        ("WASTEWATCH__LOG__DIR".into(), data_dir.display().to_string()),
+        (
+            "WASTEWATCH__DECODE__REGISTRY_DIR".into(),
+            zone.dir.path().display().to_string(),
+        ),
+        (
+            "WASTEWATCH__LOG__DIR".into(),
+            data_dir.display().to_string(),
+        ),
         ("WASTEWATCH__TSDB__BATCH_MAX_AGE_MS".into(), "100".into()),
         ("WASTEWATCH__TSDB__RETRY_MIN_MS".into(), "100".into()),
         ("WASTEWATCH__TSDB__RETRY_MAX_MS".into(), "1000".into()),
         ("WASTEWATCH__TSDB__STATS_INTERVAL_MS".into(), "0".into()),
-        ("WASTEWATCH__HTTP__LISTEN".into(), format!("127.0.0.1:{}", free_port())),
+        (
+            "WASTEWATCH__HTTP__LISTEN".into(),
+            format!("127.0.0.1:{}", free_port()),
+        ),
     ];
     for (k, val) in tsdb {
         v.push(((*k).into(), (*val).into()));
@@ -210,8 +314,16 @@ pub fn service_env(zone: &Zone, client_id: &str, data_dir: &Path, tsdb: &[(&str,
 
 impl Service {
     pub fn start(envs: Vec<(String, String)>, log_path: PathBuf) -> Service {
-        let http = envs.iter().find(|(k, _)| k == "WASTEWATCH__HTTP__LISTEN").map(|(_, v)| v.clone()).unwrap();
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).unwrap();
+        let http = envs
+            .iter()
+            .find(|(k, _)| k == "WASTEWATCH__HTTP__LISTEN")
+            .map(|(_, v)| v.clone())
+            .unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_wastewatch"))
             .arg("run")
             .envs(envs.iter().cloned())
@@ -220,7 +332,12 @@ impl Service {
             .stderr(Stdio::from(log))
             .spawn()
             .expect("spawn wastewatch");
-        let s = Service { child, http, envs, log_path };
+        let s = Service {
+            child,
+            http,
+            envs,
+            log_path,
+        };
         s.wait_ready(Duration::from_secs(30));
         s
     }
@@ -238,7 +355,10 @@ impl Service {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("wastewatch not ready after {timeout:?}; log:\n{}", std::fs::read_to_string(&self.log_path).unwrap_or_default());
+        panic!(
+            "wastewatch not ready after {timeout:?}; log:\n{}",
+            std::fs::read_to_string(&self.log_path).unwrap_or_default()
+        );
     }
 
     pub fn metrics(&self) -> String {
@@ -256,11 +376,17 @@ impl Service {
 
     /// SIGTERM and wait for a clean exit.
     pub fn stop(mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let t0 = Instant::now();
         loop {
             if let Ok(Some(st)) = self.child.try_wait() {
-                assert!(st.success(), "wastewatch exited with {st}; log:\n{}", std::fs::read_to_string(&self.log_path).unwrap_or_default());
+                assert!(
+                    st.success(),
+                    "wastewatch exited with {st}; log:\n{}",
+                    std::fs::read_to_string(&self.log_path).unwrap_or_default()
+                );
                 return;
             }
             if t0.elapsed() > Duration::from_secs(30) {
@@ -281,13 +407,20 @@ impl Drop for Service {
 
 pub fn metric_value(text: &str, name: &str) -> u64 {
     text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')).and_then(|v| v.trim().parse::<f64>().ok()))
+        .find_map(|l| {
+            l.strip_prefix(name)
+                .and_then(|r| r.strip_prefix(' '))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        })
         .map(|v| v as u64)
         .unwrap_or(0)
 }
 
 pub fn http_get(url: &str) -> Result<String, String> {
-    let out = Command::new("curl").args(["-sS", "--max-time", "5", url]).output().map_err(|e| e.to_string())?;
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "5", url])
+        .output()
+        .map_err(|e| e.to_string())?;
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).into_owned());
     }
@@ -304,11 +437,32 @@ pub fn influx_create_db(name: &str) -> String {
 pub fn influx_query(db: &str, q: &str) -> serde_json::Value {
     let base = env("WW_TEST_INFLUXDB");
     let out = Command::new("curl")
-        .args(["-sS", "--max-time", "10", "-XPOST", &format!("{base}/query"), "--data-urlencode", &format!("db={db}"), "--data-urlencode", &format!("q={q}"), "--data-urlencode", "epoch=ms"])
+        .args([
+            "-sS",
+            "--max-time",
+            "10",
+            "-XPOST",
+            &format!("{base}/query"),
+            "--data-urlencode",
+            &format!("db={db}"),
+            "--data-urlencode",
+            &format!("q={q}"),
+            "--data-urlencode",
+            "epoch=ms",
+        ])
         .output()
         .expect("curl");
-    assert!(out.status.success(), "influx query failed: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("bad influx JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    assert!(
+        out.status.success(),
+        "influx query failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "bad influx JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
 }
 
 /// Rows of the first series as maps column → value.
@@ -317,7 +471,12 @@ pub fn influx_rows(db: &str, q: &str) -> Vec<serde_json::Map<String, serde_json:
     let mut rows = Vec::new();
     if let Some(series) = v["results"][0]["series"].as_array() {
         for s in series {
-            let cols: Vec<String> = s["columns"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_owned()).collect();
+            let cols: Vec<String> = s["columns"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_str().unwrap().to_owned())
+                .collect();
             for vals in s["values"].as_array().unwrap() {
                 let mut m = serde_json::Map::new();
                 for (c, val) in cols.iter().zip(vals.as_array().unwrap()) {
@@ -337,10 +496,18 @@ pub fn influx_rows(db: &str, q: &str) -> Vec<serde_json::Map<String, serde_json:
 
 /// (device, seq) pairs stored in a measurement.
 pub fn stored_seqs(db: &str, measurement: &str) -> BTreeSet<(String, u64)> {
-    influx_rows(db, &format!("SELECT \"seq\", \"device\" FROM \"{measurement}\""))
-        .into_iter()
-        .map(|r| (r["device"].as_str().unwrap_or("").to_owned(), r["seq"].as_u64().unwrap_or(u64::MAX)))
-        .collect()
+    influx_rows(
+        db,
+        &format!("SELECT \"seq\", \"device\" FROM \"{measurement}\""),
+    )
+    .into_iter()
+    .map(|r| {
+        (
+            r["device"].as_str().unwrap_or("").to_owned(),
+            r["seq"].as_u64().unwrap_or(u64::MAX),
+        )
+    })
+    .collect()
 }
 
 /// Polls `f` until it returns true or the timeout passes.
@@ -356,6 +523,10 @@ pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 }
 
 pub fn append_note(path: &Path, s: &str) {
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
     let _ = writeln!(f, "{s}");
 }

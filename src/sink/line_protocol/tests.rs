@@ -125,8 +125,15 @@ fn parse_line(line: &str) -> Result<Parsed, String> {
         }
     }
     let ts: String = chars[i..].iter().collect();
-    let timestamp = ts.parse().map_err(|e| format!("bad timestamp {ts:?}: {e}"))?;
-    Ok(Parsed { measurement, tags, fields, timestamp })
+    let timestamp = ts
+        .parse()
+        .map_err(|e| format!("bad timestamp {ts:?}: {e}"))?;
+    Ok(Parsed {
+        measurement,
+        tags,
+        fields,
+        timestamp,
+    })
 }
 
 #[test]
@@ -140,7 +147,10 @@ fn a_plain_line_is_written_as_the_reference_shows() {
         .field("note", FieldValue::Str("ok"))
         .finish(1_700_000_000_000)
         .unwrap();
-    assert_eq!(buf, "bin_reading,site=s1 fill_pct=42.5,seq=7i,fire=false,note=\"ok\" 1700000000000\n");
+    assert_eq!(
+        buf,
+        "bin_reading,site=s1 fill_pct=42.5,seq=7i,fire=false,note=\"ok\" 1700000000000\n"
+    );
 }
 
 #[test]
@@ -151,26 +161,109 @@ fn special_characters_are_escaped_in_every_position() {
         .field("f,=\\ k", FieldValue::Str("say \"hi\" \\"))
         .finish(1)
         .unwrap();
-    assert_eq!(buf, "m\\ e\\,a,k\\=e\\ y=v\\,a\\=\\ l\\\\ f\\,\\=\\\\\\ k=\"say \\\"hi\\\" \\\\\" 1\n");
+    assert_eq!(
+        buf,
+        "m\\ e\\,a,k\\=e\\ y=v\\,a\\=\\ l\\\\ f\\,\\=\\\\\\ k=\"say \\\"hi\\\" \\\\\" 1\n"
+    );
     let p = oracle_parse(&buf).unwrap();
     assert_eq!(p[0].tags, vec![("k=e y".to_owned(), "v,a= l\\".to_owned())]);
-    assert_eq!(p[0].fields, vec![("f,=\\ k".to_owned(), OField::S("say \"hi\" \\".to_owned()))]);
+    assert_eq!(
+        p[0].fields,
+        vec![("f,=\\ k".to_owned(), OField::S("say \"hi\" \\".to_owned()))]
+    );
 }
 
 #[test]
 fn refused_lines_leave_the_buffer_untouched() {
-    let cases: Vec<(Box<dyn Fn(&mut String) -> Result<(), LineError>>, LineError)> = vec![
-        (Box::new(|b| LineBuilder::new(b, "").field("f", FieldValue::I64(1)).finish(0)), LineError::Empty("measurement")),
-        (Box::new(|b| LineBuilder::new(b, "#m").field("f", FieldValue::I64(1)).finish(0)), LineError::Comment),
-        (Box::new(|b| LineBuilder::new(b, "m\n").field("f", FieldValue::I64(1)).finish(0)), LineError::LineBreak("measurement")),
-        (Box::new(|b| LineBuilder::new(b, "m").tag("t", "a\rb").field("f", FieldValue::I64(1)).finish(0)), LineError::LineBreak("tag value")),
-        (Box::new(|b| LineBuilder::new(b, "m").tag("", "v").field("f", FieldValue::I64(1)).finish(0)), LineError::Empty("tag key")),
-        (Box::new(|b| LineBuilder::new(b, "m").field("f", FieldValue::Str("x\ny")).finish(0)), LineError::LineBreak("string field value")),
-        (Box::new(|b| LineBuilder::new(b, "m").field("f", FieldValue::F64(f64::NAN)).finish(0)), LineError::NonFinite("f".into())),
-        (Box::new(|b| LineBuilder::new(b, "m").field("f", FieldValue::F64(f64::INFINITY)).finish(0)), LineError::NonFinite("f".into())),
-        (Box::new(|b| LineBuilder::new(b, "m").field("", FieldValue::I64(1)).finish(0)), LineError::Empty("field key")),
-        (Box::new(|b| LineBuilder::new(b, "m").field("f", FieldValue::I64(1)).tag("t", "v").finish(0)), LineError::TagAfterField("t".into())),
-        (Box::new(|b| LineBuilder::new(b, "m").tag("t", "v").finish(0)), LineError::NoField),
+    type Build = Box<dyn Fn(&mut String) -> Result<(), LineError>>;
+    let cases: Vec<(Build, LineError)> = vec![
+        (
+            Box::new(|b| {
+                LineBuilder::new(b, "")
+                    .field("f", FieldValue::I64(1))
+                    .finish(0)
+            }),
+            LineError::Empty("measurement"),
+        ),
+        (
+            Box::new(|b| {
+                LineBuilder::new(b, "#m")
+                    .field("f", FieldValue::I64(1))
+                    .finish(0)
+            }),
+            LineError::Comment,
+        ),
+        (
+            Box::new(|b| {
+                LineBuilder::new(b, "m\n")
+                    .field("f", FieldValue::I64(1))
+                    .finish(0)
+            }),
+            LineError::LineBreak("measurement"),
+        ),
+        (
+            Box::new(|b| {
+                LineBuilder::new(b, "m")
+                    .tag("t", "a\rb")
+                    .field("f", FieldValue::I64(1))
+                    .finish(0)
+            }),
+            LineError::LineBreak("tag value"),
+        ),
+        (
+            Box::new(|b| {
+                LineBuilder::new(b, "m")
+                    .tag("", "v")
+                    .field("f", FieldValue::I64(1))
+                    .finish(0)
+            }),
+            LineError::Empty("tag key"),
+        ),
+        (
+            Box::new(|b| {
+                LineBuilder::new(b, "m")
+                    .field("f", FieldValue::Str("x\ny"))
+                    .finish(0)
+            }),
+            LineError::LineBreak("string field value"),
+        ),
+        (
+            Box::new(|b| {
+                LineBuilder::new(b, "m")
+                    .field("f", FieldValue::F64(f64::NAN))
+                    .finish(0)
+            }),
+            LineError::NonFinite("f".into()),
+        ),
+        (
+            Box::new(|b| {
+                LineBuilder::new(b, "m")
+                    .field("f", FieldValue::F64(f64::INFINITY))
+                    .finish(0)
+            }),
+            LineError::NonFinite("f".into()),
+        ),
+        (
+            Box::new(|b| {
+                LineBuilder::new(b, "m")
+                    .field("", FieldValue::I64(1))
+                    .finish(0)
+            }),
+            LineError::Empty("field key"),
+        ),
+        (
+            Box::new(|b| {
+                LineBuilder::new(b, "m")
+                    .field("f", FieldValue::I64(1))
+                    .tag("t", "v")
+                    .finish(0)
+            }),
+            LineError::TagAfterField("t".into()),
+        ),
+        (
+            Box::new(|b| LineBuilder::new(b, "m").tag("t", "v").finish(0)),
+            LineError::NoField,
+        ),
     ];
     for (build, want) in cases {
         let mut buf = String::from("prev 1\n");
@@ -182,7 +275,11 @@ fn refused_lines_leave_the_buffer_untouched() {
 #[test]
 fn an_empty_tag_value_omits_the_tag() {
     let mut buf = String::new();
-    LineBuilder::new(&mut buf, "m").tag("t", "").field("f", FieldValue::Bool(true)).finish(5).unwrap();
+    LineBuilder::new(&mut buf, "m")
+        .tag("t", "")
+        .field("f", FieldValue::Bool(true))
+        .finish(5)
+        .unwrap();
     assert_eq!(buf, "m f=true 5\n");
 }
 
