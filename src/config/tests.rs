@@ -107,3 +107,11 @@ fn secrets_never_print() {
     );
     assert!(dbg.contains("[redacted]"));
 }
+
+#[test]
+fn the_shipped_example_config_is_valid_and_matches_the_defaults() {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/wastewatch.example.toml");
+    let from_file = load(Some(&p), &[]).unwrap();
+    let defaults = load(None, &[]).unwrap();
+    assert_eq!(format!("{from_file:?}"), format!("{defaults:?}"));
+}

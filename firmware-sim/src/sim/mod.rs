@@ -1,0 +1,42 @@
+//! The firmware simulator engine: a deterministic fleet of weighbridges,
+//! smart bins, hazardous-waste storage points and truck terminals that
+//! produces the exact MQTT messages real devices would publish.
+//!
+//! It sits in front of the whole pipeline — it is what `ingest/` receives —
+//! and it is compiled into the `wastewatch` library (so it can use the
+//! registry, the geometry and the wire contract directly) while the
+//! `firmware-sim` binary is a thin CLI over it. The core ([`Fleet`]) is pure:
+//! it reads the zone [`Registry`](crate::registry::Registry), takes simulated
+//! time as an argument and returns [`OutMsg`]s, so every behaviour is unit
+//! tested without a broker. [`publish`] is the async shell that sends those
+//! messages over MQTT 5 with QoS 1, rate control and broker-ack accounting.
+//!
+//! Guarantees: the same seed, zone and configuration give byte-identical
+//! messages; every message not marked [`OutMsg::expect_quarantine`] decodes
+//! cleanly with [`crate::decode::Decoder`] against the zone it was built
+//! from; `seq` starts at 1 per device and grows by one per recorded message.
+//! Scenarios and the alerts they must and must not produce are documented in
+//! `firmware-sim/SCENARIOS.md`.
+
+mod bucket;
+mod config;
+mod device;
+mod faults;
+mod fleet;
+pub mod genzone;
+mod publish;
+mod rng;
+mod scenario;
+mod summary;
+mod time;
+
+#[cfg(test)]
+mod tests;
+
+pub use bucket::TokenBucket;
+pub use config::{SimConfig, SimError};
+pub use fleet::{Assignment, Fleet, OutMsg};
+pub use publish::{publish, Progress};
+pub use scenario::Scenario;
+pub use summary::{DeviceSummary, RangeSet, Summary};
+pub use time::{format_local, last_local_time_before, CST_OFFSET_MIN};
