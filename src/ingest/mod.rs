@@ -96,12 +96,7 @@ pub fn start(
     // can be outstanding, so try_ack never finds it full.
     let cap = usize::from(settings.receive_maximum) + 64;
     let (client, eventloop) = AsyncClient::new(opts, cap);
-    let session = Arc::new(Session {
-        epoch: AtomicU64::new(0),
-        ack_gate: RwLock::new(()),
-        acks_flushed: AtomicU64::new(0),
-        connected: AtomicBool::new(false),
-    });
+    let session = Arc::new(Session::new());
     let (tx, rx) = mpsc::unbounded_channel();
     let poller = tokio::spawn(poll_loop(
         eventloop,
@@ -187,12 +182,8 @@ async fn poll_loop(
             }
             Ok(_) => {}
             Err(e) => {
-                {
-                    let _g = session.ack_gate.write().unwrap_or_else(|p| p.into_inner());
-                    session.epoch.fetch_add(1, SeqCst);
-                    // Purge acks queued for the dead connection.
-                    eventloop.clean();
-                }
+                // Purge acks queued for the dead connection.
+                session.connection_lost(|| eventloop.clean());
                 let was = session.connected.swap(false, SeqCst);
                 metrics.mqtt_connected.store(0, Relaxed);
                 metrics.mqtt_connection_errors.fetch_add(1, Relaxed);
@@ -374,7 +365,52 @@ async fn commit(
     }
 }
 
-fn send_acks(client: &AsyncClient, session: &Session, metrics: &Metrics, batch: &[Inbound]) {
+/// Where acks go: the MQTT client, or a recorder in tests.
+pub trait AckSink {
+    /// Queues a PUBACK for `p`.
+    fn try_ack(&self, p: &Publish) -> Result<(), String>;
+}
+
+impl AckSink for AsyncClient {
+    fn try_ack(&self, p: &Publish) -> Result<(), String> {
+        AsyncClient::try_ack(self, p).map_err(|e| e.to_string())
+    }
+}
+
+impl Session {
+    /// A fresh session state at epoch 0, disconnected.
+    pub fn new() -> Self {
+        Session {
+            epoch: AtomicU64::new(0),
+            ack_gate: RwLock::new(()),
+            acks_flushed: AtomicU64::new(0),
+            connected: AtomicBool::new(false),
+        }
+    }
+
+    /// Current connection epoch.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(SeqCst)
+    }
+
+    /// Marks the connection lost: bumps the epoch and runs `purge` (which
+    /// drops acks already queued) while no ack can be enqueued.
+    pub fn connection_lost(&self, purge: impl FnOnce()) {
+        let _g = self.ack_gate.write().unwrap_or_else(|p| p.into_inner());
+        self.epoch.fetch_add(1, SeqCst);
+        purge();
+    }
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Session::new()
+    }
+}
+
+/// Acks a committed batch in receipt order, skipping QoS 0 and every message
+/// that arrived on an earlier connection.
+pub fn send_acks(client: &impl AckSink, session: &Session, metrics: &Metrics, batch: &[Inbound]) {
     let _g = session.ack_gate.read().unwrap_or_else(|p| p.into_inner());
     let epoch = session.epoch.load(SeqCst);
     for m in batch {
@@ -394,5 +430,121 @@ fn send_acks(client: &AsyncClient, session: &Session, metrics: &Metrics, batch: 
                 warn!(error = %e, "ack not queued; broker will redeliver");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<u16>>);
+    impl AckSink for Recorder {
+        fn try_ack(&self, p: &Publish) -> Result<(), String> {
+            self.0.lock().unwrap().push(p.pkid);
+            Ok(())
+        }
+    }
+
+    fn inbound(pkid: u16, qos: QoS, epoch: u64) -> Inbound {
+        let mut p = Publish::new("wastewatch/v1/s/bin/d/telemetry", qos, vec![1u8], None);
+        p.pkid = pkid;
+        Inbound {
+            publish: p,
+            epoch,
+            received_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn acks_go_out_in_receipt_order_and_skip_qos0() {
+        let (rec, session, m) = (Recorder::default(), Session::new(), Metrics::default());
+        let batch = [
+            inbound(5, QoS::AtLeastOnce, 0),
+            inbound(0, QoS::AtMostOnce, 0),
+            inbound(3, QoS::AtLeastOnce, 0),
+            inbound(9, QoS::AtLeastOnce, 0),
+        ];
+        send_acks(&rec, &session, &m, &batch);
+        assert_eq!(*rec.0.lock().unwrap(), vec![5, 3, 9]);
+        assert_eq!(m.acks.load(Relaxed), 3);
+    }
+
+    #[test]
+    fn no_ack_is_sent_for_a_message_of_an_earlier_connection() {
+        let (rec, session, m) = (Recorder::default(), Session::new(), Metrics::default());
+        let old = [
+            inbound(1, QoS::AtLeastOnce, 0),
+            inbound(2, QoS::AtLeastOnce, 0),
+        ];
+        let mut purged = false;
+        session.connection_lost(|| purged = true);
+        assert!(purged, "queued acks are purged under the gate");
+        let new = [inbound(1, QoS::AtLeastOnce, 1)];
+        send_acks(&rec, &session, &m, &old);
+        send_acks(&rec, &session, &m, &new);
+        assert_eq!(
+            *rec.0.lock().unwrap(),
+            vec![1],
+            "only the message of the live connection is acked"
+        );
+        assert_eq!(m.acks_stale_dropped.load(Relaxed), 2);
+    }
+
+    #[test]
+    fn an_ack_racing_a_connection_loss_is_either_purged_or_skipped() {
+        // Many threads ack while the connection is lost repeatedly: every ack
+        // enqueued under epoch e is either purged by the loss that ends e or
+        // was enqueued before it; none is enqueued after its epoch ended.
+        use std::sync::atomic::AtomicUsize;
+        struct Checker<'a> {
+            session: &'a Session,
+            late: AtomicUsize,
+            queued: Mutex<Vec<u64>>,
+        }
+        impl AckSink for Checker<'_> {
+            fn try_ack(&self, p: &Publish) -> Result<(), String> {
+                if u64::from(p.pkid) != self.session.epoch() {
+                    self.late.fetch_add(1, SeqCst);
+                }
+                self.queued.lock().unwrap().push(u64::from(p.pkid));
+                Ok(())
+            }
+        }
+        let session = Session::new();
+        let checker = Checker {
+            session: &session,
+            late: AtomicUsize::new(0),
+            queued: Mutex::new(Vec::new()),
+        };
+        let m = Metrics::default();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for _ in 0..200 {
+                    session.connection_lost(|| checker.queued.lock().unwrap().clear());
+                    std::thread::yield_now();
+                }
+            });
+            for _ in 0..2 {
+                s.spawn(|| {
+                    for _ in 0..2000 {
+                        let e = session.epoch();
+                        // pkid carries the epoch the message arrived on.
+                        send_acks(
+                            &checker,
+                            &session,
+                            &m,
+                            &[inbound(e as u16, QoS::AtLeastOnce, e)],
+                        );
+                    }
+                });
+            }
+        });
+        assert_eq!(
+            checker.late.load(SeqCst),
+            0,
+            "an ack was enqueued after its connection ended"
+        );
     }
 }
