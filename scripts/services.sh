@@ -83,6 +83,8 @@ REQUIRED_BINS=(
     prometheus-alertmanager:prometheus-alertmanager
     amtool:prometheus-alertmanager
     curl:curl
+    openssl:openssl
+    mosquitto_passwd:mosquitto
     flock:util-linux
 )
 

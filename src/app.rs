@@ -51,8 +51,16 @@ pub fn load_registry(settings: &Settings) -> anyhow::Result<Registry> {
     Registry::load_dir(&settings.registry_dir).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
+/// Selects the process-wide rustls crypto provider. Two providers are
+/// compiled in (rumqttc brings aws-lc-rs, reqwest brings ring), and rustls
+/// refuses to guess; without this a TLS connect panics. Idempotent.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Starts every stage.
 pub async fn start(settings: Settings, registry: Registry) -> anyhow::Result<Running> {
+    install_crypto_provider();
     let metrics = Arc::new(Metrics::default());
     let log = Arc::new(Log::open(
         &settings.log.dir,
@@ -148,6 +156,18 @@ pub async fn start(settings: Settings, registry: Registry) -> anyhow::Result<Run
 }
 
 impl Running {
+    /// Resolves if a stage task ends on its own (a bug: they run until
+    /// shutdown). The caller should exit non-zero so a supervisor restarts
+    /// the service; nothing acked is lost, it is in the durable log. After
+    /// this resolves, do not call [`Running::shutdown`].
+    pub async fn stage_failed(&mut self) -> String {
+        tokio::select! {
+            r = &mut self.ingest.poller => format!("mqtt poller stopped unexpectedly: {r:?}"),
+            r = &mut self.ingest.committer => format!("ingest committer stopped unexpectedly: {r:?}"),
+            r = &mut self.sink => format!("tsdb writer stopped unexpectedly: {r:?}"),
+        }
+    }
+
     /// Graceful shutdown in the documented order, under the deadline.
     pub async fn shutdown(self) {
         let deadline = self.deadline;

@@ -121,10 +121,21 @@ fn main() -> ExitCode {
 
 async fn run(settings: Settings) -> anyhow::Result<()> {
     let registry = wastewatch::app::load_registry(&settings)?;
-    let running = wastewatch::app::start(settings, registry).await?;
-    wastewatch::app::shutdown_signal().await;
-    running.shutdown().await;
-    Ok(())
+    let mut running = wastewatch::app::start(settings, registry).await?;
+    let failed = tokio::select! {
+        _ = wastewatch::app::shutdown_signal() => None,
+        msg = running.stage_failed() => Some(msg),
+    };
+    match failed {
+        None => {
+            running.shutdown().await;
+            Ok(())
+        }
+        Some(msg) => {
+            tracing::error!(reason = %msg, "stage failed; exiting so the supervisor restarts us (acked data is in the durable log)");
+            Err(anyhow::anyhow!(msg))
+        }
+    }
 }
 
 fn check_config(config: Option<&PathBuf>) -> ExitCode {

@@ -11,8 +11,6 @@
 //! is rolled back to where the line began, so one bad value can never leave
 //! half a line — or an extra tag, field, point or line — behind.
 
-use std::fmt::Write as _;
-
 /// Why a line could not be encoded.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum LineError {
@@ -163,7 +161,11 @@ impl<'a> LineBuilder<'a> {
         // Writing to a String cannot fail.
         let _ = match value {
             FieldValue::F64(v) => write_f64(self.buf, v),
-            FieldValue::I64(v) => write!(self.buf, "{v}i"),
+            FieldValue::I64(v) => {
+                self.buf.push_str(itoa::Buffer::new().format(v));
+                self.buf.push('i');
+                Ok(())
+            }
             FieldValue::Bool(v) => {
                 self.buf.push_str(if v { "true" } else { "false" });
                 Ok(())
@@ -198,15 +200,20 @@ impl<'a> LineBuilder<'a> {
             self.buf.truncate(self.start);
             return Err(e);
         }
-        let _ = writeln!(self.buf, " {timestamp}");
+        self.buf.push(' ');
+        self.buf.push_str(itoa::Buffer::new().format(timestamp));
+        self.buf.push('\n');
         Ok(())
     }
 }
 
 fn write_f64(buf: &mut String, v: f64) -> std::fmt::Result {
-    // `{}` prints the shortest string that parses back to the same f64; a
-    // float that happens to be integral gets no `i`, so the column stays float.
-    write!(buf, "{v}")
+    // Ryu prints the shortest string that parses back to the same f64
+    // ("1.0", "1e21", "1.5e-7"; scientific notation is valid line protocol);
+    // an integral float keeps its ".0", so the column stays float. `v` is
+    // finite here (checked in `field`).
+    buf.push_str(ryu::Buffer::new().format_finite(v));
+    Ok(())
 }
 
 #[cfg(test)]
