@@ -151,8 +151,14 @@ impl Decoder {
                 ))
             }
         };
-        topic::check_id("site_id in payload", &env.site_id)?;
-        topic::check_id("device_id in payload", &env.device_id)?;
+        // Ids equal to the topic's were checked with the topic; only others
+        // need the (then refusing) check, for a precise message.
+        if env.site_id != t.site_id {
+            topic::check_id("site_id in payload", &env.site_id)?;
+        }
+        if env.device_id != t.device_id {
+            topic::check_id("device_id in payload", &env.device_id)?;
+        }
         if env.device_id != t.device_id || env.site_id != t.site_id || kind != t.kind {
             return Err(DecodeError::new(
                 ErrorKind::IdMismatch,

@@ -47,31 +47,79 @@ pub enum FieldValue<'a> {
     Str(&'a str),
 }
 
-fn check_breaks(what: &'static str, s: &str) -> Result<(), LineError> {
-    if s.bytes().any(|b| b == b'\n' || b == b'\r') {
-        Err(LineError::LineBreak(what))
-    } else {
-        Ok(())
-    }
+/// Which bytes need a backslash in a position. All are ASCII, so escaping
+/// byte by byte keeps UTF-8 intact.
+#[derive(Clone, Copy)]
+enum Class {
+    /// Measurement: `,` and space.
+    Measurement,
+    /// Tag keys, tag values, field keys: `,`, `=` and space.
+    Key,
+    /// String field values: `"`.
+    Str,
 }
 
-fn escape_into(buf: &mut String, s: &str, specials: &[char]) {
-    // Fast path: most ids and keys need no escaping.
-    if !s.contains(|c: char| c == '\\' || specials.contains(&c)) {
-        buf.push_str(s);
-        return;
+/// Byte classes: 0 copy, 1 escape with a backslash, 2 line break (refused).
+const fn table(specials: &[u8]) -> [u8; 256] {
+    let mut t = [0u8; 256];
+    t[b'\n' as usize] = 2;
+    t[b'\r' as usize] = 2;
+    t[b'\\' as usize] = 1;
+    let mut i = 0;
+    while i < specials.len() {
+        t[specials[i] as usize] = 1;
+        i += 1;
     }
-    for c in s.chars() {
-        if c == '\\' || specials.contains(&c) {
-            buf.push('\\');
+    t
+}
+
+static MEASUREMENT_TABLE: [u8; 256] = table(b", ");
+static KEY_TABLE: [u8; 256] = table(b",= ");
+static STR_TABLE: [u8; 256] = table(b"\"");
+
+impl Class {
+    #[inline]
+    fn table(self) -> &'static [u8; 256] {
+        match self {
+            Class::Measurement => &MEASUREMENT_TABLE,
+            Class::Key => &KEY_TABLE,
+            Class::Str => &STR_TABLE,
         }
-        buf.push(c);
     }
 }
 
-const MEASUREMENT_SPECIALS: &[char] = &[',', ' '];
-const KEY_SPECIALS: &[char] = &[',', '=', ' '];
-const STRING_SPECIALS: &[char] = &['"'];
+/// Appends `s` escaped for `class`; refuses line breaks (nothing can escape
+/// them). On error the caller rolls the buffer back.
+#[inline]
+fn escape_into(
+    buf: &mut String,
+    s: &str,
+    class: Class,
+    what: &'static str,
+) -> Result<(), LineError> {
+    let t = class.table();
+    let bytes = s.as_bytes();
+    // Fast path: nothing to escape (ids, keys, most text).
+    if bytes.iter().all(|&b| t[usize::from(b)] == 0) {
+        buf.push_str(s);
+        return Ok(());
+    }
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        match t[usize::from(b)] {
+            0 => {}
+            1 => {
+                // Cut points sit before an ASCII byte: char boundaries.
+                buf.push_str(&s[start..i]);
+                buf.push('\\');
+                start = i;
+            }
+            _ => return Err(LineError::LineBreak(what)),
+        }
+    }
+    buf.push_str(&s[start..]);
+    Ok(())
+}
 
 /// Builds one line into a caller's buffer. Errors are deferred to
 /// [`LineBuilder::finish`], which rolls the buffer back on failure.
@@ -96,10 +144,8 @@ impl<'a> LineBuilder<'a> {
             b.err = Some(LineError::Empty("measurement"));
         } else if measurement.starts_with('#') {
             b.err = Some(LineError::Comment);
-        } else if let Err(e) = check_breaks("measurement", measurement) {
+        } else if let Err(e) = escape_into(b.buf, measurement, Class::Measurement, "measurement") {
             b.err = Some(e);
-        } else {
-            escape_into(b.buf, measurement, MEASUREMENT_SPECIALS);
         }
         b
     }
@@ -117,15 +163,14 @@ impl<'a> LineBuilder<'a> {
             self.err = Some(LineError::Empty("tag key"));
             return self;
         }
-        if let Err(e) = check_breaks("tag key", key).and_then(|_| check_breaks("tag value", value))
-        {
-            self.err = Some(e);
-            return self;
-        }
         self.buf.push(',');
-        escape_into(self.buf, key, KEY_SPECIALS);
-        self.buf.push('=');
-        escape_into(self.buf, value, KEY_SPECIALS);
+        let r = escape_into(self.buf, key, Class::Key, "tag key").and_then(|_| {
+            self.buf.push('=');
+            escape_into(self.buf, value, Class::Key, "tag value")
+        });
+        if let Err(e) = r {
+            self.err = Some(e);
+        }
         self
     }
 
@@ -138,28 +183,20 @@ impl<'a> LineBuilder<'a> {
             self.err = Some(LineError::Empty("field key"));
             return self;
         }
-        if let Err(e) = check_breaks("field key", key) {
-            self.err = Some(e);
-            return self;
-        }
         if let FieldValue::F64(v) = value {
             if !v.is_finite() {
                 self.err = Some(LineError::NonFinite(key.to_owned()));
                 return self;
             }
         }
-        if let FieldValue::Str(s) = value {
-            if let Err(e) = check_breaks("string field value", s) {
-                self.err = Some(e);
-                return self;
-            }
-        }
         self.buf.push(if self.fields == 0 { ' ' } else { ',' });
         self.fields += 1;
-        escape_into(self.buf, key, KEY_SPECIALS);
+        if let Err(e) = escape_into(self.buf, key, Class::Key, "field key") {
+            self.err = Some(e);
+            return self;
+        }
         self.buf.push('=');
-        // Writing to a String cannot fail.
-        let _ = match value {
+        let r = match value {
             FieldValue::F64(v) => write_f64(self.buf, v),
             FieldValue::I64(v) => {
                 self.buf.push_str(itoa::Buffer::new().format(v));
@@ -172,11 +209,14 @@ impl<'a> LineBuilder<'a> {
             }
             FieldValue::Str(s) => {
                 self.buf.push('"');
-                escape_into(self.buf, s, STRING_SPECIALS);
+                let r = escape_into(self.buf, s, Class::Str, "string field value");
                 self.buf.push('"');
-                Ok(())
+                r
             }
         };
+        if let Err(e) = r {
+            self.err = Some(e);
+        }
         self
     }
 
@@ -207,7 +247,7 @@ impl<'a> LineBuilder<'a> {
     }
 }
 
-fn write_f64(buf: &mut String, v: f64) -> std::fmt::Result {
+fn write_f64(buf: &mut String, v: f64) -> Result<(), LineError> {
     // Ryu prints the shortest string that parses back to the same f64
     // ("1.0", "1e21", "1.5e-7"; scientific notation is valid line protocol);
     // an integral float keeps its ".0", so the column stays float. `v` is
