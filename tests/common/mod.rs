@@ -231,7 +231,8 @@ pub async fn publish_all(client_id: String, msgs: Vec<Msg>, pace: Option<Duratio
             }
         }
     });
-    for m in msgs {
+    let start = tokio::time::Instant::now();
+    for (i, m) in msgs.into_iter().enumerate() {
         let props = m.json.then(|| PublishProperties {
             content_type: Some("application/json".into()),
             ..Default::default()
@@ -247,7 +248,12 @@ pub async fn publish_all(client_id: String, msgs: Vec<Msg>, pace: Option<Duratio
                 .unwrap(),
         }
         if let Some(p) = pace {
-            tokio::time::sleep(p).await;
+            // Schedule by message index so rates above the timer resolution
+            // are met in small bursts instead of one message per tick.
+            let due = start + p * (i as u32 + 1);
+            if due > tokio::time::Instant::now() + Duration::from_millis(1) {
+                tokio::time::sleep_until(due).await;
+            }
         }
     }
     let _ = tokio::time::timeout(Duration::from_secs(60), poller).await;
