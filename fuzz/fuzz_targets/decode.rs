@@ -32,9 +32,15 @@ fn decoder() -> &'static Decoder {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&sel, payload)) = data.split_first() else { return };
+    let Some((&sel, payload)) = data.split_first() else {
+        return;
+    };
     let topic = TOPICS[usize::from(sel) % TOPICS.len()];
-    let ct = if sel & 0x80 != 0 { Some("application/json") } else { None };
+    let ct = if sel & 0x80 != 0 {
+        Some("application/json")
+    } else {
+        None
+    };
     if let Ok(rec) = decoder().decode(topic, payload, ct, 1_790_000_000_000) {
         let mut buf = String::new();
         encode_record(&rec, &mut buf).expect("a validated record always encodes");
