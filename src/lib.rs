@@ -18,9 +18,12 @@ pub mod api;
 pub mod app;
 pub mod config;
 pub mod decode;
+pub mod demo;
 pub mod geo;
 pub mod ingest;
 pub mod log;
 pub mod metrics;
 pub mod registry;
+#[path = "../firmware-sim/src/sim/mod.rs"]
+pub mod sim;
 pub mod sink;

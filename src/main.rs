@@ -37,6 +37,38 @@ enum Cmd {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// The whole pipeline in one process: an embedded MQTT broker, the
+    /// simulated fleet (firmware-sim) and wastewatch, writing line protocol to
+    /// a local file (or to InfluxDB 1.x with --influx-url). Ctrl-C stops it.
+    Demo {
+        /// Write to this InfluxDB 1.x instead of the file, e.g. http://127.0.0.1:8086.
+        #[arg(long)]
+        influx_url: Option<String>,
+        /// InfluxDB database (with --influx-url).
+        #[arg(long, default_value = "wastewatch")]
+        database: String,
+        /// Line-protocol output file (without --influx-url).
+        #[arg(long, default_value = "demo-out/points.lp")]
+        out: PathBuf,
+        /// Port of the embedded broker on 127.0.0.1 (0 = any free port).
+        #[arg(long, default_value_t = 0)]
+        mqtt_port: u16,
+        /// Scenarios, comma-separated (see firmware-sim/SCENARIOS.md); default normal.
+        #[arg(long)]
+        scenario: Vec<String>,
+        /// Simulator seed (runs are deterministic by seed).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Cap on simulated messages per second.
+        #[arg(long, default_value_t = 500.0)]
+        rate: f64,
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long)]
+        duration_s: Option<u64>,
+        /// Simulated seconds per wall-clock second.
+        #[arg(long, default_value_t = 30.0)]
+        speedup: f64,
+    },
     /// Inspect or replay quarantined messages (service must be stopped).
     Quarantine {
         #[command(subcommand)]
@@ -102,6 +134,52 @@ fn main() -> ExitCode {
                 }
             };
             match rt.block_on(run(settings)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::Demo {
+            influx_url,
+            database,
+            out,
+            mqtt_port,
+            scenario,
+            seed,
+            rate,
+            duration_s,
+            speedup,
+        } => {
+            let filter =
+                tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new("warn,wastewatch=info,rumqttd=off")
+                });
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_target(false)
+                .with_writer(std::io::stderr)
+                .init();
+            let opts = wastewatch::demo::DemoOptions {
+                influx_v1_url: influx_url,
+                database,
+                out_file: out,
+                mqtt_port,
+                scenarios: scenario,
+                seed,
+                rate_per_s: rate,
+                duration: duration_s.map(std::time::Duration::from_secs),
+                speedup,
+            };
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(wastewatch::demo::run(opts)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");

@@ -1,1 +1,333 @@
-fn main() {}
+//! `firmware-sim`: the command line over `wastewatch::sim`. Parses flags,
+//! loads the zone, runs the fleet against an MQTT broker (or dry, without
+//! one), prints a progress line on stderr every second and the summary as
+//! JSON on stdout. `gen-zone` writes a zone with synthetic devices for load
+//! tests. See README.md and SCENARIOS.md next to this crate.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use tokio::sync::watch;
+use wastewatch::registry::{parse_hhmm, Registry};
+use wastewatch::sim::{self, genzone, Fleet, Progress, Scenario, SimConfig, Summary};
+
+#[derive(Parser)]
+#[command(
+    name = "firmware-sim",
+    version,
+    about = "Simulated waste-facility devices publishing wastewatch telemetry over MQTT 5"
+)]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Publish the simulated fleet (the default command).
+    Run(RunArgs),
+    /// Write a copy of a zone with N synthetic devices for load tests.
+    GenZone(GenZoneArgs),
+    /// List the scenarios.
+    Scenarios,
+    /// The whole pipeline in one process: embedded MQTT 5 broker, the
+    /// wastewatch service and this fleet (`wastewatch::demo::run`).
+    Demo(DemoArgs),
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// InfluxDB 1.x base URL; without it points go to --out-file.
+    #[arg(long)]
+    influx_v1_url: Option<String>,
+    /// InfluxDB 1.x database.
+    #[arg(long, default_value = "wastewatch")]
+    database: String,
+    /// Line-protocol file (truncated at the start).
+    #[arg(long, default_value = "demo-out/points.lp")]
+    out_file: PathBuf,
+    /// Port of the embedded broker (0: a free one).
+    #[arg(long, default_value_t = 0)]
+    mqtt_port: u16,
+    /// Scenarios, comma-separated.
+    #[arg(long, default_value = "normal")]
+    scenario: Vec<String>,
+    /// Simulator seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Cap on simulator messages per second (0: none).
+    #[arg(long, default_value_t = 500.0)]
+    rate: f64,
+    /// Stop after this many seconds (default: at Ctrl-C).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Simulated seconds per second.
+    #[arg(long, default_value_t = 30.0)]
+    speedup: f64,
+}
+
+#[derive(Args, Clone)]
+struct RunArgs {
+    /// Zone directory (sites.json, devices.json, permits.json).
+    #[arg(long, default_value = "zone")]
+    zone: PathBuf,
+    /// MQTT broker host.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// MQTT broker port.
+    #[arg(long, default_value_t = 1883)]
+    port: u16,
+    /// Client id (of the first shared connection; `{id}-{k}` for the others).
+    #[arg(long, default_value = "firmware-sim")]
+    client_id: String,
+    /// Scenarios, comma-separated (see `firmware-sim scenarios`).
+    #[arg(long, value_delimiter = ',', default_value = "normal")]
+    scenario: Vec<Scenario>,
+    /// Seed of every random choice.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Share of devices speaking legacy JSON (0..1).
+    #[arg(long, default_value_t = 0.1)]
+    json_share: f64,
+    /// GNSS error per axis, metres (gps_jitter raises it to at least 20).
+    #[arg(long, default_value_t = 3.0)]
+    gps_sigma_m: f64,
+    /// Cap on messages per second over the whole fleet.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Stop after this many messages.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Stop after this many wall-clock seconds (simulated seconds with --dry-run).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Simulated seconds per wall-clock second.
+    #[arg(long, default_value_t = 1.0)]
+    speedup: f64,
+    /// Simulated start, Unix ms (default: now).
+    #[arg(long, conflicts_with = "start_local")]
+    start_unix_ms: Option<i64>,
+    /// Simulated start at the last HH:MM China Standard Time, e.g. 20:45 to
+    /// see trucks start their night shift.
+    #[arg(long)]
+    start_local: Option<String>,
+    /// Never let simulated time run ahead of the wall clock.
+    #[arg(long)]
+    clamp_to_wall_clock: bool,
+    /// Shared MQTT connections to spread the devices over.
+    #[arg(long, default_value_t = 1)]
+    connections: usize,
+    /// One connection per device with its LAST_WILL as MQTT will (small fleets only).
+    #[arg(long)]
+    per_device_connections: bool,
+    /// MQTT keep-alive, seconds.
+    #[arg(long, default_value_t = 30)]
+    keep_alive_s: u64,
+    /// MQTT 5 session expiry, seconds.
+    #[arg(long, default_value_t = 3600)]
+    session_expiry_s: u32,
+    /// Also write the summary JSON to this file.
+    #[arg(long)]
+    summary_json: Option<PathBuf>,
+    /// Run without a broker, as fast as possible; --duration is simulated time.
+    #[arg(long)]
+    dry_run: bool,
+    /// No progress line.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct GenZoneArgs {
+    /// Zone to copy.
+    #[arg(long, default_value = "zone")]
+    zone: PathBuf,
+    /// Directory to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// Synthetic devices to add.
+    #[arg(long)]
+    devices: usize,
+    /// Relative weights of the synthetic kinds.
+    #[arg(long, default_value = "bin=6,storage=1,truck=3")]
+    mix: String,
+}
+
+fn sim_config(a: &RunArgs) -> anyhow::Result<SimConfig> {
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let start = match (&a.start_unix_ms, &a.start_local) {
+        (Some(ms), _) => *ms,
+        (None, Some(hhmm)) => {
+            let m = parse_hhmm(hhmm)
+                .with_context(|| format!("--start-local {hhmm:?} must be HH:MM (24-hour)"))?;
+            sim::last_local_time_before(wall, m)
+        }
+        (None, None) => wall,
+    };
+    Ok(SimConfig {
+        seed: a.seed,
+        scenarios: a.scenario.clone(),
+        json_share: a.json_share,
+        gps_sigma_m: a.gps_sigma_m,
+        rate_per_s: a.rate,
+        count: a.count,
+        duration: match a.duration {
+            Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
+            Some(s) => anyhow::bail!("--duration {s} must be a positive number of seconds"),
+            None => None,
+        },
+        speedup: a.speedup,
+        start_unix_ms: start,
+        clamp_to_wall_clock: a.clamp_to_wall_clock,
+        connections: a.connections,
+        per_device_connections: a.per_device_connections,
+        keep_alive: Duration::from_secs(a.keep_alive_s.max(1)),
+        session_expiry_s: a.session_expiry_s,
+    })
+}
+
+fn progress_line(p: &Progress) {
+    eprintln!(
+        "[{:>6.1}s] sent {} acked {} rate {:.0}/s sim {} backlog {} connections {}/{}",
+        p.elapsed.as_secs_f64(),
+        p.sent,
+        p.acked,
+        p.rate_per_s,
+        sim::format_local(p.sim_now_ms),
+        p.backlog,
+        p.connections_up,
+        p.connections
+    );
+}
+
+fn emit_summary(s: &Summary, path: Option<&PathBuf>) -> anyhow::Result<()> {
+    let json = serde_json::to_string_pretty(s)?;
+    if let Some(p) = path {
+        std::fs::write(p, &json)
+            .with_context(|| format!("cannot write the summary to {}", p.display()))?;
+    }
+    println!("{json}");
+    Ok(())
+}
+
+async fn run(a: RunArgs) -> anyhow::Result<()> {
+    let cfg = sim_config(&a)?;
+    let registry = Registry::load_dir(&a.zone)
+        .map_err(|e| anyhow::anyhow!("zone {}: {e}", a.zone.display()))?;
+    let fleet = Fleet::new(&registry, &cfg)?;
+    eprintln!(
+        "firmware-sim: {} devices from {}, seed {}, scenarios {}, start {}",
+        fleet.device_count(),
+        a.zone.display(),
+        cfg.seed,
+        cfg.normalised_scenarios()
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
+        sim::format_local(cfg.start_unix_ms)
+    );
+    for asg in fleet.assignments() {
+        eprintln!(
+            "  {:<22} {:<26} {}",
+            asg.scenario.as_str(),
+            if asg.device_id.is_empty() {
+                "(fleet)"
+            } else {
+                &asg.device_id
+            },
+            asg.detail
+        );
+    }
+    for w in fleet.warnings() {
+        eprintln!("  warning: {w}");
+    }
+    if a.dry_run {
+        return emit_summary(&sim::dry_run(fleet, &cfg), a.summary_json.as_ref());
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("stopping: waiting for the broker's acks");
+            let _ = stop_tx.send(true);
+        }
+    });
+    let quiet = a.quiet;
+    let summary = sim::publish(
+        fleet,
+        &a.host,
+        a.port,
+        &a.client_id,
+        &cfg,
+        stop_rx,
+        move |p| {
+            if !quiet {
+                progress_line(p);
+            }
+        },
+    )
+    .await?;
+    emit_summary(&summary, a.summary_json.as_ref())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,wastewatch=info,rumqttd=off".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    match cli.cmd {
+        None => run(cli.run).await,
+        Some(Cmd::Run(a)) => run(a).await,
+        Some(Cmd::Demo(d)) => {
+            let duration = match d.duration {
+                Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
+                Some(s) => anyhow::bail!("--duration {s} must be a positive number of seconds"),
+                None => None,
+            };
+            wastewatch::demo::run(wastewatch::demo::DemoOptions {
+                influx_v1_url: d.influx_v1_url,
+                database: d.database,
+                out_file: d.out_file,
+                mqtt_port: d.mqtt_port,
+                scenarios: d.scenario,
+                seed: d.seed,
+                rate_per_s: d.rate,
+                duration,
+                speedup: d.speedup,
+            })
+            .await
+        }
+        Some(Cmd::Scenarios) => {
+            for s in Scenario::ALL {
+                println!("{:<22} {}", s.as_str(), s.summary());
+            }
+            Ok(())
+        }
+        Some(Cmd::GenZone(g)) => {
+            let mix = genzone::Mix::parse(&g.mix).map_err(anyhow::Error::msg)?;
+            let r = genzone::generate_zone(&g.zone, &g.out, g.devices, mix)?;
+            println!(
+                "wrote {}: {} devices ({} bins, {} storage points, {} trucks added); point both wastewatch (decode.registry_dir) and firmware-sim (--zone) at it",
+                g.out.display(),
+                r.devices_total,
+                r.bins,
+                r.storage,
+                r.trucks
+            );
+            Ok(())
+        }
+    }
+}

@@ -21,7 +21,12 @@ impl TokenBucket {
     /// A bucket refilled at `rate_per_s`, starting full.
     pub fn new(rate_per_s: f64) -> Self {
         let capacity = (rate_per_s / 10.0).max(1.0);
-        TokenBucket { rate_per_s, capacity, tokens: capacity, last: None }
+        TokenBucket {
+            rate_per_s,
+            capacity,
+            tokens: capacity,
+            last: None,
+        }
     }
 
     /// Adds the tokens earned since the last refill.

@@ -94,24 +94,37 @@ impl SimConfig {
     pub fn validate(&self) -> Result<(), SimError> {
         let mut e = Vec::new();
         if !(0.0..=1.0).contains(&self.json_share) {
-            e.push(format!("json_share is {}; it must be between 0 and 1", self.json_share));
+            e.push(format!(
+                "json_share is {}; it must be between 0 and 1",
+                self.json_share
+            ));
         }
         if !(self.gps_sigma_m.is_finite() && (0.0..=1000.0).contains(&self.gps_sigma_m)) {
-            e.push(format!("gps_sigma_m is {} m; it must be between 0 and 1000 m", self.gps_sigma_m));
+            e.push(format!(
+                "gps_sigma_m is {} m; it must be between 0 and 1000 m",
+                self.gps_sigma_m
+            ));
         }
         if let Some(r) = self.rate_per_s {
             if !(r.is_finite() && r > 0.0) {
-                e.push(format!("rate is {r} messages/s; it must be above 0 (omit it for no cap)"));
+                e.push(format!(
+                    "rate is {r} messages/s; it must be above 0 (omit it for no cap)"
+                ));
             }
         }
         if !(self.speedup.is_finite() && self.speedup > 0.0 && self.speedup <= 1e6) {
-            e.push(format!("speedup is {}; it must be above 0 and at most 1000000", self.speedup));
+            e.push(format!(
+                "speedup is {}; it must be above 0 and at most 1000000",
+                self.speedup
+            ));
         }
         if self.connections == 0 {
             e.push("connections is 0; use at least 1".to_owned());
         }
         if self.session_expiry_s == 0 {
-            e.push("session_expiry_s is 0; a persistent session needs a non-zero expiry".to_owned());
+            e.push(
+                "session_expiry_s is 0; a persistent session needs a non-zero expiry".to_owned(),
+            );
         }
         if e.is_empty() {
             Ok(())

@@ -36,7 +36,7 @@ mod tests;
 pub use bucket::TokenBucket;
 pub use config::{SimConfig, SimError};
 pub use fleet::{Assignment, Fleet, OutMsg};
-pub use publish::{publish, Progress};
+pub use publish::{dry_run, publish, Progress, BACKLOG_LIMIT};
 pub use scenario::Scenario;
 pub use summary::{DeviceSummary, RangeSet, Summary};
 pub use time::{format_local, last_local_time_before, CST_OFFSET_MIN};

@@ -94,18 +94,32 @@ impl Scenario {
     pub const fn summary(self) -> &'static str {
         match self {
             Scenario::Normal => "well-behaved zone; no alert",
-            Scenario::StorageOverfill => "small storage point climbs past 80 % then 100 % of the 3 t limit",
-            Scenario::StorageOverdue => "oldest container past 335 d reaching 365 d; medical lot past 36 h reaching 48 h",
-            Scenario::RouteDeviation => "loaded truck leaves its corridor by ~300 m for ~3 min on each trip",
+            Scenario::StorageOverfill => {
+                "small storage point climbs past 80 % then 100 % of the 3 t limit"
+            }
+            Scenario::StorageOverdue => {
+                "oldest container past 335 d reaching 365 d; medical lot past 36 h reaching 48 h"
+            }
+            Scenario::RouteDeviation => {
+                "loaded truck leaves its corridor by ~300 m for ~3 min on each trip"
+            }
             Scenario::IllegalDump => "loaded truck stops on the road, lifts its body and dumps",
             Scenario::TimeWindow => "truck drives loaded only outside its permit time window",
             Scenario::BinFire => "bin temperature climbs past 60 C with the fire flag",
             Scenario::BinFull => "bin fills past 80 % and 95 % and is not emptied",
-            Scenario::DeviceOffline => "a storage point and a bin publish a last will and go silent",
+            Scenario::DeviceOffline => {
+                "a storage point and a bin publish a last will and go silent"
+            }
             Scenario::GpsJitter => "20 m GNSS noise on all trucks; no alert",
-            Scenario::GpsDropoutBurst => "truck uplink lost for 3 min; buffered fixes arrive late, out of order",
-            Scenario::Malformed => "garbage, NaN, negative weight, id mismatch, unknown device; all quarantined",
-            Scenario::DuplicateRedelivery => "~2 % of messages published twice with the same (device, seq)",
+            Scenario::GpsDropoutBurst => {
+                "truck uplink lost for 3 min; buffered fixes arrive late, out of order"
+            }
+            Scenario::Malformed => {
+                "garbage, NaN, negative weight, id mismatch, unknown device; all quarantined"
+            }
+            Scenario::DuplicateRedelivery => {
+                "~2 % of messages published twice with the same (device, seq)"
+            }
             Scenario::ClockSkew => "a storage point's and a truck's clocks run 2 h fast",
             Scenario::Overload => "truck gross weight above the GB 1589 limit for its axles",
         }
@@ -167,6 +181,9 @@ mod tests {
     fn a_list_with_unknown_names_reports_all_of_them() {
         let err = Scenario::parse_list("normal,nope,bin_fire,also-nope").unwrap_err();
         assert!(err.contains("nope") && err.contains("also-nope"), "{err}");
-        assert_eq!(Scenario::parse_list("bin-fire, normal").unwrap(), vec![Scenario::BinFire, Scenario::Normal]);
+        assert_eq!(
+            Scenario::parse_list("bin-fire, normal").unwrap(),
+            vec![Scenario::BinFire, Scenario::Normal]
+        );
     }
 }

@@ -6,7 +6,9 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::registry::{local_days_since_epoch, local_minute_of_day, CivilDate, CHINA_STANDARD_TIME_OFFSET_MIN};
+use crate::registry::{
+    local_days_since_epoch, local_minute_of_day, CivilDate, CHINA_STANDARD_TIME_OFFSET_MIN,
+};
 
 /// Offset of the zone's local time from UTC, minutes.
 pub const CST_OFFSET_MIN: i16 = CHINA_STANDARD_TIME_OFFSET_MIN;
@@ -64,7 +66,11 @@ pub fn format_local(unix_ms: i64) -> String {
     let date = CivilDate::from_days_since_epoch(day);
     let minute = local_minute_of_day(unix_ms, CST_OFFSET_MIN);
     let second = unix_ms.rem_euclid(MINUTE_MS) / 1000;
-    format!("{date}T{:02}:{:02}:{second:02}+08:00", minute / 60, minute % 60)
+    format!(
+        "{date}T{:02}:{:02}:{second:02}+08:00",
+        minute / 60,
+        minute % 60
+    )
 }
 
 #[cfg(test)]

@@ -88,16 +88,6 @@ pub(crate) enum Inbound {
     Delivery(f64),
 }
 
-impl Inbound {
-    /// When the effect takes place.
-    pub fn at_ms(&self, fallback: i64) -> i64 {
-        match self {
-            Inbound::Ticket(t) => t.weighed_out_ms,
-            Inbound::Delivery(_) => fallback,
-        }
-    }
-}
-
 /// What one step of a model produced.
 #[derive(Debug, Default)]
 pub(crate) struct StepOut {
@@ -126,16 +116,17 @@ pub(crate) struct World {
     pub registered_plates: HashSet<String>,
     /// GNSS error per axis, metres.
     pub gps_sigma_m: f64,
-    /// Simulation start, Unix ms.
-    pub start_ms: i64,
 }
 
 impl World {
     /// Builds the lookups from the registry.
-    pub fn new(registry: Arc<Registry>, gps_sigma_m: f64, start_ms: i64) -> Self {
+    pub fn new(registry: Arc<Registry>, gps_sigma_m: f64) -> Self {
         let mut sites_by_type: HashMap<SiteType, Vec<String>> = HashMap::new();
         for s in registry.sites.values() {
-            sites_by_type.entry(s.site_type).or_default().push(s.id.clone());
+            sites_by_type
+                .entry(s.site_type)
+                .or_default()
+                .push(s.id.clone());
         }
         for v in sites_by_type.values_mut() {
             v.sort();
@@ -153,7 +144,13 @@ impl World {
             .map(|t| normalize_plate(&t.plate))
             .collect();
         registered_plates.extend(registry.permits_by_plate.keys().cloned());
-        World { registry, sites_by_type, weighbridge_sites, registered_plates, gps_sigma_m, start_ms }
+        World {
+            registry,
+            sites_by_type,
+            weighbridge_sites,
+            registered_plates,
+            gps_sigma_m,
+        }
     }
 
     /// Type of a site, if known.
@@ -163,7 +160,11 @@ impl World {
 
     /// A random site of one of `types` (empty string when the zone has none).
     pub fn pick_site(&self, r: &mut SimRng, types: &[SiteType]) -> String {
-        let all: Vec<&String> = types.iter().filter_map(|t| self.sites_by_type.get(t)).flatten().collect();
+        let all: Vec<&String> = types
+            .iter()
+            .filter_map(|t| self.sites_by_type.get(t))
+            .flatten()
+            .collect();
         if all.is_empty() {
             return String::new();
         }

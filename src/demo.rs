@@ -1,0 +1,692 @@
+//! `wastewatch demo`: the whole pipeline on one machine with nothing to
+//! install — an embedded MQTT 5 broker, the service itself, and a simulated
+//! fleet of the shipped zone publishing through the broker.
+//!
+//! It sits outside the data flow and drives all of it: the simulator
+//! ([`crate::sim`]) publishes, `ingest/` receives, `decode/` checks, `log/`
+//! makes durable, `sink/` writes line protocol to a file (or InfluxDB 1.x
+//! when a URL is given). A status line every second shows the message rate
+//! in, decoded and quarantined counts, log depth and points written; at the
+//! end (Ctrl-C or the duration) the fleet stops, the service shuts down in
+//! its documented order, and a summary compares what the simulator sent and
+//! expected to be quarantined with what the service did.
+//!
+//! The broker is rumqttd 0.20 with one MQTT 5 listener on 127.0.0.1. Its
+//! v5 listener handles what the pipeline needs — QoS 1 both ways, the
+//! subscriber's manual PUBACKs, clean start off, the MQTT 5 content type
+//! passed through to subscribers (JSON devices) and wills — which the test
+//! `embedded_broker_speaks_mqtt5_to_rumqttc_v5_clients` checks. rumqttd
+//! cannot report the port it bound, so port 0 is resolved by binding an
+//! ephemeral port first and handing it over (a small race with other
+//! processes, acceptable for a demo). rumqttd has no shutdown: its threads
+//! end with the process.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use tokio::sync::watch;
+
+use crate::config::{self, TsdbTarget};
+use crate::decode::ErrorKind;
+use crate::registry::Registry;
+use crate::sim::{self, Fleet, Progress, Scenario, SimConfig};
+
+/// Options of the demo.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DemoOptions {
+    /// InfluxDB 1.x base URL (e.g. `http://127.0.0.1:8086`); `None` writes
+    /// line protocol to `out_file` instead.
+    pub influx_v1_url: Option<String>,
+    /// InfluxDB 1.x database (with `influx_v1_url`).
+    pub database: String,
+    /// Line-protocol file (without `influx_v1_url`); truncated at the start.
+    /// The durable log lives in a temporary directory next to it.
+    pub out_file: PathBuf,
+    /// Port of the embedded broker on 127.0.0.1; 0 picks a free one.
+    pub mqtt_port: u16,
+    /// Scenario names (each may be a comma-separated list); empty = normal.
+    pub scenarios: Vec<String>,
+    /// Simulator seed.
+    pub seed: u64,
+    /// Cap on simulator messages per second; 0 or less = no cap.
+    pub rate_per_s: f64,
+    /// Stop after this long; `None` runs until Ctrl-C.
+    pub duration: Option<Duration>,
+    /// Simulated seconds per second. The simulation starts at the last
+    /// 20:55 China Standard Time (trucks drive loaded in their permits'
+    /// 21:00-06:00 window) and never runs ahead of the wall clock.
+    pub speedup: f64,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        DemoOptions {
+            influx_v1_url: None,
+            database: "wastewatch".to_owned(),
+            out_file: PathBuf::from("demo-out/points.lp"),
+            mqtt_port: 0,
+            scenarios: Vec::new(),
+            seed: 1,
+            rate_per_s: 500.0,
+            duration: None,
+            speedup: 30.0,
+        }
+    }
+}
+
+/// Runs the demo until Ctrl-C or `opts.duration`.
+pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let ctrl_c = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = stop_tx.send(true);
+        }
+    });
+    let result = run_until(opts, stop_rx).await;
+    ctrl_c.abort();
+    result
+}
+
+/// The zone shipped with the sources, else `./zone`.
+fn zone_dir() -> PathBuf {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("zone");
+    if shipped.join("devices.json").exists() {
+        shipped
+    } else {
+        PathBuf::from("zone")
+    }
+}
+
+/// A free TCP port on 127.0.0.1.
+fn free_port() -> anyhow::Result<u16> {
+    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .context("cannot find a free port on 127.0.0.1")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// Starts rumqttd with one MQTT 5 listener on 127.0.0.1:`port` (0 = free
+/// port) and waits until it accepts connections; returns the port.
+pub fn start_broker(port: u16) -> anyhow::Result<u16> {
+    let port = if port == 0 { free_port()? } else { port };
+    let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let connections = rumqttd::ConnectionSettings {
+        connection_timeout_ms: 60_000,
+        max_payload_size: 256 * 1024,
+        max_inflight_count: 1000,
+        auth: None,
+        external_auth: None,
+        dynamic_filters: true,
+    };
+    let mut v5 = HashMap::new();
+    v5.insert(
+        "v5-demo".to_owned(),
+        rumqttd::ServerSettings {
+            name: "v5-demo".to_owned(),
+            listen,
+            tls: None,
+            next_connection_delay_ms: 1,
+            connections,
+        },
+    );
+    let config = rumqttd::Config {
+        id: 0,
+        router: rumqttd::RouterConfig {
+            max_connections: 10_010,
+            max_outgoing_packet_count: 200,
+            max_segment_size: 100 * 1024 * 1024,
+            max_segment_count: 10,
+            ..rumqttd::RouterConfig::default()
+        },
+        v5: Some(v5),
+        ..rumqttd::Config::default()
+    };
+    let mut broker = rumqttd::Broker::new(config);
+    std::thread::Builder::new()
+        .name("demo-broker".to_owned())
+        .spawn(move || {
+            if let Err(e) = broker.start() {
+                tracing::error!(error = %e, "embedded broker stopped");
+            }
+        })
+        .context("cannot start the embedded broker thread")?;
+    let t0 = Instant::now();
+    while TcpStream::connect(listen).is_err() {
+        if t0.elapsed() > Duration::from_secs(5) {
+            anyhow::bail!("embedded broker did not listen on {listen} within 5 s; is the port taken? pick another with --mqtt-port");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(port)
+}
+
+fn parse_scenarios(names: &[String]) -> anyhow::Result<Vec<Scenario>> {
+    let mut out = Vec::new();
+    for n in names {
+        out.extend(Scenario::parse_list(n).map_err(anyhow::Error::msg)?);
+    }
+    if out.is_empty() {
+        out.push(Scenario::Normal);
+    }
+    Ok(out)
+}
+
+/// Counts of the service, sampled.
+#[derive(Clone, Copy, Default)]
+struct Sample {
+    received: u64,
+    decoded: u64,
+    quarantined: u64,
+    points: u64,
+    depth: u64,
+}
+
+fn sample(running: &crate::app::Running) -> Sample {
+    let m = &running.metrics;
+    Sample {
+        received: m.received.load(Relaxed),
+        decoded: m.decoded.load(Relaxed),
+        quarantined: m.quarantined_total(),
+        points: m.tsdb_points.load(Relaxed),
+        depth: running.log.stats().depth,
+    }
+}
+
+/// Runs the demo until `stop` turns true or `opts.duration` passes.
+pub async fn run_until(opts: DemoOptions, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let scenarios = parse_scenarios(&opts.scenarios)?;
+    let zone = zone_dir();
+    let registry =
+        Registry::load_dir(&zone).map_err(|e| anyhow::anyhow!("zone {}: {e}", zone.display()))?;
+    let port = start_broker(opts.mqtt_port)?;
+    println!("broker: rumqttd MQTT 5 on 127.0.0.1:{port}");
+
+    let out_dir = opts
+        .out_file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    std::fs::create_dir_all(&out_dir)
+        .with_context(|| format!("cannot create {}", out_dir.display()))?;
+    let log_dir = out_dir.join(format!(
+        "wastewatch-log-{}-{}",
+        std::process::id(),
+        sim::format_local(crate::ingest::now_ms()).replace([':', '+'], "")
+    ));
+    std::fs::create_dir_all(&log_dir)
+        .with_context(|| format!("cannot create {}", log_dir.display()))?;
+
+    let mut settings = config::load(None, &[]).map_err(|e| anyhow::anyhow!("{e}"))?;
+    settings.mqtt.host = "127.0.0.1".to_owned();
+    settings.mqtt.port = port;
+    settings.mqtt.client_id = "wastewatch-demo".to_owned();
+    settings.registry_dir = zone.clone();
+    settings.log.dir = log_dir.clone();
+    settings.http_listen = Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+    settings.tsdb.stats_interval = None;
+    settings.tsdb.target = match &opts.influx_v1_url {
+        Some(u) => TsdbTarget::InfluxV1 {
+            url: url::Url::parse(u).with_context(|| format!("influx v1 url {u:?} is not a URL"))?,
+            database: opts.database.clone(),
+            retention_policy: String::new(),
+            credentials: None,
+        },
+        None => {
+            std::fs::write(&opts.out_file, b"")
+                .with_context(|| format!("cannot create {}", opts.out_file.display()))?;
+            TsdbTarget::File {
+                path: opts.out_file.clone(),
+            }
+        }
+    };
+    let running = crate::app::start(settings, registry.clone()).await?;
+    if let Some(addr) = running.http_addr {
+        println!("service: http on http://{addr} (/metrics, /healthz, /readyz)");
+    }
+    let t0 = Instant::now();
+    while running.metrics.mqtt_connected.load(Relaxed) == 0 {
+        if t0.elapsed() > Duration::from_secs(10) {
+            running.shutdown().await;
+            anyhow::bail!(
+                "the service did not connect to the embedded broker on port {port} within 10 s"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The subscription follows the CONNACK; give the SUBACK a moment so the
+    // first births are not published to nobody.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let now = crate::ingest::now_ms();
+    let cfg = SimConfig {
+        seed: opts.seed,
+        scenarios,
+        rate_per_s: (opts.rate_per_s > 0.0).then_some(opts.rate_per_s),
+        speedup: if opts.speedup > 0.0 {
+            opts.speedup
+        } else {
+            1.0
+        },
+        start_unix_ms: sim::last_local_time_before(now, 20 * 60 + 55),
+        clamp_to_wall_clock: true,
+        ..SimConfig::default()
+    };
+    let fleet = Fleet::new(&registry, &cfg)?;
+    println!(
+        "fleet: {} devices, seed {}, scenarios {}, speed-up {}x from {}",
+        fleet.device_count(),
+        cfg.seed,
+        cfg.normalised_scenarios()
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
+        cfg.speedup,
+        sim::format_local(cfg.start_unix_ms)
+    );
+    for a in fleet.assignments() {
+        let who = if a.device_id.is_empty() {
+            "(fleet)"
+        } else {
+            a.device_id.as_str()
+        };
+        println!("  {:<22} {:<26} {}", a.scenario.as_str(), who, a.detail);
+    }
+    for w in fleet.warnings() {
+        println!("  warning: {w}");
+    }
+
+    let latest: Arc<Mutex<Option<Progress>>> = Arc::new(Mutex::new(None));
+    let (fleet_stop_tx, fleet_stop_rx) = watch::channel(false);
+    let publisher = {
+        let latest = latest.clone();
+        let cfg = cfg.clone();
+        tokio::spawn(async move {
+            sim::publish(
+                fleet,
+                "127.0.0.1",
+                port,
+                "firmware-sim-demo",
+                &cfg,
+                fleet_stop_rx,
+                move |p| {
+                    *latest.lock().unwrap_or_else(PoisonError::into_inner) = Some(p.clone());
+                },
+            )
+            .await
+        })
+    };
+
+    let started = Instant::now();
+    let mut last = sample(&running);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = async {
+                // A dropped sender means nobody can ask to stop: wait on.
+                if stop.wait_for(|s| *s).await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            } => {
+                println!("stopping (Ctrl-C)");
+                break;
+            }
+        }
+        if opts.duration.is_some_and(|d| started.elapsed() >= d) {
+            break;
+        }
+        let s = sample(&running);
+        let p = latest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let (sent, sim_now) = p.map_or((0, cfg.start_unix_ms), |p| (p.sent, p.sim_now_ms));
+        println!(
+            "[{:>4}s] sim {} | sent {} | in {}/s | decoded {} | quarantined {} | log depth {} | points {} | alerts: rule engine not built yet",
+            started.elapsed().as_secs(),
+            sim::format_local(sim_now),
+            sent,
+            s.received.saturating_sub(last.received),
+            s.decoded,
+            s.quarantined,
+            s.depth,
+            s.points
+        );
+        last = s;
+    }
+
+    let _ = fleet_stop_tx.send(true);
+    let summary = publisher.await.context("simulator task failed")??;
+    // Let the service take in what the broker acked before stopping it.
+    let t0 = Instant::now();
+    while running.metrics.received.load(Relaxed) < summary.acked
+        && t0.elapsed() < Duration::from_secs(5)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let metrics = running.metrics.clone();
+    let log = running.log.clone();
+    running.shutdown().await;
+    let end = Sample {
+        received: metrics.received.load(Relaxed),
+        decoded: metrics.decoded.load(Relaxed),
+        quarantined: metrics.quarantined_total(),
+        points: metrics.tsdb_points.load(Relaxed),
+        depth: log.stats().depth,
+    };
+    drop(log);
+
+    println!("---- demo summary ----");
+    println!(
+        "simulator: sent {} (duplicates {}), broker acked {}, expected quarantined {}",
+        summary.sent, summary.duplicates_sent, summary.acked, summary.expected_quarantined
+    );
+    for (reason, n) in &summary.expected_quarantined_by_reason {
+        println!("  expected quarantine {reason}: {n}");
+    }
+    println!(
+        "service: received {}, decoded {}, quarantined {}, points stored {}, log depth {}",
+        end.received, end.decoded, end.quarantined, end.points, end.depth
+    );
+    for (i, kind) in ErrorKind::ALL.iter().enumerate() {
+        let n = metrics.quarantined[i].load(Relaxed);
+        if n > 0 {
+            println!("  quarantined {}: {n}", kind.as_str());
+        }
+    }
+    println!("alerts: rule engine not built yet");
+    match &opts.influx_v1_url {
+        Some(u) => println!("points: InfluxDB 1.x at {u}, database {}", opts.database),
+        None => println!("points: line protocol in {}", opts.out_file.display()),
+    }
+    if let Err(e) = std::fs::remove_dir_all(&log_dir) {
+        println!(
+            "note: could not remove the demo log {}: {e}",
+            log_dir.display()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message as _;
+    use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
+    use rumqttc::v5::mqttbytes::QoS;
+    use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+
+    const MEASUREMENTS: [&str; 5] = [
+        "weighbridge_ticket",
+        "bin_reading",
+        "storage_reading",
+        "truck_fix",
+        "device_status",
+    ];
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_demo_runs_for_three_seconds_and_writes_only_known_measurements() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("points.lp");
+        let opts = DemoOptions {
+            out_file: out.clone(),
+            duration: Some(Duration::from_secs(3)),
+            scenarios: vec!["normal,malformed".to_owned()],
+            ..DemoOptions::default()
+        };
+        run(opts).await.unwrap();
+        let text = std::fs::read_to_string(&out).unwrap();
+        let lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+        assert!(!lines.is_empty(), "no points written");
+        for l in &lines {
+            assert!(
+                MEASUREMENTS
+                    .iter()
+                    .any(|m| l.starts_with(&format!("{m},")) || l.starts_with(&format!("{m} "))),
+                "unexpected line {l}"
+            );
+        }
+    }
+
+    /// Collects every publish on `wastewatch/v1/#` until `stop`.
+    async fn collect(port: u16, mut stop: watch::Receiver<bool>) -> Vec<(String, Vec<u8>)> {
+        let mut o = MqttOptions::new("probe-collector", "127.0.0.1", port);
+        o.set_clean_start(true);
+        let (c, mut el) = AsyncClient::new(o, 1000);
+        let mut got = Vec::new();
+        loop {
+            tokio::select! {
+                ev = el.poll() => match ev {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => c.subscribe("wastewatch/v1/#", QoS::AtLeastOnce).await.unwrap(),
+                    Ok(Event::Incoming(Packet::Publish(p))) => got.push((String::from_utf8_lossy(&p.topic).into_owned(), p.payload.to_vec())),
+                    Ok(_) => {}
+                    Err(e) => panic!("collector: {e}"),
+                },
+                _ = async { let _ = stop.wait_for(|s| *s).await; } => return got,
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn per_device_connections_fire_the_registered_will_through_the_broker() {
+        let port = start_broker(0).unwrap();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let collector = tokio::spawn(collect(port, stop_rx));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let registry = Registry::load_dir(&zone_dir()).unwrap();
+        let cfg = SimConfig {
+            scenarios: vec![Scenario::DeviceOffline],
+            per_device_connections: true,
+            speedup: 600.0,
+            duration: Some(Duration::from_secs(3)),
+            start_unix_ms: crate::ingest::now_ms() - 3_600_000,
+            ..SimConfig::default()
+        };
+        let fleet = Fleet::new(&registry, &cfg).unwrap();
+        let offline: Vec<String> = fleet
+            .assignments()
+            .iter()
+            .map(|a| a.device_id.clone())
+            .collect();
+        let (_never, no_stop) = watch::channel(false);
+        let summary = sim::publish(fleet, "127.0.0.1", port, "probe-sim", &cfg, no_stop, |_| {})
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        stop_tx.send(true).unwrap();
+        let got = collector.await.unwrap();
+        assert_eq!(summary.acked, summary.sent, "{summary:?}");
+        assert_eq!(got.len() as u64, summary.sent + summary.wills_triggered);
+        assert!(summary.wills_triggered >= 1, "no will fired");
+        let storage = offline.iter().find(|id| id.starts_with("st-")).unwrap();
+        let will_topic = format!("/storage/{storage}/status");
+        let wills: Vec<_> = got
+            .iter()
+            .filter(|(t, _)| t.ends_with(&will_topic))
+            .collect();
+        let last = wills.last().unwrap();
+        let env = crate::pb::Envelope::decode(last.1.as_slice()).unwrap();
+        assert!(
+            matches!(env.body, Some(crate::pb::envelope::Body::DeviceStatus(s)) if s.kind == crate::pb::StatusKind::LastWill as i32)
+        );
+        // Devices still online at the end disconnected cleanly: their wills
+        // were not published, and the summary names the unused seq.
+        assert!(
+            summary
+                .devices
+                .values()
+                .filter(|d| d.unused_will_seq.is_some())
+                .count()
+                >= 28
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn embedded_broker_keeps_a_persistent_session_across_reconnects() {
+        let port = start_broker(0).unwrap();
+        let sub_opts = || {
+            let mut o = MqttOptions::new("probe-persistent", "127.0.0.1", port);
+            o.set_clean_start(false);
+            o.set_session_expiry_interval(Some(600));
+            o.set_manual_acks(true);
+            o
+        };
+        // First session: subscribe, then vanish without DISCONNECT.
+        {
+            let (sub, mut el) = AsyncClient::new(sub_opts(), 10);
+            loop {
+                match tokio::time::timeout(Duration::from_secs(5), el.poll())
+                    .await
+                    .unwrap()
+                    .unwrap()
+                {
+                    Event::Incoming(Packet::ConnAck(_)) => sub
+                        .subscribe("wastewatch/v1/#", QoS::AtLeastOnce)
+                        .await
+                        .unwrap(),
+                    Event::Incoming(Packet::SubAck(_)) => break,
+                    _ => {}
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (publ, mut pub_el) = AsyncClient::new(
+            MqttOptions::new("probe-persistent-pub", "127.0.0.1", port),
+            10,
+        );
+        for i in 0..3u8 {
+            publ.publish(
+                "wastewatch/v1/s/bin/d/telemetry",
+                QoS::AtLeastOnce,
+                false,
+                vec![i],
+            )
+            .await
+            .unwrap();
+        }
+        let mut acks = 0;
+        while acks < 3 {
+            if let Event::Incoming(Packet::PubAck(_)) =
+                tokio::time::timeout(Duration::from_secs(5), pub_el.poll())
+                    .await
+                    .unwrap()
+                    .unwrap()
+            {
+                acks += 1;
+            }
+        }
+        // Second session: the messages published meanwhile arrive.
+        let (sub, mut el) = AsyncClient::new(sub_opts(), 10);
+        let mut present = None;
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while got.len() < 3 && Instant::now() < deadline {
+            match tokio::time::timeout(Duration::from_secs(5), el.poll())
+                .await
+                .unwrap()
+                .unwrap()
+            {
+                Event::Incoming(Packet::ConnAck(a)) => present = Some(a.session_present),
+                Event::Incoming(Packet::Publish(p)) => {
+                    sub.ack(&p).await.unwrap();
+                    got.push(p.payload.to_vec());
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(present, Some(true));
+        assert_eq!(got, vec![vec![0u8], vec![1], vec![2]]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn embedded_broker_speaks_mqtt5_to_rumqttc_v5_clients() {
+        let port = start_broker(0).unwrap();
+        // Subscriber like ingest: persistent session, manual acks.
+        let mut so = MqttOptions::new("probe-sub", "127.0.0.1", port);
+        so.set_clean_start(false);
+        so.set_session_expiry_interval(Some(600));
+        so.set_manual_acks(true);
+        let (sub, mut sub_el) = AsyncClient::new(so, 100);
+        let mut po = MqttOptions::new("probe-pub", "127.0.0.1", port);
+        po.set_clean_start(false);
+        po.set_session_expiry_interval(Some(600));
+        let (publ, mut pub_el) = AsyncClient::new(po, 100);
+        let pub_task = tokio::spawn(async move {
+            let mut acks = 0;
+            while acks < 2 {
+                if let Ok(Event::Incoming(Packet::PubAck(_))) = pub_el.poll().await {
+                    acks += 1;
+                }
+            }
+            acks
+        });
+        let mut subscribed = false;
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while got.len() < 2 && Instant::now() < deadline {
+            let ev = tokio::time::timeout(Duration::from_secs(5), sub_el.poll())
+                .await
+                .unwrap()
+                .unwrap();
+            match ev {
+                Event::Incoming(Packet::ConnAck(_)) => sub
+                    .subscribe("wastewatch/v1/#", QoS::AtLeastOnce)
+                    .await
+                    .unwrap(),
+                Event::Incoming(Packet::SubAck(_)) if !subscribed => {
+                    subscribed = true;
+                    let props = PublishProperties {
+                        content_type: Some("application/json".to_owned()),
+                        ..Default::default()
+                    };
+                    publ.publish_with_properties(
+                        "wastewatch/v1/s/bin/d/telemetry",
+                        QoS::AtLeastOnce,
+                        false,
+                        b"{}".to_vec(),
+                        props,
+                    )
+                    .await
+                    .unwrap();
+                    publ.publish(
+                        "wastewatch/v1/s/bin/d/telemetry",
+                        QoS::AtLeastOnce,
+                        false,
+                        vec![1u8, 2, 3],
+                    )
+                    .await
+                    .unwrap();
+                }
+                Event::Incoming(Packet::Publish(p)) => {
+                    sub.ack(&p).await.unwrap();
+                    got.push((
+                        p.payload.to_vec(),
+                        p.properties.and_then(|pr| pr.content_type),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(got.len(), 2, "subscriber received {got:?}");
+        assert_eq!(
+            got[0],
+            (b"{}".to_vec(), Some("application/json".to_owned())),
+            "content type must pass through"
+        );
+        assert_eq!(got[1].0, vec![1u8, 2, 3]);
+        assert_eq!(
+            tokio::time::timeout(Duration::from_secs(5), pub_task)
+                .await
+                .unwrap()
+                .unwrap(),
+            2
+        );
+    }
+}
