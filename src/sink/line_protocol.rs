@@ -248,10 +248,39 @@ impl<'a> LineBuilder<'a> {
 }
 
 fn write_f64(buf: &mut String, v: f64) -> Result<(), LineError> {
+    // Shortest exact form. Fast path for values with at most six decimals
+    // (most sensor readings): if m = round(v * 1e6) satisfies m / 1e6 == v
+    // in f64, the decimal m·10⁻⁶ parses back to exactly v, because parsing
+    // and IEEE division both round the same exact quotient to nearest. Other
+    // values go through Ryu. `v` is finite here (checked in `field`).
+    let scaled = (v * 1e6).round();
+    if scaled.abs() < 9.0e15 && scaled / 1e6 == v {
+        let m = scaled as i64;
+        if m < 0 || (m == 0 && v.is_sign_negative()) {
+            buf.push('-');
+        }
+        let m = m.unsigned_abs();
+        let (int, mut frac) = (m / 1_000_000, m % 1_000_000);
+        buf.push_str(itoa::Buffer::new().format(int));
+        buf.push('.');
+        if frac == 0 {
+            buf.push('0');
+        } else {
+            let mut width = 6;
+            while frac % 10 == 0 {
+                frac /= 10;
+                width -= 1;
+            }
+            let digits = itoa::Buffer::new().format(frac).len();
+            for _ in digits..width {
+                buf.push('0');
+            }
+            buf.push_str(itoa::Buffer::new().format(frac));
+        }
+        return Ok(());
+    }
     // Ryu prints the shortest string that parses back to the same f64
-    // ("1.0", "1e21", "1.5e-7"; scientific notation is valid line protocol);
-    // an integral float keeps its ".0", so the column stays float. `v` is
-    // finite here (checked in `field`).
+    // ("1.0", "1e21", "1.5e-7"; scientific notation is valid line protocol).
     buf.push_str(ryu::Buffer::new().format_finite(v));
     Ok(())
 }

@@ -357,3 +357,48 @@ proptest! {
         prop_assert_eq!(buf, "keep 1\n");
     }
 }
+
+#[test]
+fn floats_print_short_and_exact() {
+    let cases = [
+        (0.0, "0.0"),
+        (-0.0, "-0.0"),
+        (1.0, "1.0"),
+        (42.5, "42.5"),
+        (-3.5, "-3.5"),
+        (3.65, "3.65"),
+        (0.000001, "0.000001"),
+        (-0.05, "-0.05"),
+        (34.700013, "34.700013"),
+        (30010.0, "30010.0"),
+        (1e21, "1e21"),
+        (0.1 + 0.2, "0.30000000000000004"),
+        (1.5e-7, "1.5e-7"),
+    ];
+    for (v, want) in cases {
+        let mut buf = String::new();
+        write_f64(&mut buf, v).unwrap();
+        assert_eq!(buf, want, "{v:?}");
+        assert_eq!(
+            buf.parse::<f64>().unwrap().to_bits(),
+            v.to_bits(),
+            "{v:?} round-trips"
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 20000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_finite_float_round_trips_bit_exactly(
+        v in prop_oneof![
+            any::<f64>().prop_filter("finite", |f| f.is_finite()),
+            (-1_000_000_000i64..1_000_000_000, 0u32..8).prop_map(|(m, k)| m as f64 / 10f64.powi(k as i32)),
+        ]
+    ) {
+        let mut buf = String::new();
+        write_f64(&mut buf, v).unwrap();
+        prop_assert_eq!(buf.parse::<f64>().unwrap().to_bits(), v.to_bits(), "{} printed as {}", v, buf);
+    }
+}
