@@ -14,6 +14,7 @@ pub mod pb {
     include!(concat!(env!("OUT_DIR"), "/wastewatch.v1.rs"));
 }
 
+pub mod alert;
 pub mod api;
 pub mod app;
 pub mod config;
@@ -24,6 +25,7 @@ pub mod ingest;
 pub mod log;
 pub mod metrics;
 pub mod registry;
+pub mod rules;
 #[path = "../firmware-sim/src/sim/mod.rs"]
 pub mod sim;
 pub mod sink;
