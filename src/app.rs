@@ -22,9 +22,10 @@ use tracing::{info, warn};
 
 use crate::config::{Settings, TsdbTarget};
 use crate::decode::Decoder;
-use crate::log::{Log, CURSOR_TSDB};
+use crate::log::{Log, CURSOR_RULES, CURSOR_TSDB};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
+use crate::rules::task::{AlertTask, AlertsHandle};
 use crate::sink::writer::Writer;
 
 /// Handles of a running pipeline.
@@ -35,6 +36,10 @@ pub struct Running {
     pub log: Arc<Log>,
     /// Address the HTTP server bound (port 0 resolved).
     pub http_addr: Option<std::net::SocketAddr>,
+    /// Alert store and event stream.
+    pub alerts: AlertsHandle,
+    stop_rules: watch::Sender<bool>,
+    rules: tokio::task::JoinHandle<()>,
     stop_intake: watch::Sender<bool>,
     stop_sink: watch::Sender<bool>,
     stop_poll: watch::Sender<bool>,
@@ -65,9 +70,24 @@ pub async fn start(settings: Settings, registry: Registry) -> anyhow::Result<Run
     let log = Arc::new(Log::open(
         &settings.log.dir,
         settings.log.max_bytes,
-        &[CURSOR_TSDB],
+        &[CURSOR_TSDB, CURSOR_RULES],
     )?);
-    let decoder = Arc::new(Decoder::new(Arc::new(registry), settings.decode.clone()));
+    let registry = Arc::new(registry);
+    let decoder = Arc::new(Decoder::new(registry.clone(), settings.decode.clone()));
+    let (engine, store, offset) = crate::rules::task::restore(
+        &settings.log.dir,
+        registry.clone(),
+        &settings.alerting,
+        &log,
+    )?;
+    let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (broadcast, _) = tokio::sync::broadcast::channel(1024);
+    let alerts = AlertsHandle {
+        store: Arc::new(std::sync::Mutex::new(store)),
+        events_tx,
+        broadcast,
+    };
+    let (stop_rules, rules_rx) = watch::channel(false);
     let writer = Arc::new(Writer::new(&settings.tsdb)?);
     let (stop_intake, intake_rx) = watch::channel(false);
     let (stop_sink, sink_rx) = watch::channel(false);
@@ -83,6 +103,7 @@ pub async fn start(settings: Settings, registry: Registry) -> anyhow::Result<Run
             let state = crate::api::ApiState {
                 metrics: metrics.clone(),
                 log: log.clone(),
+                alerts: Some(alerts.clone()),
                 tsdb_required: !matches!(
                     settings.tsdb.target,
                     TsdbTarget::None | TsdbTarget::File { .. }
@@ -106,6 +127,20 @@ pub async fn start(settings: Settings, registry: Registry) -> anyhow::Result<Run
         None => (None, None),
     };
 
+    let rules = tokio::spawn(crate::rules::task::run(
+        AlertTask {
+            engine,
+            offset,
+            dir: settings.log.dir.clone(),
+            settings: settings.alerting.clone(),
+        },
+        log.clone(),
+        alerts.clone(),
+        events_rx,
+        writer.clone(),
+        metrics.clone(),
+        rules_rx,
+    ));
     let sink = tokio::spawn(crate::sink::task::run(
         log.clone(),
         writer.clone(),
@@ -143,6 +178,9 @@ pub async fn start(settings: Settings, registry: Registry) -> anyhow::Result<Run
         metrics,
         log,
         http_addr,
+        alerts,
+        stop_rules,
+        rules,
         stop_intake,
         stop_sink,
         stop_poll,
@@ -165,6 +203,7 @@ impl Running {
             r = &mut self.ingest.poller => format!("mqtt poller stopped unexpectedly: {r:?}"),
             r = &mut self.ingest.committer => format!("ingest committer stopped unexpectedly: {r:?}"),
             r = &mut self.sink => format!("tsdb writer stopped unexpectedly: {r:?}"),
+            r = &mut self.rules => format!("rule engine stopped unexpectedly: {r:?}"),
         }
     }
 
@@ -181,6 +220,8 @@ impl Running {
             sink,
             stats,
             http,
+            stop_rules,
+            rules,
             ..
         } = self;
         let ordered = async {
@@ -195,8 +236,10 @@ impl Running {
             {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            info!("shutdown: flush tsdb writes");
+            info!("shutdown: rules catch up and snapshot; flush tsdb writes");
+            let _ = stop_rules.send(true);
             let _ = stop_sink.send(true);
+            let _ = rules.await;
             let _ = sink.await;
             if let Some(s) = stats {
                 let _ = s.await;

@@ -225,6 +225,11 @@ pub async fn run_until(opts: DemoOptions, mut stop: watch::Receiver<bool>) -> an
     settings.mqtt.host = "127.0.0.1".to_owned();
     settings.mqtt.port = port;
     settings.mqtt.client_id = "wastewatch-demo".to_owned();
+    // The simulated zone replays the evening from 20:55 China Standard Time
+    // at the chosen speed-up, so its readings arrive hours after their
+    // device time by design; don't let the staleness check (15 min in
+    // production) turn every demo alert into "cannot verify".
+    settings.alerting.rules.thresholds.quality.stale_after_ms = 2 * 86_400_000;
     settings.registry_dir = zone.clone();
     settings.log.dir = log_dir.clone();
     settings.http_listen = Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
@@ -277,6 +282,38 @@ pub async fn run_until(opts: DemoOptions, mut stop: watch::Receiver<bool>) -> an
         ..SimConfig::default()
     };
     let fleet = Fleet::new(&registry, &cfg)?;
+    // Print every alert notification as it happens.
+    let mut alert_rx = running.alerts.broadcast.subscribe();
+    let alert_printer = tokio::spawn(async move {
+        loop {
+            match alert_rx.recv().await {
+                Ok(ev) if ev.notify() => println!(
+                    "ALERT {:<12} {:<8} {:<26} {:<28} {}",
+                    ev.to_state.as_str(),
+                    ev.alert.severity.as_str(),
+                    ev.alert.key.rule.as_str(),
+                    ev.alert.key.entity,
+                    ev.alert.message
+                ),
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    println!("({n} alert events not shown)")
+                }
+                Err(_) => break,
+            }
+        }
+    });
+    let alert_store = running.alerts.store.clone();
+    let active_alerts = move || {
+        alert_store
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .list(&crate::alert::AlertFilter {
+                active: Some(true),
+                ..Default::default()
+            })
+            .len()
+    };
     println!(
         "fleet: {} devices, seed {}, scenarios {}, speed-up {}x from {}",
         fleet.device_count(),
@@ -349,7 +386,7 @@ pub async fn run_until(opts: DemoOptions, mut stop: watch::Receiver<bool>) -> an
             .clone();
         let (sent, sim_now) = p.map_or((0, cfg.start_unix_ms), |p| (p.sent, p.sim_now_ms));
         println!(
-            "[{:>4}s] sim {} | sent {} | in {}/s | decoded {} | quarantined {} | log depth {} | points {} | alerts: rule engine not built yet",
+            "[{:>4}s] sim {} | sent {} | in {}/s | decoded {} | quarantined {} | log depth {} | points {} | alerts active {}",
             started.elapsed().as_secs(),
             sim::format_local(sim_now),
             sent,
@@ -357,7 +394,8 @@ pub async fn run_until(opts: DemoOptions, mut stop: watch::Receiver<bool>) -> an
             s.decoded,
             s.quarantined,
             s.depth,
-            s.points
+            s.points,
+            active_alerts()
         );
         last = s;
     }
@@ -373,7 +411,9 @@ pub async fn run_until(opts: DemoOptions, mut stop: watch::Receiver<bool>) -> an
     }
     let metrics = running.metrics.clone();
     let log = running.log.clone();
+    let all_alerts = running.alerts.store.clone();
     running.shutdown().await;
+    alert_printer.abort();
     let end = Sample {
         received: metrics.received.load(Relaxed),
         decoded: metrics.decoded.load(Relaxed),
@@ -401,7 +441,21 @@ pub async fn run_until(opts: DemoOptions, mut stop: watch::Receiver<bool>) -> an
             println!("  quarantined {}: {n}", kind.as_str());
         }
     }
-    println!("alerts: rule engine not built yet");
+    let alerts = all_alerts
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .list(&crate::alert::AlertFilter::default());
+    println!("alerts: {} raised", alerts.len());
+    for a in &alerts {
+        println!(
+            "  #{:<4} {:<12} {:<8} {:<26} {}",
+            a.id,
+            a.state.as_str(),
+            a.severity.as_str(),
+            a.key.rule.as_str(),
+            a.key.entity
+        );
+    }
     match &opts.influx_v1_url {
         Some(u) => println!("points: InfluxDB 1.x at {u}, database {}", opts.database),
         None => println!("points: line protocol in {}", opts.out_file.display()),

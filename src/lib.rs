@@ -24,6 +24,7 @@ pub mod geo;
 pub mod ingest;
 pub mod log;
 pub mod metrics;
+pub mod notify;
 pub mod registry;
 pub mod rules;
 #[path = "../firmware-sim/src/sim/mod.rs"]

@@ -53,6 +53,11 @@ pub struct Metrics {
     pub tsdb_latency_count: AtomicU64,
     /// Latency sum, microseconds.
     pub tsdb_latency_sum_us: AtomicU64,
+    /// Alert state changes recorded.
+    pub alert_events: AtomicU64,
+    /// Alert notifications queued for Alertmanager (fired, escalated,
+    /// acknowledged, resolved, repeats excluded).
+    pub alerts_notified: AtomicU64,
 }
 
 impl Metrics {

@@ -24,6 +24,8 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     /// The durable log.
     pub log: Arc<Log>,
+    /// Alerts, when the rule engine runs.
+    pub alerts: Option<crate::rules::task::AlertsHandle>,
     /// Whether a TSDB is configured (readiness ignores it otherwise).
     pub tsdb_required: bool,
 }
@@ -35,6 +37,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/v1/quarantine", get(quarantine))
+        .route("/api/v1/alerts", get(list_alerts))
+        .route("/api/v1/alerts/{id}/ack", axum::routing::post(ack_alert))
         .with_state(state)
 }
 
@@ -70,6 +74,95 @@ async fn readyz(State(s): State<ApiState>) -> Response {
 async fn metrics(State(s): State<ApiState>) -> Response {
     let body = s.metrics.render_prometheus(Some(s.log.stats()));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+/// Query of `/api/v1/alerts`.
+#[derive(Deserialize)]
+struct AlertsQuery {
+    /// `pending`, `firing`, `acknowledged` or `resolved`.
+    state: Option<String>,
+    /// `true` for pending, firing and acknowledged alerts.
+    active: Option<bool>,
+}
+
+fn no_alerts() -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, "rule engine not running\n").into_response()
+}
+
+async fn list_alerts(State(s): State<ApiState>, Query(q): Query<AlertsQuery>) -> Response {
+    let Some(a) = &s.alerts else {
+        return no_alerts();
+    };
+    let state = match q.state.as_deref() {
+        None => None,
+        Some("pending") => Some(crate::alert::AlertState::Pending),
+        Some("firing") => Some(crate::alert::AlertState::Firing),
+        Some("acknowledged") => Some(crate::alert::AlertState::Acknowledged),
+        Some("resolved") => Some(crate::alert::AlertState::Resolved),
+        Some(other) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("state {other:?} must be pending, firing, acknowledged or resolved\n"),
+            )
+                .into_response()
+        }
+    };
+    let filter = crate::alert::AlertFilter {
+        state,
+        active: q.active,
+        ..Default::default()
+    };
+    let list = a
+        .store
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .list(&filter);
+    Json(list).into_response()
+}
+
+/// Body of an acknowledgement.
+#[derive(Deserialize, Default)]
+struct AckBody {
+    /// Who acknowledges (recorded with the alert).
+    by: Option<String>,
+}
+
+async fn ack_alert(
+    State(s): State<ApiState>,
+    axum::extract::Path(id): axum::extract::Path<u64>,
+    body: Option<Json<AckBody>>,
+) -> Response {
+    let Some(a) = &s.alerts else {
+        return no_alerts();
+    };
+    let by = body
+        .and_then(|b| b.0.by)
+        .unwrap_or_else(|| "api".to_owned());
+    let res =
+        a.store
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .ack(id, crate::ingest::now_ms(), &by);
+    match res {
+        Ok(Some(ev)) => {
+            let alert = ev.alert.clone();
+            let _ = a.events_tx.send(ev);
+            Json(alert).into_response()
+        }
+        Ok(None) => {
+            let alert = a
+                .store
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(id)
+                .cloned();
+            Json(alert).into_response()
+        }
+        Err(e @ crate::alert::AckError::NotFound { .. }) => {
+            (StatusCode::NOT_FOUND, format!("{e}\n")).into_response()
+        }
+        Err(e) => (StatusCode::CONFLICT, format!("{e}\n")).into_response(),
+    }
 }
 
 /// Query of `/api/v1/quarantine`.

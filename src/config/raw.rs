@@ -19,6 +19,36 @@ pub struct RawConfig {
     pub http: RawHttp,
     /// Shutdown.
     pub shutdown: RawShutdown,
+    /// Rule thresholds (defaults from DOMAIN.md, with sources), per-scope
+    /// overrides, engine timing.
+    pub rules: crate::rules::RuleConfig,
+    /// Alert lifecycle: pending periods, repeat interval, flapping.
+    pub alerts: crate::alert::AlertPolicy,
+    /// Notification receivers.
+    pub notify: RawNotify,
+}
+
+/// `[notify]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawNotify {
+    /// Alertmanager base URL, e.g. `http://127.0.0.1:9093`; empty = off.
+    pub alertmanager_url: String,
+    /// Re-post active alerts this often, ms (Alertmanager resolves alerts it
+    /// has not heard of for its `resolve_timeout`, 5 min by default).
+    pub resend_interval_ms: u64,
+    /// Snapshot rule and alert state this often, ms.
+    pub snapshot_interval_ms: u64,
+}
+
+impl Default for RawNotify {
+    fn default() -> Self {
+        RawNotify {
+            alertmanager_url: String::new(),
+            resend_interval_ms: 60_000,
+            snapshot_interval_ms: 2_000,
+        }
+    }
 }
 
 /// `[mqtt]`

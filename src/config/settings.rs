@@ -152,6 +152,8 @@ pub struct Settings {
     pub http_listen: Option<SocketAddr>,
     /// Graceful shutdown deadline.
     pub shutdown_deadline: Duration,
+    /// Rules, alert policy and notification.
+    pub alerting: crate::rules::task::AlertingSettings,
 }
 
 fn nz(errors: &mut Vec<String>, key: &str, v: usize) -> NonZeroUsize {
@@ -387,6 +389,28 @@ impl RawConfig {
                 }
             }
         };
+        for p in self.rules.problems() {
+            e.push(format!("rules: {p}"));
+        }
+        let n = self.notify;
+        let alertmanager = if n.alertmanager_url.is_empty() {
+            None
+        } else {
+            Some(url(&mut e, "notify.alertmanager_url", &n.alertmanager_url))
+        };
+        if n.resend_interval_ms < 1000 || n.snapshot_interval_ms < 100 {
+            e.push(format!(
+                "notify.resend_interval_ms ({}) must be >= 1000 and notify.snapshot_interval_ms ({}) >= 100",
+                n.resend_interval_ms, n.snapshot_interval_ms
+            ));
+        }
+        let alerting = crate::rules::task::AlertingSettings {
+            rules: self.rules,
+            policy: self.alerts,
+            alertmanager,
+            resend_interval: Duration::from_millis(n.resend_interval_ms),
+            snapshot_interval: Duration::from_millis(n.snapshot_interval_ms),
+        };
         if self.shutdown.deadline_ms == 0 {
             e.push("shutdown.deadline_ms is 0; use e.g. 10000".into());
         }
@@ -401,6 +425,7 @@ impl RawConfig {
             tsdb,
             http_listen,
             shutdown_deadline: Duration::from_millis(self.shutdown.deadline_ms),
+            alerting,
         })
     }
 }

@@ -31,6 +31,8 @@ mod weighbridge;
 #[cfg(test)]
 mod testkit;
 
+pub mod task;
+
 pub use crate::alert::RuleId;
 pub use config::{
     BinThresholds, DeviceThresholds, EngineSettings, MedicalThresholds, Overrides,

@@ -1,0 +1,73 @@
+//! Prometheus Alertmanager receiver (`POST /api/v2/alerts`).
+//!
+//! Alertmanager expects clients to re-send firing alerts regularly (it
+//! resolves an alert it has not heard of for `resolve_timeout`) and to send
+//! resolved alerts with `endsAt`. So: every notifiable event is posted at
+//! once, all active alerts are re-posted every `resend_interval`, and alerts
+//! resolved within the last `resolved_tail` are re-posted with their
+//! `endsAt` so a lost POST is repaired. Failed posts are retried on the next
+//! round (in memory; the alert store itself is persistent).
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::alert::{Alert, AlertState};
+
+/// An Alertmanager client.
+#[derive(Clone)]
+pub struct Alertmanager {
+    http: reqwest::Client,
+    url: url::Url,
+}
+
+impl Alertmanager {
+    /// Client for the Alertmanager at `base` (e.g. `http://127.0.0.1:9093`).
+    pub fn new(base: &url::Url, timeout: Duration) -> Result<Self, String> {
+        let url = base.join("api/v2/alerts").map_err(|e| e.to_string())?;
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Alertmanager { http, url })
+    }
+
+    /// Posts alerts; Err names the failure.
+    pub async fn post(&self, alerts: &[Alert]) -> Result<(), String> {
+        if alerts.is_empty() {
+            return Ok(());
+        }
+        let body: Vec<serde_json::Value> = alerts.iter().map(am_alert).collect();
+        match self.http.post(self.url.clone()).json(&body).send().await {
+            Ok(r) if r.status().is_success() => Ok(()),
+            Ok(r) => Err(format!("alertmanager answered HTTP {}", r.status())),
+            Err(e) => Err(format!("alertmanager unreachable: {e}")),
+        }
+    }
+}
+
+/// The Alertmanager JSON of one alert.
+pub fn am_alert(a: &Alert) -> serde_json::Value {
+    let mut v = json!({
+        "labels": {
+            "alertname": a.key.rule.as_str(),
+            "entity": a.key.entity,
+            "severity": a.severity.as_str(),
+            "source": "wastewatch",
+        },
+        "annotations": {
+            "summary": a.message,
+            "value": a.value.to_string(),
+            "threshold": a.threshold.to_string(),
+            "alert_id": a.id.to_string(),
+            "state": a.state.as_str(),
+        },
+        "startsAt": crate::notify::rfc3339_ms(a.fired_at_ms.unwrap_or(a.started_at_ms)),
+    });
+    if a.state == AlertState::Resolved {
+        v["endsAt"] = json!(crate::notify::rfc3339_ms(
+            a.resolved_at_ms.unwrap_or(a.last_change_ms)
+        ));
+    }
+    v
+}
