@@ -99,13 +99,13 @@ async fn every_dashboard_panel_query_runs_and_returns_data() {
     .len()
         == 91));
     // Two stats points at least, so derivatives have something to work on.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::time::sleep(Duration::from_millis(2600)).await;
 
     let mut failures = Vec::new();
     for (file, title, q) in &queries {
         let sql = q
             .replace("$timeFilter", "time > now() - 6h")
-            .replace("$__interval", "10s");
+            .replace("$__interval", "1s");
         let v = influx_query(&db, &sql);
         let r = &v["results"][0];
         if let Some(e) = r["error"].as_str() {
