@@ -52,7 +52,8 @@ cargo fmt --all -- --check
 section "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
-section "cargo test --workspace $*"
-cargo test --workspace "$@"
+section "cargo test --workspace --no-fail-fast $*"
+# --no-fail-fast: one failing test binary must not hide the others.
+cargo test --workspace --no-fail-fast "$@"
 
 section "all checks passed"
