@@ -12,20 +12,13 @@ use wastewatch::pb::DeviceKind;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_messages_are_quarantined_and_neighbours_are_unaffected() {
-    let tag = unique("malformed");
-    let zone = Zone::new(&tag);
-    let db = influx_create_db(&tag.replace('-', "_"));
-    let data = tempfile::tempdir().unwrap();
-    let url = env("WW_TEST_INFLUXDB");
-    let envs = service_env(
-        &zone,
-        &format!("ww-{tag}"),
-        data.path(),
-        &[
-            ("WASTEWATCH__TSDB__KIND", "influxdb_v1"),
-            ("WASTEWATCH__TSDB__URL", &url),
-            ("WASTEWATCH__TSDB__DATABASE", &db),
-        ],
+    let setup = V1Setup::new("malformed", &[]);
+    let (tag, zone, db, data, envs) = (
+        &setup.tag,
+        &setup.zone,
+        &setup.db,
+        &setup.data,
+        setup.envs.clone(),
     );
     let svc = Service::start(envs, data.path().join("service.log"));
     let t0 = now_ms() - 60_000;
@@ -34,7 +27,7 @@ async fn malformed_messages_are_quarantined_and_neighbours_are_unaffected() {
     let mut expected_bad = Vec::new();
     for seq in 1..=200u64 {
         msgs.push(Msg::pb(
-            &zone,
+            zone,
             &zone.envelope(DeviceKind::Bin, seq, t0 + seq as i64),
         ));
         match seq % 20 {
@@ -91,14 +84,14 @@ async fn malformed_messages_are_quarantined_and_neighbours_are_unaffected() {
     let total = msgs.len();
     assert_eq!(publish_all(format!("pub-{tag}"), msgs, None).await, total);
     assert!(
-        eventually(Duration::from_secs(30), || stored_seqs(&db, "bin_reading")
+        eventually(Duration::from_secs(30), || stored_seqs(db, "bin_reading")
             .len()
             == 200),
         "valid neighbours missing: {} of 200 stored; log:\n{}",
-        stored_seqs(&db, "bin_reading").len(),
+        stored_seqs(db, "bin_reading").len(),
         std::fs::read_to_string(data.path().join("service.log")).unwrap_or_default()
     );
-    let stored = stored_seqs(&db, "bin_reading");
+    let stored = stored_seqs(db, "bin_reading");
     let want: std::collections::BTreeSet<_> = (1..=200u64).map(|s| (zone.bin.clone(), s)).collect();
     assert_eq!(stored, want, "exactly the valid messages are stored");
     assert!(eventually(Duration::from_secs(10), || svc
@@ -148,7 +141,7 @@ async fn malformed_messages_are_quarantined_and_neighbours_are_unaffected() {
     // After the service stops, the CLI lists the same entries.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_wastewatch"))
         .args(["quarantine", "list", "--limit", "1000"])
-        .envs(service_env(&zone, "cli", data.path(), &[]))
+        .envs(service_env(zone, "cli", data.path(), &[]))
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);

@@ -10,20 +10,13 @@ use wastewatch::pb::DeviceKind;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_is_lost_when_the_broker_restarts_mid_stream() {
-    let tag = unique("brokerrestart");
-    let zone = Zone::new(&tag);
-    let db = influx_create_db(&tag.replace('-', "_"));
-    let data = tempfile::tempdir().unwrap();
-    let url = env("WW_TEST_INFLUXDB");
-    let envs = service_env(
-        &zone,
-        &format!("ww-{tag}"),
-        data.path(),
-        &[
-            ("WASTEWATCH__TSDB__KIND", "influxdb_v1"),
-            ("WASTEWATCH__TSDB__URL", &url),
-            ("WASTEWATCH__TSDB__DATABASE", &db),
-        ],
+    let setup = V1Setup::new("brokerrestart", &[]);
+    let (tag, zone, db, data, envs) = (
+        &setup.tag,
+        &setup.zone,
+        &setup.db,
+        &setup.data,
+        setup.envs.clone(),
     );
     let log_path = data.path().join("service.log");
     let svc = Service::start(envs, log_path.clone());
@@ -35,7 +28,7 @@ async fn nothing_is_lost_when_the_broker_restarts_mid_stream() {
     let first: Vec<Msg> = (1..=half)
         .map(|s| {
             Msg::pb(
-                &zone,
+                zone,
                 &zone.envelope(DeviceKind::Storage, s, t0 + s as i64 * 1000),
             )
         })
@@ -52,7 +45,7 @@ async fn nothing_is_lost_when_the_broker_restarts_mid_stream() {
     let second: Vec<Msg> = (half + 1..=2 * half)
         .map(|s| {
             Msg::pb(
-                &zone,
+                zone,
                 &zone.envelope(DeviceKind::Storage, s, t0 + s as i64 * 1000),
             )
         })
@@ -65,9 +58,9 @@ async fn nothing_is_lost_when_the_broker_restarts_mid_stream() {
     let want: std::collections::BTreeSet<_> =
         (1..=2 * half).map(|s| (zone.storage.clone(), s)).collect();
     let ok = eventually(Duration::from_secs(60), || {
-        stored_seqs(&db, "storage_reading").len() == want.len()
+        stored_seqs(db, "storage_reading").len() == want.len()
     });
-    let got = stored_seqs(&db, "storage_reading");
+    let got = stored_seqs(db, "storage_reading");
     assert!(
         ok,
         "{} missing after the broker restart; log:\n{}",

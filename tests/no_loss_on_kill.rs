@@ -11,20 +11,13 @@ use wastewatch::pb::DeviceKind;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acked_message_is_stored_across_repeated_sigkill() {
-    let tag = unique("kill");
-    let zone = Zone::new(&tag);
-    let db = influx_create_db(&tag.replace('-', "_"));
-    let data = tempfile::tempdir().unwrap();
-    let url = env("WW_TEST_INFLUXDB");
-    let envs = service_env(
-        &zone,
-        &format!("ww-{tag}"),
-        data.path(),
-        &[
-            ("WASTEWATCH__TSDB__KIND", "influxdb_v1"),
-            ("WASTEWATCH__TSDB__URL", &url),
-            ("WASTEWATCH__TSDB__DATABASE", &db),
-        ],
+    let setup = V1Setup::new("kill", &[]);
+    let (tag, zone, db, data, envs) = (
+        &setup.tag,
+        &setup.zone,
+        &setup.db,
+        &setup.data,
+        setup.envs.clone(),
     );
     let log_path = data.path().join("service.log");
     let mut svc = Service::start(envs.clone(), log_path.clone());
@@ -38,7 +31,7 @@ async fn every_acked_message_is_stored_across_repeated_sigkill() {
         for k in kinds {
             let e = zone.envelope(k, seq, t0 + seq as i64 * 1000);
             sent.insert((e.device_id.clone(), seq));
-            msgs.push(Msg::pb(&zone, &e));
+            msgs.push(Msg::pb(zone, &e));
         }
     }
     let total = msgs.len();
@@ -62,9 +55,9 @@ async fn every_acked_message_is_stored_across_repeated_sigkill() {
     assert_eq!(acked, total, "the broker acked every publish");
 
     let stored = || {
-        let mut s = stored_seqs(&db, "bin_reading");
-        s.extend(stored_seqs(&db, "storage_reading"));
-        s.extend(stored_seqs(&db, "truck_fix"));
+        let mut s = stored_seqs(db, "bin_reading");
+        s.extend(stored_seqs(db, "storage_reading"));
+        s.extend(stored_seqs(db, "truck_fix"));
         s
     };
     let ok = eventually(Duration::from_secs(60), || stored().len() == sent.len());

@@ -11,20 +11,13 @@ use wastewatch::pb::DeviceKind;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_message_arrives_after_an_influxdb_outage() {
-    let tag = unique("outage");
-    let zone = Zone::new(&tag);
-    let db = influx_create_db(&tag.replace('-', "_"));
-    let data = tempfile::tempdir().unwrap();
-    let url = env("WW_TEST_INFLUXDB");
-    let envs = service_env(
-        &zone,
-        &format!("ww-{tag}"),
-        data.path(),
-        &[
-            ("WASTEWATCH__TSDB__KIND", "influxdb_v1"),
-            ("WASTEWATCH__TSDB__URL", &url),
-            ("WASTEWATCH__TSDB__DATABASE", &db),
-        ],
+    let setup = V1Setup::new("outage", &[]);
+    let (tag, zone, db, data, envs) = (
+        &setup.tag,
+        &setup.zone,
+        &setup.db,
+        &setup.data,
+        setup.envs.clone(),
     );
     let log_path = data.path().join("service.log");
     let svc = Service::start(envs, log_path.clone());
@@ -33,7 +26,7 @@ async fn every_message_arrives_after_an_influxdb_outage() {
     let msgs: Vec<Msg> = (1..=n)
         .map(|seq| {
             Msg::pb(
-                &zone,
+                zone,
                 &zone.envelope(DeviceKind::Truck, seq, t0 + seq as i64 * 1000),
             )
         })
@@ -70,9 +63,9 @@ async fn every_message_arrives_after_an_influxdb_outage() {
     );
     let want: std::collections::BTreeSet<_> = (1..=n).map(|s| (zone.truck.clone(), s)).collect();
     let ok = eventually(Duration::from_secs(60), || {
-        stored_seqs(&db, "truck_fix").len() == want.len()
+        stored_seqs(db, "truck_fix").len() == want.len()
     });
-    let got = stored_seqs(&db, "truck_fix");
+    let got = stored_seqs(db, "truck_fix");
     assert!(
         ok,
         "{} of {n} missing after the outage; log:\n{}",

@@ -11,27 +11,20 @@ use wastewatch::pb::DeviceKind;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_after_a_registry_fix_stores_the_quarantined_message() {
-    let tag = unique("replay");
-    let zone = Zone::new(&tag);
-    let db = influx_create_db(&tag.replace('-', "_"));
-    let data = tempfile::tempdir().unwrap();
-    let url = env("WW_TEST_INFLUXDB");
-    let envs = service_env(
-        &zone,
-        &format!("ww-{tag}"),
-        data.path(),
-        &[
-            ("WASTEWATCH__TSDB__KIND", "influxdb_v1"),
-            ("WASTEWATCH__TSDB__URL", &url),
-            ("WASTEWATCH__TSDB__DATABASE", &db),
-        ],
+    let setup = V1Setup::new("replay", &[]);
+    let (tag, zone, db, data, envs) = (
+        &setup.tag,
+        &setup.zone,
+        &setup.db,
+        &setup.data,
+        setup.envs.clone(),
     );
     let svc = Service::start(envs.clone(), data.path().join("service.log"));
     let t0 = now_ms() - 60_000;
     let newcomer = format!("bin-new-{tag}");
     let mut e = zone.envelope(DeviceKind::Bin, 5, t0);
     e.device_id = newcomer.clone();
-    let msg = Msg::pb(&zone, &e);
+    let msg = Msg::pb(zone, &e);
     assert_eq!(
         msg.topic,
         format!("wastewatch/v1/{}/bin/{newcomer}/telemetry", zone.site)
@@ -87,12 +80,12 @@ async fn replay_after_a_registry_fix_stores_the_quarantined_message() {
 
     let svc = Service::start(envs, data.path().join("service.log"));
     assert!(
-        eventually(Duration::from_secs(20), || stored_seqs(&db, "bin_reading")
+        eventually(Duration::from_secs(20), || stored_seqs(db, "bin_reading")
             .contains(&(newcomer.clone(), 5))),
         "replayed message not written; log:\n{}",
         std::fs::read_to_string(data.path().join("service.log")).unwrap_or_default()
     );
-    let row = &influx_rows(&db, "SELECT * FROM bin_reading")[0];
+    let row = &influx_rows(db, "SELECT * FROM bin_reading")[0];
     assert_eq!(row["time"].as_i64(), Some(t0), "replay keeps device time");
     svc.stop();
 }

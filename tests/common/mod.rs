@@ -536,3 +536,51 @@ pub fn append_note(path: &Path, s: &str) {
         .unwrap();
     let _ = writeln!(f, "{s}");
 }
+
+/// The usual set-up: a throw-away zone, a fresh InfluxDB 1.x database and a
+/// data dir, and the environment of a service writing there through the v1
+/// API (plus `extra` settings, which win).
+pub struct V1Setup {
+    pub tag: String,
+    pub zone: Zone,
+    pub db: String,
+    pub data: tempfile::TempDir,
+    pub envs: Vec<(String, String)>,
+    pub log_path: PathBuf,
+}
+
+impl V1Setup {
+    pub fn new(prefix: &str, extra: &[(&str, &str)]) -> V1Setup {
+        let tag = unique(prefix);
+        let zone = Zone::new(&tag);
+        let db = influx_create_db(&tag.replace('-', "_"));
+        let data = tempfile::tempdir().unwrap();
+        let url = env("WW_TEST_INFLUXDB");
+        let mut settings = vec![
+            ("WASTEWATCH__TSDB__KIND", "influxdb_v1"),
+            ("WASTEWATCH__TSDB__URL", url.as_str()),
+            ("WASTEWATCH__TSDB__DATABASE", db.as_str()),
+        ];
+        settings.extend_from_slice(extra);
+        let envs = service_env(&zone, &format!("ww-{tag}"), data.path(), &settings);
+        let log_path = data.path().join("service.log");
+        V1Setup {
+            tag,
+            zone,
+            db,
+            data,
+            envs,
+            log_path,
+        }
+    }
+
+    /// Starts the service with this set-up.
+    pub fn start(&self) -> Service {
+        Service::start(self.envs.clone(), self.log_path.clone())
+    }
+
+    /// The service's log so far (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
