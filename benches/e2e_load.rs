@@ -37,22 +37,9 @@ fn main() {
     let count: u64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(20_000);
     let rate: f64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(5_000.0);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let tag = unique("load");
-    let zone = Zone::new(&tag);
-    let db = influx_create_db(&tag.replace('-', "_"));
-    let data = tempfile::tempdir().unwrap();
-    let url = env("WW_TEST_INFLUXDB");
-    let envs = service_env(
-        &zone,
-        &format!("ww-{tag}"),
-        data.path(),
-        &[
-            ("WASTEWATCH__TSDB__KIND", "influxdb_v1"),
-            ("WASTEWATCH__TSDB__URL", &url),
-            ("WASTEWATCH__TSDB__DATABASE", &db),
-        ],
-    );
-    let svc = Service::start(envs, data.path().join("service.log"));
+    let setup = V1Setup::new("load", &[]);
+    let (tag, zone, db) = (&setup.tag, &setup.zone, &setup.db);
+    let svc = setup.start();
     let pid = svc.child.id();
     let ticks0 = cpu_ticks(pid);
     let t0 = now_ms() - 86_400_000;
@@ -65,7 +52,7 @@ fn main() {
     let msgs: Vec<Msg> = (0..count)
         .map(|i| {
             Msg::pb(
-                &zone,
+                zone,
                 &zone.envelope(kinds[(i % 4) as usize], i / 4 + 1, t0 + i as i64),
             )
         })
@@ -83,7 +70,7 @@ fn main() {
             "weighbridge_ticket",
         ]
         .iter()
-        .map(|m| stored_seqs(&db, m).len() as u64)
+        .map(|m| stored_seqs(db, m).len() as u64)
         .sum::<u64>()
     };
     let ok = eventually(Duration::from_secs(120), || stored() == count);

@@ -6,6 +6,8 @@
 
 use super::error::{DecodeError, ErrorKind};
 use crate::pb;
+// The registry's normaliser, so plates in records and in permits compare equal.
+use crate::registry::normalize_plate;
 
 /// Longest free-text field accepted, in bytes.
 pub const MAX_TEXT_LEN: usize = 128;
@@ -104,15 +106,6 @@ fn deci_c(field: &str, v: i32) -> Result<(), DecodeError> {
         ));
     }
     Ok(())
-}
-
-/// Canonical plate: ASCII letters upper-cased; spaces, `·`, `-` and `.` removed.
-pub fn normalise_plate(plate: &str) -> String {
-    plate
-        .chars()
-        .filter(|c| !matches!(c, ' ' | '·' | '-' | '.' | '\u{3000}'))
-        .map(|c| c.to_ascii_uppercase())
-        .collect()
 }
 
 /// True for a national hazardous-waste catalogue code `NNN-NNN-NN`.
@@ -217,7 +210,7 @@ pub fn ticket(t: &mut pb::WeighbridgeTicket, limits: &ValidationLimits) -> Resul
         }
         t.hazardous_waste_code = code.to_owned();
     }
-    t.plate = normalise_plate(&t.plate);
+    t.plate = normalize_plate(&t.plate);
     Ok(())
 }
 
@@ -366,7 +359,7 @@ pub fn truck(t: &mut pb::TruckFix) -> Result<(), DecodeError> {
     }
     text("truck_fix.plate", &t.plate)?;
     text("truck_fix.permit_id", &t.permit_id)?;
-    t.plate = normalise_plate(&t.plate);
+    t.plate = normalize_plate(&t.plate);
     Ok(())
 }
 
