@@ -315,6 +315,109 @@ mod tests {
             .any(|(k, _)| k == "oxygen_pct_vol" || k == "combustible_gas_pct_lel"));
     }
 
+    /// One record of every kind with every field set, for the golden test.
+    fn golden_records() -> Vec<pb::LogRecord> {
+        let ticket = pb::WeighbridgeTicket {
+            ticket_id: "RC-20261128-0117".into(),
+            plate: "豫AD1234".into(),
+            gross_weight_kg: 31_250.0,
+            tare_weight_kg: 14_100.5,
+            net_weight_kg: 17_149.5,
+            category: pb::WasteCategory::Hazardous as i32,
+            hazardous_waste_code: "900-249-08".into(),
+            catalogue_edition: "2025".into(),
+            origin_site_id: "cs-a".into(),
+            destination_site_id: "rp-b".into(),
+            destination_type: pb::DestinationType::Recycling as i32,
+            direction: pb::Direction::In as i32,
+            weighed_in_at_unix_ms: 1_699_999_940_000,
+            weighed_out_at_unix_ms: 1_700_000_000_000,
+            operator_id: "op 07, \"night\"".into(),
+            anpr_confirmed: true,
+            axle_count: 3,
+            permit_id: "permit-2026-0001".into(),
+        };
+        let storage = pb::StorageReading {
+            stock_kg: 2450.25,
+            oldest_container_age_s: 25_920_000,
+            temperature_deci_c: -263,
+            combustible_gas_pct_lel: Some(3.0),
+            toxic_gas_pct_of_limit: Some(0.000_001),
+            oxygen_pct_vol: Some(20.8),
+            oldest_medical_lot_age_s: Some(7_200),
+            outside_temperature_deci_c: Some(-51),
+            leak_detected: true,
+            door_open: false,
+            container_count: 14,
+            battery_mv: 3_601,
+        };
+        let truck = pb::TruckFix {
+            latitude_deg: 34.741_234_567,
+            longitude_deg: -113.7805,
+            speed_kmh: 1e-7,
+            heading_deg: 359.999_999_9,
+            accuracy_m: 4.5,
+            loaded: true,
+            cover_closed: true,
+            body_lifted: false,
+            ignition_on: true,
+            gnss_fix: true,
+            satellites: 12,
+            terminal_alarm_bits: 0x8001,
+            load_kg: Some(17_150.0),
+            plate: "ABC123".into(),
+            permit_id: "p=1 x".into(),
+        };
+        let status = pb::DeviceStatus {
+            kind: pb::StatusKind::LastWill as i32,
+            firmware_version: "2.4.1-rc\\".into(),
+            battery_mv: 3_580,
+            signal_dbm: Some(-87),
+            uptime_s: 86_400,
+        };
+        let mut out = vec![
+            rec(Body::WeighbridgeTicket(ticket), pb::DeviceKind::Weighbridge),
+            rec(
+                Body::BinReading(pb::BinReading {
+                    fill_level_pct: 82.5,
+                    temperature_deci_c: 214,
+                    tilt_deg: 1.5,
+                    battery_mv: 3580,
+                    fire_flag: true,
+                    battery_low_flag: false,
+                }),
+                pb::DeviceKind::Bin,
+            ),
+            rec(Body::StorageReading(storage), pb::DeviceKind::Storage),
+            rec(Body::TruckFix(truck), pb::DeviceKind::Truck),
+            rec(Body::DeviceStatus(status), pb::DeviceKind::Bin),
+        ];
+        // A re-stamped record with odd ids, which are escaped as tag values.
+        out[1].clock_check = pb::ClockCheck::FutureRestamped as i32;
+        if let Some(e) = out[1].envelope.as_mut() {
+            e.site_id = "site a,b".into();
+            e.device_id = "dev=1\\".into();
+        }
+        out
+    }
+
+    #[test]
+    fn every_kind_encodes_to_exactly_the_documented_line() {
+        let want = [
+            r#"weighbridge_ticket,site=site-a,device=dev-1,category=hazardous,destination_type=recycling,direction=in gross_kg=31250.0,tare_kg=14100.5,net_kg=17149.5,ticket_id="RC-20261128-0117",plate="豫AD1234",hazardous_code="900-249-08",catalogue_edition="2025",origin_site="cs-a",destination_site="rp-b",operator="op 07, \"night\"",permit_id="permit-2026-0001",anpr_confirmed=true,axle_count=3i,weighed_in_ms=1699999940000i,weighed_out_ms=1700000000000i,seq=9i,device_time_ms=1700000000123i,clock_restamped=false 1700000000123"#,
+            r#"bin_reading,site=site\ a\,b,device=dev\=1\\ fill_pct=82.5,temperature_c=21.4,tilt_deg=1.5,battery_v=3.58,fire_flag=true,battery_low=false,seq=9i,device_time_ms=1700000000123i,clock_restamped=true 1700000000123"#,
+            r#"storage_reading,site=site-a,device=dev-1 stock_kg=2450.25,oldest_container_age_d=300.0,temperature_c=-26.3,combustible_gas_pct_lel=3.0,toxic_gas_pct_of_limit=0.000001,oxygen_pct_vol=20.8,oldest_medical_lot_age_h=2.0,outside_temperature_c=-5.1,leak=true,door_open=false,container_count=14i,battery_v=3.601,seq=9i,device_time_ms=1700000000123i,clock_restamped=false 1700000000123"#,
+            r#"truck_fix,site=site-a,device=dev-1 lat=34.741234567,lon=-113.7805,speed_kmh=1e-7,heading_deg=359.9999999,accuracy_m=4.5,loaded=true,cover_closed=true,body_lifted=false,ignition_on=true,gnss_fix=true,satellites=12i,alarm_bits=32769i,load_kg=17150.0,plate="ABC123",permit_id="p=1 x",seq=9i,device_time_ms=1700000000123i,clock_restamped=false 1700000000123"#,
+            r#"device_status,site=site-a,device=dev-1,device_kind=bin,status=last_will firmware="2.4.1-rc\\",battery_v=3.58,uptime_s=86400i,signal_dbm=-87i,seq=9i,device_time_ms=1700000000123i,clock_restamped=false 1700000000123"#,
+        ];
+        let mut buf = String::new();
+        for r in golden_records() {
+            encode_record(&r, &mut buf).unwrap();
+        }
+        let got: Vec<&str> = buf.lines().collect();
+        assert_eq!(got, want);
+    }
+
     fn any_text() -> impl Strategy<Value = String> {
         prop::collection::vec(
             prop_oneof![
