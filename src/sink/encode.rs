@@ -22,6 +22,79 @@ pub const M_TRUCK: &str = "truck_fix";
 /// Measurement of device status messages.
 pub const M_STATUS: &str = "device_status";
 
+/// Measurements as compile-time-checked names (copied, never scanned).
+mod measurement {
+    use crate::sink::line_protocol::Measurement;
+    pub const TICKET: Measurement = Measurement::new(super::M_TICKET);
+    pub const BIN: Measurement = Measurement::new(super::M_BIN);
+    pub const STORAGE: Measurement = Measurement::new(super::M_STORAGE);
+    pub const TRUCK: Measurement = Measurement::new(super::M_TRUCK);
+    pub const STATUS: Measurement = Measurement::new(super::M_STATUS);
+}
+
+/// Tag and field keys of `docs/SCHEMA.md`, checked when the crate compiles
+/// to need no escaping, so they are copied without a per-message scan.
+mod k {
+    use crate::sink::line_protocol::Key;
+    pub const SITE: Key = Key::new("site");
+    pub const DEVICE: Key = Key::new("device");
+    pub const CATEGORY: Key = Key::new("category");
+    pub const DESTINATION_TYPE: Key = Key::new("destination_type");
+    pub const DIRECTION: Key = Key::new("direction");
+    pub const GROSS_KG: Key = Key::new("gross_kg");
+    pub const TARE_KG: Key = Key::new("tare_kg");
+    pub const NET_KG: Key = Key::new("net_kg");
+    pub const TICKET_ID: Key = Key::new("ticket_id");
+    pub const PLATE: Key = Key::new("plate");
+    pub const HAZARDOUS_CODE: Key = Key::new("hazardous_code");
+    pub const CATALOGUE_EDITION: Key = Key::new("catalogue_edition");
+    pub const ORIGIN_SITE: Key = Key::new("origin_site");
+    pub const DESTINATION_SITE: Key = Key::new("destination_site");
+    pub const OPERATOR: Key = Key::new("operator");
+    pub const PERMIT_ID: Key = Key::new("permit_id");
+    pub const ANPR_CONFIRMED: Key = Key::new("anpr_confirmed");
+    pub const AXLE_COUNT: Key = Key::new("axle_count");
+    pub const WEIGHED_IN_MS: Key = Key::new("weighed_in_ms");
+    pub const WEIGHED_OUT_MS: Key = Key::new("weighed_out_ms");
+    pub const SEQ: Key = Key::new("seq");
+    pub const DEVICE_TIME_MS: Key = Key::new("device_time_ms");
+    pub const CLOCK_RESTAMPED: Key = Key::new("clock_restamped");
+    pub const FILL_PCT: Key = Key::new("fill_pct");
+    pub const TEMPERATURE_C: Key = Key::new("temperature_c");
+    pub const TILT_DEG: Key = Key::new("tilt_deg");
+    pub const BATTERY_V: Key = Key::new("battery_v");
+    pub const FIRE_FLAG: Key = Key::new("fire_flag");
+    pub const BATTERY_LOW: Key = Key::new("battery_low");
+    pub const STOCK_KG: Key = Key::new("stock_kg");
+    pub const OLDEST_CONTAINER_AGE_D: Key = Key::new("oldest_container_age_d");
+    pub const COMBUSTIBLE_GAS_PCT_LEL: Key = Key::new("combustible_gas_pct_lel");
+    pub const TOXIC_GAS_PCT_OF_LIMIT: Key = Key::new("toxic_gas_pct_of_limit");
+    pub const OXYGEN_PCT_VOL: Key = Key::new("oxygen_pct_vol");
+    pub const OLDEST_MEDICAL_LOT_AGE_H: Key = Key::new("oldest_medical_lot_age_h");
+    pub const OUTSIDE_TEMPERATURE_C: Key = Key::new("outside_temperature_c");
+    pub const LEAK: Key = Key::new("leak");
+    pub const DOOR_OPEN: Key = Key::new("door_open");
+    pub const CONTAINER_COUNT: Key = Key::new("container_count");
+    pub const LAT: Key = Key::new("lat");
+    pub const LON: Key = Key::new("lon");
+    pub const SPEED_KMH: Key = Key::new("speed_kmh");
+    pub const HEADING_DEG: Key = Key::new("heading_deg");
+    pub const ACCURACY_M: Key = Key::new("accuracy_m");
+    pub const LOADED: Key = Key::new("loaded");
+    pub const COVER_CLOSED: Key = Key::new("cover_closed");
+    pub const BODY_LIFTED: Key = Key::new("body_lifted");
+    pub const IGNITION_ON: Key = Key::new("ignition_on");
+    pub const GNSS_FIX: Key = Key::new("gnss_fix");
+    pub const SATELLITES: Key = Key::new("satellites");
+    pub const ALARM_BITS: Key = Key::new("alarm_bits");
+    pub const LOAD_KG: Key = Key::new("load_kg");
+    pub const DEVICE_KIND: Key = Key::new("device_kind");
+    pub const STATUS: Key = Key::new("status");
+    pub const FIRMWARE: Key = Key::new("firmware");
+    pub const UPTIME_S: Key = Key::new("uptime_s");
+    pub const SIGNAL_DBM: Key = Key::new("signal_dbm");
+}
+
 /// JSON/tag name of an enum value: prefix stripped, lowercase (allocation-free
 /// for the names prost generates, which are ASCII upper snake case).
 fn enum_tag<'a>(name: &'a str, prefix: &str, scratch: &'a mut [u8; 64]) -> &'a str {
@@ -61,117 +134,117 @@ pub fn encode_record(rec: &pb::LogRecord, buf: &mut String) -> Result<&'static s
             let cat = pb::WasteCategory::try_from(t.category).unwrap_or_default();
             let dest = pb::DestinationType::try_from(t.destination_type).unwrap_or_default();
             let dir = pb::Direction::try_from(t.direction).unwrap_or_default();
-            LineBuilder::new(buf, M_TICKET)
-                .tag("site", &env.site_id)
-                .tag("device", &env.device_id)
-                .tag(
-                    "category",
+            LineBuilder::with_measurement(buf, measurement::TICKET)
+                .tag_key(k::SITE, &env.site_id)
+                .tag_key(k::DEVICE, &env.device_id)
+                .tag_key(
+                    k::CATEGORY,
                     enum_tag(cat.as_str_name(), "WASTE_CATEGORY_", &mut a),
                 )
-                .tag(
-                    "destination_type",
+                .tag_key(
+                    k::DESTINATION_TYPE,
                     enum_tag(dest.as_str_name(), "DESTINATION_TYPE_", &mut b),
                 )
-                .tag(
-                    "direction",
+                .tag_key(
+                    k::DIRECTION,
                     enum_tag(dir.as_str_name(), "DIRECTION_", &mut c),
                 )
-                .field("gross_kg", F::F64(t.gross_weight_kg))
-                .field("tare_kg", F::F64(t.tare_weight_kg))
-                .field("net_kg", F::F64(t.net_weight_kg))
-                .field("ticket_id", F::Str(&t.ticket_id))
-                .field("plate", F::Str(&t.plate))
-                .field("hazardous_code", F::Str(&t.hazardous_waste_code))
-                .field("catalogue_edition", F::Str(&t.catalogue_edition))
-                .field("origin_site", F::Str(&t.origin_site_id))
-                .field("destination_site", F::Str(&t.destination_site_id))
-                .field("operator", F::Str(&t.operator_id))
-                .field("permit_id", F::Str(&t.permit_id))
-                .field("anpr_confirmed", F::Bool(t.anpr_confirmed))
-                .field("axle_count", F::I64(i64::from(t.axle_count)))
-                .field("weighed_in_ms", F::I64(t.weighed_in_at_unix_ms))
-                .field("weighed_out_ms", F::I64(t.weighed_out_at_unix_ms))
-                .field("seq", seq)
-                .field("device_time_ms", device_ms)
-                .field("clock_restamped", restamped)
+                .field_key(k::GROSS_KG, F::F64(t.gross_weight_kg))
+                .field_key(k::TARE_KG, F::F64(t.tare_weight_kg))
+                .field_key(k::NET_KG, F::F64(t.net_weight_kg))
+                .field_key(k::TICKET_ID, F::Str(&t.ticket_id))
+                .field_key(k::PLATE, F::Str(&t.plate))
+                .field_key(k::HAZARDOUS_CODE, F::Str(&t.hazardous_waste_code))
+                .field_key(k::CATALOGUE_EDITION, F::Str(&t.catalogue_edition))
+                .field_key(k::ORIGIN_SITE, F::Str(&t.origin_site_id))
+                .field_key(k::DESTINATION_SITE, F::Str(&t.destination_site_id))
+                .field_key(k::OPERATOR, F::Str(&t.operator_id))
+                .field_key(k::PERMIT_ID, F::Str(&t.permit_id))
+                .field_key(k::ANPR_CONFIRMED, F::Bool(t.anpr_confirmed))
+                .field_key(k::AXLE_COUNT, F::I64(i64::from(t.axle_count)))
+                .field_key(k::WEIGHED_IN_MS, F::I64(t.weighed_in_at_unix_ms))
+                .field_key(k::WEIGHED_OUT_MS, F::I64(t.weighed_out_at_unix_ms))
+                .field_key(k::SEQ, seq)
+                .field_key(k::DEVICE_TIME_MS, device_ms)
+                .field_key(k::CLOCK_RESTAMPED, restamped)
                 .finish(ts)?;
             Ok(M_TICKET)
         }
         Body::BinReading(r) => {
-            LineBuilder::new(buf, M_BIN)
-                .tag("site", &env.site_id)
-                .tag("device", &env.device_id)
-                .field("fill_pct", F::F64(r.fill_level_pct))
-                .field(
-                    "temperature_c",
+            LineBuilder::with_measurement(buf, measurement::BIN)
+                .tag_key(k::SITE, &env.site_id)
+                .tag_key(k::DEVICE, &env.device_id)
+                .field_key(k::FILL_PCT, F::F64(r.fill_level_pct))
+                .field_key(
+                    k::TEMPERATURE_C,
                     F::F64(f64::from(r.temperature_deci_c) / 10.0),
                 )
-                .field("tilt_deg", F::F64(r.tilt_deg))
-                .field("battery_v", F::F64(f64::from(r.battery_mv) / 1000.0))
-                .field("fire_flag", F::Bool(r.fire_flag))
-                .field("battery_low", F::Bool(r.battery_low_flag))
-                .field("seq", seq)
-                .field("device_time_ms", device_ms)
-                .field("clock_restamped", restamped)
+                .field_key(k::TILT_DEG, F::F64(r.tilt_deg))
+                .field_key(k::BATTERY_V, F::F64(f64::from(r.battery_mv) / 1000.0))
+                .field_key(k::FIRE_FLAG, F::Bool(r.fire_flag))
+                .field_key(k::BATTERY_LOW, F::Bool(r.battery_low_flag))
+                .field_key(k::SEQ, seq)
+                .field_key(k::DEVICE_TIME_MS, device_ms)
+                .field_key(k::CLOCK_RESTAMPED, restamped)
                 .finish(ts)?;
             Ok(M_BIN)
         }
         Body::StorageReading(r) => {
-            LineBuilder::new(buf, M_STORAGE)
-                .tag("site", &env.site_id)
-                .tag("device", &env.device_id)
-                .field("stock_kg", F::F64(r.stock_kg))
-                .field(
-                    "oldest_container_age_d",
+            LineBuilder::with_measurement(buf, measurement::STORAGE)
+                .tag_key(k::SITE, &env.site_id)
+                .tag_key(k::DEVICE, &env.device_id)
+                .field_key(k::STOCK_KG, F::F64(r.stock_kg))
+                .field_key(
+                    k::OLDEST_CONTAINER_AGE_D,
                     F::F64(r.oldest_container_age_s as f64 / 86_400.0),
                 )
-                .field(
-                    "temperature_c",
+                .field_key(
+                    k::TEMPERATURE_C,
                     F::F64(f64::from(r.temperature_deci_c) / 10.0),
                 )
-                .field_opt_f64("combustible_gas_pct_lel", r.combustible_gas_pct_lel)
-                .field_opt_f64("toxic_gas_pct_of_limit", r.toxic_gas_pct_of_limit)
-                .field_opt_f64("oxygen_pct_vol", r.oxygen_pct_vol)
-                .field_opt_f64(
-                    "oldest_medical_lot_age_h",
+                .field_key_opt_f64(k::COMBUSTIBLE_GAS_PCT_LEL, r.combustible_gas_pct_lel)
+                .field_key_opt_f64(k::TOXIC_GAS_PCT_OF_LIMIT, r.toxic_gas_pct_of_limit)
+                .field_key_opt_f64(k::OXYGEN_PCT_VOL, r.oxygen_pct_vol)
+                .field_key_opt_f64(
+                    k::OLDEST_MEDICAL_LOT_AGE_H,
                     r.oldest_medical_lot_age_s.map(|s| s as f64 / 3600.0),
                 )
-                .field_opt_f64(
-                    "outside_temperature_c",
+                .field_key_opt_f64(
+                    k::OUTSIDE_TEMPERATURE_C,
                     r.outside_temperature_deci_c.map(|d| f64::from(d) / 10.0),
                 )
-                .field("leak", F::Bool(r.leak_detected))
-                .field("door_open", F::Bool(r.door_open))
-                .field("container_count", F::I64(i64::from(r.container_count)))
-                .field("battery_v", F::F64(f64::from(r.battery_mv) / 1000.0))
-                .field("seq", seq)
-                .field("device_time_ms", device_ms)
-                .field("clock_restamped", restamped)
+                .field_key(k::LEAK, F::Bool(r.leak_detected))
+                .field_key(k::DOOR_OPEN, F::Bool(r.door_open))
+                .field_key(k::CONTAINER_COUNT, F::I64(i64::from(r.container_count)))
+                .field_key(k::BATTERY_V, F::F64(f64::from(r.battery_mv) / 1000.0))
+                .field_key(k::SEQ, seq)
+                .field_key(k::DEVICE_TIME_MS, device_ms)
+                .field_key(k::CLOCK_RESTAMPED, restamped)
                 .finish(ts)?;
             Ok(M_STORAGE)
         }
         Body::TruckFix(f) => {
-            LineBuilder::new(buf, M_TRUCK)
-                .tag("site", &env.site_id)
-                .tag("device", &env.device_id)
-                .field("lat", F::F64(f.latitude_deg))
-                .field("lon", F::F64(f.longitude_deg))
-                .field("speed_kmh", F::F64(f.speed_kmh))
-                .field("heading_deg", F::F64(f.heading_deg))
-                .field("accuracy_m", F::F64(f.accuracy_m))
-                .field("loaded", F::Bool(f.loaded))
-                .field("cover_closed", F::Bool(f.cover_closed))
-                .field("body_lifted", F::Bool(f.body_lifted))
-                .field("ignition_on", F::Bool(f.ignition_on))
-                .field("gnss_fix", F::Bool(f.gnss_fix))
-                .field("satellites", F::I64(i64::from(f.satellites)))
-                .field("alarm_bits", F::I64(i64::from(f.terminal_alarm_bits)))
-                .field_opt_f64("load_kg", f.load_kg)
-                .field("plate", F::Str(&f.plate))
-                .field("permit_id", F::Str(&f.permit_id))
-                .field("seq", seq)
-                .field("device_time_ms", device_ms)
-                .field("clock_restamped", restamped)
+            LineBuilder::with_measurement(buf, measurement::TRUCK)
+                .tag_key(k::SITE, &env.site_id)
+                .tag_key(k::DEVICE, &env.device_id)
+                .field_key(k::LAT, F::F64(f.latitude_deg))
+                .field_key(k::LON, F::F64(f.longitude_deg))
+                .field_key(k::SPEED_KMH, F::F64(f.speed_kmh))
+                .field_key(k::HEADING_DEG, F::F64(f.heading_deg))
+                .field_key(k::ACCURACY_M, F::F64(f.accuracy_m))
+                .field_key(k::LOADED, F::Bool(f.loaded))
+                .field_key(k::COVER_CLOSED, F::Bool(f.cover_closed))
+                .field_key(k::BODY_LIFTED, F::Bool(f.body_lifted))
+                .field_key(k::IGNITION_ON, F::Bool(f.ignition_on))
+                .field_key(k::GNSS_FIX, F::Bool(f.gnss_fix))
+                .field_key(k::SATELLITES, F::I64(i64::from(f.satellites)))
+                .field_key(k::ALARM_BITS, F::I64(i64::from(f.terminal_alarm_bits)))
+                .field_key_opt_f64(k::LOAD_KG, f.load_kg)
+                .field_key(k::PLATE, F::Str(&f.plate))
+                .field_key(k::PERMIT_ID, F::Str(&f.permit_id))
+                .field_key(k::SEQ, seq)
+                .field_key(k::DEVICE_TIME_MS, device_ms)
+                .field_key(k::CLOCK_RESTAMPED, restamped)
                 .finish(ts)?;
             Ok(M_TRUCK)
         }
@@ -179,27 +252,27 @@ pub fn encode_record(rec: &pb::LogRecord, buf: &mut String) -> Result<&'static s
             let mut a = [0u8; 64];
             let kind = pb::StatusKind::try_from(s.kind).unwrap_or_default();
             let dk = pb::DeviceKind::try_from(env.device_kind).unwrap_or_default();
-            let b = LineBuilder::new(buf, M_STATUS)
-                .tag("site", &env.site_id)
-                .tag("device", &env.device_id)
-                .tag("device_kind", kind_segment(dk))
-                .tag(
-                    "status",
+            let b = LineBuilder::with_measurement(buf, measurement::STATUS)
+                .tag_key(k::SITE, &env.site_id)
+                .tag_key(k::DEVICE, &env.device_id)
+                .tag_key(k::DEVICE_KIND, kind_segment(dk))
+                .tag_key(
+                    k::STATUS,
                     enum_tag(kind.as_str_name(), "STATUS_KIND_", &mut a),
                 )
-                .field("firmware", F::Str(&s.firmware_version))
-                .field("battery_v", F::F64(f64::from(s.battery_mv) / 1000.0))
-                .field(
-                    "uptime_s",
+                .field_key(k::FIRMWARE, F::Str(&s.firmware_version))
+                .field_key(k::BATTERY_V, F::F64(f64::from(s.battery_mv) / 1000.0))
+                .field_key(
+                    k::UPTIME_S,
                     F::I64(i64::try_from(s.uptime_s).unwrap_or(i64::MAX)),
                 );
             let b = match s.signal_dbm {
-                Some(d) => b.field("signal_dbm", F::I64(i64::from(d))),
+                Some(d) => b.field_key(k::SIGNAL_DBM, F::I64(i64::from(d))),
                 None => b,
             };
-            b.field("seq", seq)
-                .field("device_time_ms", device_ms)
-                .field("clock_restamped", restamped)
+            b.field_key(k::SEQ, seq)
+                .field_key(k::DEVICE_TIME_MS, device_ms)
+                .field_key(k::CLOCK_RESTAMPED, restamped)
                 .finish(ts)?;
             Ok(M_STATUS)
         }

@@ -77,6 +77,96 @@ static MEASUREMENT_TABLE: [u8; 256] = table(b", ");
 static KEY_TABLE: [u8; 256] = table(b",= ");
 static STR_TABLE: [u8; 256] = table(b"\"");
 
+/// True when no byte of `s` needs a backslash (or is a line break) under
+/// `table`. A `const fn`, so constant names are checked at compile time.
+const fn is_plain(s: &str, table: &[u8; 256]) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if table[b[i] as usize] != 0 {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// A tag or field key known to need no escaping: non-empty, without `,`,
+/// `=`, space, backslash or line break. Checked by a `const fn`, so a key
+/// built in a `const` item is checked when the crate compiles and is copied
+/// into the line with no per-message scan.
+///
+/// ```
+/// use wastewatch::sink::line_protocol::Key;
+/// const FILL: Key = Key::new("fill_pct");
+/// assert_eq!(FILL.as_str(), "fill_pct");
+/// assert!(Key::try_new("fill pct").is_none());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Key(&'static str);
+
+impl Key {
+    /// `Some` when `name` can be written as a key verbatim.
+    pub const fn try_new(name: &'static str) -> Option<Key> {
+        if !name.is_empty() && is_plain(name, &KEY_TABLE) {
+            Some(Key(name))
+        } else {
+            None
+        }
+    }
+
+    /// A key that needs no escaping. Use it in a `const` item: a name that
+    /// would need escaping (or is empty) then fails the build instead of
+    /// reaching a line.
+    pub const fn new(name: &'static str) -> Key {
+        // Evaluated at compile time in a `const` item: a failure is a build
+        // error, never a runtime panic on external input.
+        assert!(
+            Key::try_new(name).is_some(),
+            "key is empty or needs escaping in line protocol"
+        );
+        Key(name)
+    }
+
+    /// The key text.
+    pub const fn as_str(self) -> &'static str {
+        self.0
+    }
+}
+
+/// A measurement name known to need no escaping: non-empty, not starting
+/// with `#` (a comment line), without `,`, space, backslash or line break.
+/// Like [`Key`], checked by a `const fn` so it costs nothing per message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Measurement(&'static str);
+
+impl Measurement {
+    /// `Some` when `name` can be written as a measurement verbatim.
+    pub const fn try_new(name: &'static str) -> Option<Measurement> {
+        if !name.is_empty() && name.as_bytes()[0] != b'#' && is_plain(name, &MEASUREMENT_TABLE) {
+            Some(Measurement(name))
+        } else {
+            None
+        }
+    }
+
+    /// A measurement that needs no escaping; use it in a `const` item, so a
+    /// bad name fails the build.
+    pub const fn new(name: &'static str) -> Measurement {
+        // Compile-time only when used in a `const` item (see `Key::new`).
+        assert!(
+            Measurement::try_new(name).is_some(),
+            "measurement is empty, starts with '#' or needs escaping in line protocol"
+        );
+        Measurement(name)
+    }
+
+    /// The measurement text.
+    pub const fn as_str(self) -> &'static str {
+        self.0
+    }
+}
+
 impl Class {
     #[inline]
     fn table(self) -> &'static [u8; 256] {
@@ -131,7 +221,7 @@ pub struct LineBuilder<'a> {
 }
 
 impl<'a> LineBuilder<'a> {
-    /// Starts a line with `measurement`.
+    /// Starts a line with `measurement`, escaped as needed.
     pub fn new(buf: &'a mut String, measurement: &str) -> Self {
         let start = buf.len();
         let mut b = LineBuilder {
@@ -150,8 +240,35 @@ impl<'a> LineBuilder<'a> {
         b
     }
 
+    /// Starts a line with a measurement checked at compile time: copied,
+    /// not scanned.
+    #[inline]
+    pub fn with_measurement(buf: &'a mut String, measurement: Measurement) -> Self {
+        let start = buf.len();
+        buf.push_str(measurement.0);
+        LineBuilder {
+            buf,
+            start,
+            fields: 0,
+            err: None,
+        }
+    }
+
     /// Adds a tag. An empty value omits the tag (InfluxDB has no empty tags).
-    pub fn tag(mut self, key: &str, value: &str) -> Self {
+    pub fn tag(self, key: &str, value: &str) -> Self {
+        self.tag_impl::<false>(key, value)
+    }
+
+    /// Adds a tag whose key was checked at compile time ([`Key`]).
+    #[inline]
+    pub fn tag_key(self, key: Key, value: &str) -> Self {
+        self.tag_impl::<true>(key.0, value)
+    }
+
+    /// Shared by [`Self::tag`] and [`Self::tag_key`]; `PLAIN` says the key
+    /// is a [`Key`] (non-empty, nothing to escape).
+    #[inline(always)]
+    fn tag_impl<const PLAIN: bool>(mut self, key: &str, value: &str) -> Self {
         if self.err.is_some() || value.is_empty() {
             return self;
         }
@@ -159,12 +276,18 @@ impl<'a> LineBuilder<'a> {
             self.err = Some(LineError::TagAfterField(key.to_owned()));
             return self;
         }
-        if key.is_empty() {
+        if !PLAIN && key.is_empty() {
             self.err = Some(LineError::Empty("tag key"));
             return self;
         }
         self.buf.push(',');
-        let r = escape_into(self.buf, key, Class::Key, "tag key").and_then(|_| {
+        let r = if PLAIN {
+            self.buf.push_str(key);
+            Ok(())
+        } else {
+            escape_into(self.buf, key, Class::Key, "tag key")
+        };
+        let r = r.and_then(|_| {
             self.buf.push('=');
             escape_into(self.buf, value, Class::Key, "tag value")
         });
@@ -175,11 +298,24 @@ impl<'a> LineBuilder<'a> {
     }
 
     /// Adds a field.
-    pub fn field(mut self, key: &str, value: FieldValue<'_>) -> Self {
+    pub fn field(self, key: &str, value: FieldValue<'_>) -> Self {
+        self.field_impl::<false>(key, value)
+    }
+
+    /// Adds a field whose key was checked at compile time ([`Key`]).
+    #[inline]
+    pub fn field_key(self, key: Key, value: FieldValue<'_>) -> Self {
+        self.field_impl::<true>(key.0, value)
+    }
+
+    /// Shared by [`Self::field`] and [`Self::field_key`]; `PLAIN` as in
+    /// [`Self::tag_impl`].
+    #[inline(always)]
+    fn field_impl<const PLAIN: bool>(mut self, key: &str, value: FieldValue<'_>) -> Self {
         if self.err.is_some() {
             return self;
         }
-        if key.is_empty() {
+        if !PLAIN && key.is_empty() {
             self.err = Some(LineError::Empty("field key"));
             return self;
         }
@@ -191,7 +327,9 @@ impl<'a> LineBuilder<'a> {
         }
         self.buf.push(if self.fields == 0 { ' ' } else { ',' });
         self.fields += 1;
-        if let Err(e) = escape_into(self.buf, key, Class::Key, "field key") {
+        if PLAIN {
+            self.buf.push_str(key);
+        } else if let Err(e) = escape_into(self.buf, key, Class::Key, "field key") {
             self.err = Some(e);
             return self;
         }
@@ -224,6 +362,15 @@ impl<'a> LineBuilder<'a> {
     pub fn field_opt_f64(self, key: &str, value: Option<f64>) -> Self {
         match value {
             Some(v) => self.field(key, FieldValue::F64(v)),
+            None => self,
+        }
+    }
+
+    /// Adds a float field with a compile-time key only when `value` is `Some`.
+    #[inline]
+    pub fn field_key_opt_f64(self, key: Key, value: Option<f64>) -> Self {
+        match value {
+            Some(v) => self.field_key(key, FieldValue::F64(v)),
             None => self,
         }
     }

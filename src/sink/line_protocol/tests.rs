@@ -402,3 +402,106 @@ proptest! {
         prop_assert_eq!(buf.parse::<f64>().unwrap().to_bits(), v.to_bits(), "{} printed as {}", v, buf);
     }
 }
+
+#[test]
+fn the_key_checker_accepts_only_names_that_need_no_escaping() {
+    let cases: [(&'static str, bool); 12] = [
+        ("fill_pct", true),
+        ("a.b-c:d", true),
+        ("#hash", true),
+        ("豫A", true),
+        ("\"quoted\"", true),
+        ("", false),
+        ("a b", false),
+        ("a,b", false),
+        ("a=b", false),
+        ("a\\b", false),
+        ("a\nb", false),
+        ("a\rb", false),
+    ];
+    for (name, ok) in cases {
+        assert_eq!(Key::try_new(name).is_some(), ok, "{name:?}");
+        if ok {
+            assert_eq!(Key::new(name).as_str(), name);
+        }
+    }
+}
+
+#[test]
+fn the_measurement_checker_refuses_comments_and_names_needing_escapes() {
+    let cases: [(&'static str, bool); 9] = [
+        ("bin_reading", true),
+        ("m=x", true),
+        ("m#", true),
+        ("", false),
+        ("#m", false),
+        ("m x", false),
+        ("m,x", false),
+        ("m\\", false),
+        ("m\n", false),
+    ];
+    for (name, ok) in cases {
+        assert_eq!(Measurement::try_new(name).is_some(), ok, "{name:?}");
+        if ok {
+            assert_eq!(Measurement::new(name).as_str(), name);
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "needs escaping")]
+fn a_key_needing_escapes_is_refused_when_built() {
+    // In a `const` item this is a build error; at run time, a panic.
+    let _ = Key::new("a b");
+}
+
+#[test]
+#[should_panic(expected = "starts with '#'")]
+fn a_comment_measurement_is_refused_when_built() {
+    let _ = Measurement::new("#m");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn checked_keys_write_exactly_what_escaped_keys_write(
+        measurement in non_empty_text(),
+        key in non_empty_text(),
+        tag_value in any_text(),
+        str_value in any_text(),
+        f in any::<f64>(),
+        i in any::<i64>(),
+    ) {
+        let want_key = Key::try_new(Box::leak(key.clone().into_boxed_str()));
+        // The checker agrees with the escaper: plain iff escaping is a no-op.
+        let mut escaped = String::new();
+        let plain = escape_into(&mut escaped, &key, Class::Key, "k").is_ok() && escaped == key;
+        prop_assert_eq!(want_key.is_some(), plain);
+        let want_m = Measurement::try_new(Box::leak(measurement.clone().into_boxed_str()));
+        let mut escaped = String::new();
+        let plain_m = !measurement.starts_with('#')
+            && escape_into(&mut escaped, &measurement, Class::Measurement, "m").is_ok()
+            && escaped == measurement;
+        prop_assert_eq!(want_m.is_some(), plain_m);
+        if let (Some(k), Some(m)) = (want_key, want_m) {
+            let (mut a, mut b) = (String::from("x 1\n"), String::from("x 1\n"));
+            let ra = LineBuilder::new(&mut a, &measurement)
+                .tag(&key, &tag_value)
+                .field(&key, FieldValue::Str(&str_value))
+                .field(&key, FieldValue::F64(f))
+                .field(&key, FieldValue::I64(i))
+                .field_opt_f64(&key, Some(f))
+                .finish(i);
+            let rb = LineBuilder::with_measurement(&mut b, m)
+                .tag_key(k, &tag_value)
+                .field_key(k, FieldValue::Str(&str_value))
+                .field_key(k, FieldValue::F64(f))
+                .field_key(k, FieldValue::I64(i))
+                .field_key_opt_f64(k, Some(f))
+                .finish(i);
+            prop_assert_eq!(ra, rb);
+            prop_assert_eq!(a, b);
+        }
+    }
+}
