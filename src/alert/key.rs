@@ -87,6 +87,11 @@ pub enum RuleId {
     /// No uplink for twice the expected interval plus a margin. value:
     /// minutes silent; threshold: minutes allowed.
     DeviceSilent,
+    /// The broker published the device's MQTT last will: its connection
+    /// died without a DISCONNECT. Raised at once (info), cleared by the next
+    /// message; `device_silent` follows if the device stays away. value /
+    /// threshold: 0.
+    DeviceOffline,
     /// Device battery low (flag or voltage). value / threshold: mV (0 when
     /// only the flag is known).
     BatteryLow,
@@ -97,7 +102,7 @@ pub enum RuleId {
 
 impl RuleId {
     /// Every rule, in declaration order.
-    pub const ALL: [RuleId; 28] = [
+    pub const ALL: [RuleId; 29] = [
         RuleId::StoragePointOverLimit,
         RuleId::StorageOverCapacity,
         RuleId::StorageAge,
@@ -124,6 +129,7 @@ impl RuleId {
         RuleId::BinFire,
         RuleId::BinTilted,
         RuleId::DeviceSilent,
+        RuleId::DeviceOffline,
         RuleId::BatteryLow,
         RuleId::CannotVerify,
     ];
@@ -157,6 +163,7 @@ impl RuleId {
             RuleId::BinFire => "bin_fire",
             RuleId::BinTilted => "bin_tilted",
             RuleId::DeviceSilent => "device_silent",
+            RuleId::DeviceOffline => "device_offline",
             RuleId::BatteryLow => "battery_low",
             RuleId::CannotVerify => "cannot_verify",
         }

@@ -90,6 +90,12 @@ pub struct Alert {
     /// While flapping: when the rule last cleared it (the condition has been
     /// quiet since); `None` while the condition holds.
     pub quiet_since_ms: Option<i64>,
+    /// Wall time of the first store tick that saw it resolved, Unix ms:
+    /// retention counts from here, not from the event time it resolved
+    /// at, so the alerts of a replayed backlog stay listed for the whole
+    /// retention period. `None` while active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retained_since_ms: Option<i64>,
 }
 
 /// Why an event was emitted.

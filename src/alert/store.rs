@@ -251,6 +251,7 @@ impl AlertStore {
                 last_transition_at_ms: at_ms,
                 recent_fires_ms: Vec::new(),
                 quiet_since_ms: None,
+                retained_since_ms: None,
             };
             let (to, reason) = if pending_for > 0 {
                 (AlertState::Pending, EventReason::Opened)
@@ -282,6 +283,7 @@ impl AlertStore {
                 a.acknowledged_by = None;
                 a.resolved_at_ms = None;
                 a.quiet_since_ms = None;
+                a.retained_since_ms = None;
                 a.last_change_ms = at_ms;
                 if pending_for > 0 {
                     a.state = AlertState::Pending;
@@ -363,8 +365,8 @@ impl AlertStore {
 
     /// Time-driven changes at `now_ms`: pending alerts whose "for" duration
     /// has passed fire, flapping alerts quiet for `flap_quiet_ms` resolve,
-    /// resolved alerts past retention are dropped. Call it every few
-    /// seconds.
+    /// resolved alerts past retention (counted from the first tick that saw
+    /// them resolved, in wall time) are dropped. Call it every few seconds.
     pub fn tick(&mut self, now_ms: i64) -> Vec<AlertEvent> {
         let mut events = Vec::new();
         let mut drop_ids = Vec::new();
@@ -393,9 +395,8 @@ impl AlertStore {
                     }
                 }
                 AlertState::Resolved => {
-                    if a.resolved_at_ms
-                        .is_some_and(|r| now_ms.saturating_sub(r) >= retention)
-                    {
+                    let since = *a.retained_since_ms.get_or_insert(now_ms);
+                    if now_ms.saturating_sub(since) >= retention {
                         drop_ids.push(a.id);
                     }
                 }

@@ -261,6 +261,26 @@ mod tests {
     }
 
     #[test]
+    fn a_fire_burning_past_150_c_stays_a_fire_and_is_never_called_impossible() {
+        // firmware-sim's bin_fire: +2.5 °C/min from the air up to 250 °C,
+        // reported every 2 min, the flag set from 55 °C.
+        let mut h = Harness::zone();
+        let mut r = base();
+        for i in 0..100i64 {
+            let c = (20.0 + 5.0 * i as f64).min(250.0);
+            r.temperature_deci_c = (c * 10.0) as i32;
+            r.fire_flag = c >= 55.0;
+            h.bin(BIN, DAY_T0 + i * 2 * MIN, r);
+        }
+        assert_eq!(h.current(RuleId::BinFire, BIN), Some(Severity::Critical));
+        assert_eq!(h.raises(RuleId::CannotVerify), 0);
+        // Above the decoder's own bound it is impossible (the check can fire).
+        r.temperature_deci_c = 3010;
+        h.bin(BIN, DAY_T0 + 201 * MIN, r);
+        assert_eq!(h.raises(RuleId::CannotVerify), 1);
+    }
+
+    #[test]
     fn an_impossible_fill_level_raises_cannot_verify() {
         let mut h = Harness::zone();
         let mut r = base();

@@ -354,10 +354,15 @@ thresholds! {
         max_temperature_jump_c: f64 = 50.0,
         /// ... within this time is impossible, ms (1 min). [P]
         temperature_jump_window_ms: i64 = 60_000,
-        /// Temperatures below this are impossible for the sensors, °C. [P]
-        min_plausible_c: f64 = -50.0,
-        /// Temperatures above this are impossible for the sensors, °C. [P]
-        max_plausible_c: f64 = 150.0,
+        /// Temperatures below this are impossible for the sensors, °C: the
+        /// decoder's own bound (`decode::validate`), so any reading it stores
+        /// can be judged; lower per device kind for narrower sensors. [P]
+        min_plausible_c: f64 = -60.0,
+        /// Temperatures above this are impossible for the sensors, °C: the
+        /// decoder's bound too. A burning bin reads well above 150 °C, and
+        /// calling that "impossible" would turn a fire into `cannot_verify`.
+        /// [P]
+        max_plausible_c: f64 = 300.0,
     }
 }
 

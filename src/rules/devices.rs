@@ -8,7 +8,10 @@
 //! with the registry's `expected_interval_s` as a floor, so a device that
 //! chatters more than registered is not held to its chattiest moment. A
 //! truck whose last fix had the ignition off is allowed its parked
-//! interval. The MQTT last will ("device gone") is not a sign of life.
+//! interval. The MQTT last will ("device gone") is not a sign of life: it
+//! raises `device_offline` at once, stamped with its receive time (a will
+//! registered at connect carries the connect time in its payload), and the
+//! next message from the device clears it.
 
 use serde::{Deserialize, Serialize};
 
@@ -114,9 +117,23 @@ pub fn check_silence(
     }
 }
 
-/// A record arrived: the device is not silent.
+/// A record arrived: the device is neither silent nor offline.
 pub fn heard(alerts: &mut Alerts<'_>, at_ms: i64) {
     alerts.clear(RuleId::DeviceSilent, None, at_ms);
+    alerts.clear(RuleId::DeviceOffline, None, at_ms);
+}
+
+/// The broker published the device's last will, received at `received_ms`.
+pub fn last_will(alerts: &mut Alerts<'_>, received_ms: i64) {
+    alerts.raise(
+        RuleId::DeviceOffline,
+        None,
+        Severity::Info,
+        0.0,
+        0.0,
+        received_ms,
+        || "the broker published the device's last will: its connection dropped".into(),
+    );
 }
 
 /// Battery low when the device flag is set or the voltage (mV, 0 = mains /
@@ -214,6 +231,23 @@ mod tests {
         h.status(BIN, DAY_T0 + 2 * HOUR, will);
         h.tick(DAY_T0 + 2 * HOUR + 5 * MIN + 1);
         assert_eq!(h.current(RuleId::DeviceSilent, BIN), Some(Severity::Warn));
+    }
+
+    #[test]
+    fn a_last_will_raises_device_offline_at_once_and_the_next_message_clears_it() {
+        let mut h = Harness::zone();
+        h.bin(BIN, DAY_T0, bin_ok());
+        assert_eq!(h.current(RuleId::DeviceOffline, BIN), None);
+        let will = pb::DeviceStatus {
+            kind: StatusKind::LastWill as i32,
+            ..Default::default()
+        };
+        h.status(BIN, DAY_T0 + 10 * MIN, will);
+        assert_eq!(h.current(RuleId::DeviceOffline, BIN), Some(Severity::Info));
+        // A birth or any reading: back online.
+        h.bin(BIN, DAY_T0 + 20 * MIN, bin_ok());
+        assert_eq!(h.current(RuleId::DeviceOffline, BIN), None);
+        assert_eq!(h.raises(RuleId::DeviceOffline), 1);
     }
 
     #[test]

@@ -20,6 +20,9 @@
 //!   late ones cannot regress state (`transport.rs`); readings of other
 //!   kinds older than the newest judged one are not judged (they report
 //!   minutes to hours apart, so a late reading is simply out of date);
+//! - a truck fix the decoder had to re-stamp (device clock off) is not
+//!   judged: its time is when it arrived, not when it was taken, so the
+//!   time window, durations and speeds between fixes would be guesses;
 //! - each key's transitions come in non-decreasing `at_ms` and only on
 //!   change (`emit.rs`);
 //! - no panics, no I/O; the whole state serializes to JSON.
@@ -78,6 +81,10 @@ pub struct EngineStats {
     pub late_fixes_counted: u64,
     /// Fixes jumping implausibly far, not judged.
     pub implausible_fixes: u64,
+    /// Truck fixes whose device clock was off (re-stamped by the decoder),
+    /// not judged: every transport rule measures durations and time windows
+    /// in device time, and a re-stamped fix carries its receive time.
+    pub restamped_fixes: u64,
 }
 
 /// Everything the engine remembers about one device.
@@ -257,7 +264,7 @@ impl RuleEngine {
             Some(Body::DeviceStatus(s)) if !last_will => {
                 devices::battery(&dth, false, s.battery_mv, at, &mut alerts);
             }
-            Some(Body::DeviceStatus(_)) => {}
+            Some(Body::DeviceStatus(_)) => devices::last_will(&mut alerts, rec.received_at_unix_ms),
             Some(Body::StorageReading(r)) if device.kind == DeviceKind::Storage => {
                 let Some(spec) = device.storage.as_ref() else {
                     return out;
@@ -320,6 +327,10 @@ impl RuleEngine {
                     return out;
                 };
                 ds.silence.parked = !f.ignition_on;
+                if rec.clock_check != pb::ClockCheck::Ok as i32 {
+                    stats.restamped_fixes += 1;
+                    return out;
+                }
                 let st = ds.truck.get_or_insert_with(Box::default);
                 let ctx = TruckCtx {
                     registry,

@@ -316,6 +316,7 @@ fn resolved_alerts_are_dropped_after_retention_and_a_new_raise_gets_a_new_id() {
         )]
     );
     s.apply(clear("st-1", T0 + 3 * MIN));
+    s.tick(T0 + 3 * MIN);
     let day = 24 * 60 * MIN;
     s.tick(T0 + 3 * MIN + day - 1);
     assert_eq!(s.len(), 1);
@@ -323,6 +324,23 @@ fn resolved_alerts_are_dropped_after_retention_and_a_new_raise_gets_a_new_id() {
     assert!(s.is_empty());
     let ev = s.apply(raise("st-1", Severity::Warn, T0 + 2 * day));
     assert_eq!(ev[0].alert.id, 2);
+}
+
+#[test]
+fn alerts_of_a_replayed_backlog_are_retained_from_when_they_were_seen_resolved() {
+    // A week-old episode replayed now: it resolved (in event time) long
+    // before retention, but the operator has not seen it yet.
+    let mut s = AlertStore::new(AlertPolicy::default());
+    let day = 24 * 60 * MIN;
+    let now = T0 + 7 * day;
+    s.apply(raise("st-1", Severity::Warn, T0));
+    s.apply(clear("st-1", T0 + MIN));
+    s.tick(now);
+    assert_eq!(s.len(), 1);
+    s.tick(now + day - 1);
+    assert_eq!(s.len(), 1);
+    s.tick(now + day);
+    assert!(s.is_empty());
 }
 
 #[test]

@@ -6,7 +6,7 @@ use super::super::config::RuleConfig;
 use super::super::testkit::*;
 use crate::alert::{RuleId, Severity};
 use crate::geo::LatLon;
-use crate::pb::{DeviceKind, TruckFix};
+use crate::pb::{envelope::Body, ClockCheck, DeviceKind, TruckFix};
 
 const TRUCK: &str = "truck-d1234"; // 豫AD1234, on permit-2026-0001 (and 0004)
 const PERMIT: &str = "permit-2026-0001";
@@ -204,6 +204,34 @@ fn driving_loaded_outside_the_permit_window_for_a_minute_is_major() {
         h.fix(TRUCK, NIGHT_T0 + i * 10 * S, fix_at(on_route(2000.0, 0.0)));
     }
     assert_eq!(h.raises(RuleId::OutsideTimeWindow), 0);
+}
+
+#[test]
+fn a_fix_with_a_restamped_clock_is_not_judged() {
+    // The same minute loaded and moving outside the window that raises a
+    // major alert above, but the decoder had to re-stamp every fix: their
+    // time is when they arrived, so no window, duration or speed is judged.
+    let mut h = harness();
+    for s in [0, 30, 60, 90, 120] {
+        let t = DAY_T0 + s * S;
+        let seq = h.next_seq(TRUCK);
+        let mut rec = record(
+            envelope(TRUCK, seq, t, Body::TruckFix(fix_at(on_route(2000.0, 0.0)))),
+            t,
+        );
+        rec.clock_check = ClockCheck::FutureRestamped as i32;
+        h.record_at(rec, t);
+    }
+    assert_eq!(h.raises(RuleId::OutsideTimeWindow), 0);
+    assert_eq!(h.engine.stats().restamped_fixes, 5);
+    // The same fixes with a sound clock do raise it (the test can fail).
+    for s in [150, 180, 210] {
+        h.fix(TRUCK, DAY_T0 + s * S, fix_at(on_route(2000.0, 0.0)));
+    }
+    assert_eq!(
+        h.current(RuleId::OutsideTimeWindow, ENTITY),
+        Some(Severity::Major)
+    );
 }
 
 #[test]
