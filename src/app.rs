@@ -74,17 +74,17 @@ pub async fn start(settings: Settings, registry: Registry) -> anyhow::Result<Run
     )?);
     let registry = Arc::new(registry);
     let decoder = Arc::new(Decoder::new(registry.clone(), settings.decode.clone()));
-    let (engine, store, offset) = crate::rules::task::restore(
+    let restored = crate::rules::task::restore(
         &settings.log.dir,
         registry.clone(),
         &settings.alerting,
         &log,
     )?;
-    let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (acks, acks_rx) = tokio::sync::mpsc::unbounded_channel();
     let (broadcast, _) = tokio::sync::broadcast::channel(1024);
     let alerts = AlertsHandle {
-        store: Arc::new(std::sync::Mutex::new(store)),
-        events_tx,
+        store: Arc::new(std::sync::Mutex::new(restored.store)),
+        acks,
         broadcast,
     };
     let (stop_rules, rules_rx) = watch::channel(false);
@@ -129,14 +129,16 @@ pub async fn start(settings: Settings, registry: Registry) -> anyhow::Result<Run
 
     let rules = tokio::spawn(crate::rules::task::run(
         AlertTask {
-            engine,
-            offset,
+            engine: restored.engine,
+            offset: restored.offset,
             dir: settings.log.dir.clone(),
             settings: settings.alerting.clone(),
+            outboxes: restored.outboxes,
+            pending_points: restored.pending_points,
         },
         log.clone(),
         alerts.clone(),
-        events_rx,
+        acks_rx,
         writer.clone(),
         metrics.clone(),
         rules_rx,

@@ -55,9 +55,17 @@ pub struct Metrics {
     pub tsdb_latency_sum_us: AtomicU64,
     /// Alert state changes recorded.
     pub alert_events: AtomicU64,
-    /// Alert notifications queued for Alertmanager (fired, escalated,
-    /// acknowledged, resolved, repeats excluded).
+    /// Alert notifications queued (fired, escalated, acknowledged,
+    /// resolved; repeats and resends excluded), once per alert event.
     pub alerts_notified: AtomicU64,
+    /// Notifications delivered to a receiver.
+    pub notify_delivered: AtomicU64,
+    /// Delivery attempts that failed (retried with backoff).
+    pub notify_failures: AtomicU64,
+    /// Notifications dropped from a full outbox.
+    pub notify_dropped: AtomicU64,
+    /// Notifications waiting in the outboxes.
+    pub notify_outbox: AtomicU64,
 }
 
 impl Metrics {
@@ -168,6 +176,36 @@ impl Metrics {
             "Batches split after 413 or 400/422.",
             self.tsdb_splits.load(Relaxed),
         );
+        counter(
+            &mut o,
+            "alert_events_total",
+            "Alert state changes recorded.",
+            self.alert_events.load(Relaxed),
+        );
+        counter(
+            &mut o,
+            "notify_queued_total",
+            "Alert events queued for notification.",
+            self.alerts_notified.load(Relaxed),
+        );
+        counter(
+            &mut o,
+            "notify_delivered_total",
+            "Notifications a receiver accepted.",
+            self.notify_delivered.load(Relaxed),
+        );
+        counter(
+            &mut o,
+            "notify_failures_total",
+            "Notification deliveries that failed and will be retried.",
+            self.notify_failures.load(Relaxed),
+        );
+        counter(
+            &mut o,
+            "notify_dropped_total",
+            "Notifications dropped from a full outbox.",
+            self.notify_dropped.load(Relaxed),
+        );
         let _ = writeln!(o, "# HELP ingest_quarantined_total Messages quarantined, by reason.\n# TYPE ingest_quarantined_total counter");
         for (i, a) in self.quarantined.iter().enumerate() {
             let _ = writeln!(
@@ -180,6 +218,12 @@ impl Metrics {
         let gauge = |o: &mut String, name: &str, help: &str, v: u64| {
             let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         };
+        gauge(
+            &mut o,
+            "notify_outbox",
+            "Notifications waiting for their receiver.",
+            self.notify_outbox.load(Relaxed),
+        );
         gauge(
             &mut o,
             "mqtt_connected",

@@ -138,30 +138,32 @@ async fn ack_alert(
     let by = body
         .and_then(|b| b.0.by)
         .unwrap_or_else(|| "api".to_owned());
-    let res =
-        a.store
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .ack(id, crate::ingest::now_ms(), &by);
-    match res {
-        Ok(Some(ev)) => {
-            let alert = ev.alert.clone();
-            let _ = a.events_tx.send(ev);
-            Json(alert).into_response()
-        }
-        Ok(None) => {
-            let alert = a
-                .store
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(id)
-                .cloned();
-            Json(alert).into_response()
-        }
-        Err(e @ crate::alert::AckError::NotFound { .. }) => {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let req = crate::rules::task::AckRequest { id, by, reply: tx };
+    if a.acks.send(req).is_err() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the alert task is not running; try again\n",
+        )
+            .into_response();
+    }
+    use crate::rules::task::AckReply;
+    match tokio::time::timeout(std::time::Duration::from_secs(10), rx).await {
+        Ok(Ok(AckReply::Done(Ok(alert)))) => Json(alert).into_response(),
+        Ok(Ok(AckReply::Done(Err(e @ crate::alert::AckError::NotFound { .. })))) => {
             (StatusCode::NOT_FOUND, format!("{e}\n")).into_response()
         }
-        Err(e) => (StatusCode::CONFLICT, format!("{e}\n")).into_response(),
+        Ok(Ok(AckReply::Done(Err(e)))) => (StatusCode::CONFLICT, format!("{e}\n")).into_response(),
+        Ok(Ok(AckReply::NotPersisted(e))) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("acknowledged in memory but not saved ({e}); repeat the request\n"),
+        )
+            .into_response(),
+        Ok(Err(_)) | Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the alert task did not answer in 10 s; repeat the request\n",
+        )
+            .into_response(),
     }
 }
 

@@ -39,6 +39,8 @@ pub struct RawNotify {
     pub resend_interval_ms: u64,
     /// Snapshot rule and alert state this often, ms.
     pub snapshot_interval_ms: u64,
+    /// Webhooks and chat robots (`[[notify.webhooks]]`).
+    pub webhooks: Vec<RawWebhook>,
 }
 
 impl Default for RawNotify {
@@ -47,8 +49,36 @@ impl Default for RawNotify {
             alertmanager_url: String::new(),
             resend_interval_ms: 60_000,
             snapshot_interval_ms: 2_000,
+            webhooks: Vec::new(),
         }
     }
+}
+
+/// One `[[notify.webhooks]]` entry.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    /// Name (logs, outbox key); unique, not `alertmanager`.
+    pub name: String,
+    /// URL, with the robot's access token if any (secret, never logged).
+    pub url: String,
+    /// `json` (default), `dingtalk` or `wecom`.
+    #[serde(default = "default_webhook_format")]
+    pub format: String,
+    /// Lowest severity sent: `info`, `warn`, `major` (default), `critical`.
+    #[serde(default = "default_min_severity")]
+    pub min_severity: String,
+    /// DingTalk signing secret (secret, never logged); empty = unsigned.
+    #[serde(default)]
+    pub sign_secret: String,
+}
+
+fn default_webhook_format() -> String {
+    "json".into()
+}
+
+fn default_min_severity() -> String {
+    "major".into()
 }
 
 /// `[mqtt]`

@@ -163,6 +163,64 @@ fn nz(errors: &mut Vec<String>, key: &str, v: usize) -> NonZeroUsize {
     })
 }
 
+/// Validates `[[notify.webhooks]]`; errors name the entry, never its URL or
+/// secret.
+fn webhooks(
+    errors: &mut Vec<String>,
+    raw: &[super::raw::RawWebhook],
+) -> Vec<crate::notify::webhook::WebhookSettings> {
+    use crate::notify::webhook::{Format, WebhookSettings};
+    let mut out = Vec::new();
+    let mut names = std::collections::BTreeSet::new();
+    for (i, w) in raw.iter().enumerate() {
+        let key = format!("notify.webhooks[{i}]");
+        if w.name.is_empty() || w.name == "alertmanager" || !names.insert(w.name.as_str()) {
+            errors.push(format!(
+                "{key}.name {:?} must be non-empty, unique and not \"alertmanager\"",
+                w.name
+            ));
+        }
+        match url::Url::parse(&w.url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+            Ok(_) => errors.push(format!(
+                "{key}.url must be an http:// or https:// URL with a host (value not shown: it may hold a token)"
+            )),
+            Err(err) => errors.push(format!(
+                "{key}.url is not a URL: {err} (value not shown: it may hold a token)"
+            )),
+        }
+        let format = Format::parse(&w.format).unwrap_or_else(|| {
+            errors.push(format!(
+                "{key}.format {:?} must be json, dingtalk or wecom",
+                w.format
+            ));
+            Format::Json
+        });
+        let min_severity =
+            serde_json::from_value(serde_json::Value::String(w.min_severity.clone()))
+                .unwrap_or_else(|_| {
+                    errors.push(format!(
+                        "{key}.min_severity {:?} must be info, warn, major or critical",
+                        w.min_severity
+                    ));
+                    crate::alert::Severity::Major
+                });
+        if !w.sign_secret.is_empty() && format != Format::Dingtalk {
+            errors.push(format!(
+                "{key}.sign_secret is only used by format = \"dingtalk\""
+            ));
+        }
+        out.push(WebhookSettings {
+            name: w.name.clone(),
+            url: Secret::new(w.url.clone()),
+            format,
+            min_severity,
+            sign_secret: Secret::new(w.sign_secret.clone()),
+        });
+    }
+    out
+}
+
 fn url(errors: &mut Vec<String>, key: &str, v: &str) -> url::Url {
     match url::Url::parse(v) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => u,
@@ -404,10 +462,12 @@ impl RawConfig {
                 n.resend_interval_ms, n.snapshot_interval_ms
             ));
         }
+        let webhooks = webhooks(&mut e, &n.webhooks);
         let alerting = crate::rules::task::AlertingSettings {
             rules: self.rules,
             policy: self.alerts,
             alertmanager,
+            webhooks,
             resend_interval: Duration::from_millis(n.resend_interval_ms),
             snapshot_interval: Duration::from_millis(n.snapshot_interval_ms),
         };

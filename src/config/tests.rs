@@ -115,3 +115,57 @@ fn the_shipped_example_config_is_valid_and_matches_the_defaults() {
     let defaults = load(None, &[]).unwrap();
     assert_eq!(format!("{from_file:?}"), format!("{defaults:?}"));
 }
+
+#[test]
+fn webhooks_are_validated_entry_by_entry_without_echoing_urls_or_secrets() {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    writeln!(
+        f,
+        r#"[[notify.webhooks]]
+name = "chat"
+url = "https://oapi.example/robot/send?access_token=GOODTOKEN"
+format = "dingtalk"
+sign_secret = "SIGNSECRET"
+
+[[notify.webhooks]]
+name = "chat"
+url = "ftp://files.example/?access_token=BADTOKEN1"
+format = "teams"
+min_severity = "urgent"
+sign_secret = "OTHERSECRET"
+
+[[notify.webhooks]]
+name = "alertmanager"
+url = "not a url BADTOKEN2"
+"#
+    )
+    .unwrap();
+    let err = load(Some(f.path()), &[]).unwrap_err().to_string();
+    for want in [
+        "notify.webhooks[1].name \"chat\" must be non-empty, unique",
+        "notify.webhooks[1].url must be an http:// or https:// URL",
+        "notify.webhooks[1].format \"teams\" must be json, dingtalk or wecom",
+        "notify.webhooks[1].min_severity \"urgent\" must be",
+        "notify.webhooks[1].sign_secret is only used by format = \"dingtalk\"",
+        "notify.webhooks[2].name \"alertmanager\"",
+        "notify.webhooks[2].url is not a URL",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+    assert!(!err.contains("webhooks[0]"), "{err}");
+    for secret in ["GOODTOKEN", "BADTOKEN", "SIGNSECRET", "OTHERSECRET"] {
+        assert!(!err.contains(secret), "{secret} echoed in:\n{err}");
+    }
+
+    let mut ok = tempfile::NamedTempFile::new().unwrap();
+    writeln!(
+        ok,
+        "[[notify.webhooks]]\nname = \"chat\"\nurl = \"https://qyapi.example/cgi-bin/webhook/send?key=K3Y\"\nformat = \"wecom\"\nmin_severity = \"warn\""
+    )
+    .unwrap();
+    let s = load(Some(ok.path()), &[]).unwrap();
+    let w = &s.alerting.webhooks[0];
+    assert_eq!(w.format, crate::notify::webhook::Format::Wecom);
+    assert_eq!(w.min_severity, crate::alert::Severity::Warn);
+    assert!(!format!("{s:?}").contains("K3Y"));
+}

@@ -320,6 +320,11 @@ pub fn service_env(
 
 impl Service {
     pub fn start(envs: Vec<(String, String)>, log_path: PathBuf) -> Service {
+        Service::start_args(&["run"], envs, log_path)
+    }
+
+    /// `wastewatch ARGS...` (e.g. `run --config FILE`) with `envs`.
+    pub fn start_args(args: &[&str], envs: Vec<(String, String)>, log_path: PathBuf) -> Service {
         let http = envs
             .iter()
             .find(|(k, _)| k == "WASTEWATCH__HTTP__LISTEN")
@@ -331,7 +336,7 @@ impl Service {
             .open(&log_path)
             .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_wastewatch"))
-            .arg("run")
+            .args(args)
             .envs(envs.iter().cloned())
             .env("RUST_LOG", "info")
             .stdout(Stdio::from(log.try_clone().unwrap()))
