@@ -74,6 +74,60 @@ fn weight(field: &str, v: f64) -> Result<(), DecodeError> {
     Ok(())
 }
 
+/// Bytes that may start or be a control character (Unicode `Cc`:
+/// U+0000..U+001F, U+007F, and U+0080..U+009F, which UTF-8 encodes as `0xC2`
+/// followed by `0x80..=0x9F`).
+const MAYBE_CONTROL: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        t[c] = true;
+        c += 1;
+    }
+    t[0x7f] = true;
+    t[0xc2] = true;
+    t
+};
+
+/// True when `v` contains a control character. A table scan of the bytes
+/// rules out almost every text without decoding UTF-8; only a text with a
+/// candidate byte is decoded.
+fn has_control(v: &str) -> bool {
+    v.bytes().any(|b| MAYBE_CONTROL[usize::from(b)]) && v.chars().any(char::is_control)
+}
+
+/// Bytes of a plate the normaliser certainly leaves alone: ASCII upper-case
+/// letters and digits, UTF-8 lead bytes `0xE4..=0xE9` (code points
+/// U+4000..U+9FFF: CJK ideographs, the province characters) and continuation
+/// bytes. In valid UTF-8 a continuation byte only follows a lead byte, so a
+/// plate of these bytes has only such characters, none of which is
+/// whitespace, a separator or a full-width letter.
+const PLATE_CANONICAL: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] =
+            b.is_ascii_uppercase() || b.is_ascii_digit() || matches!(b, 0x80..=0xbf | 0xe4..=0xe9);
+        c += 1;
+    }
+    t
+};
+
+/// True when `plate` is certainly already canonical, so normalising it can
+/// be skipped without allocating. `false` only means "normalise to find
+/// out".
+fn plate_is_canonical(plate: &str) -> bool {
+    plate.bytes().all(|b| PLATE_CANONICAL[usize::from(b)])
+}
+
+/// Normalises a plate in place, allocating only when it changes.
+fn normalise_plate_in_place(plate: &mut String) {
+    if !plate_is_canonical(plate) {
+        *plate = normalize_plate(plate);
+    }
+}
+
 /// Checks a device-supplied text: no control characters, bounded length.
 pub fn text(field: &str, v: &str) -> Result<(), DecodeError> {
     if v.len() > MAX_TEXT_LEN {
@@ -84,6 +138,9 @@ pub fn text(field: &str, v: &str) -> Result<(), DecodeError> {
                 v.len()
             ),
         ));
+    }
+    if !has_control(v) {
+        return Ok(());
     }
     if let Some(c) = v.chars().find(|c| c.is_control()) {
         return Err(DecodeError::new(
@@ -208,9 +265,11 @@ pub fn ticket(t: &mut pb::WeighbridgeTicket, limits: &ValidationLimits) -> Resul
                 format!("hazardous_waste_code {code:?} must be NNN-NNN-NN (e.g. 900-249-08) for hazardous loads"),
             ));
         }
-        t.hazardous_waste_code = code.to_owned();
+        if code.len() != t.hazardous_waste_code.len() {
+            t.hazardous_waste_code = code.to_owned();
+        }
     }
-    t.plate = normalize_plate(&t.plate);
+    normalise_plate_in_place(&mut t.plate);
     Ok(())
 }
 
@@ -359,7 +418,7 @@ pub fn truck(t: &mut pb::TruckFix) -> Result<(), DecodeError> {
     }
     text("truck_fix.plate", &t.plate)?;
     text("truck_fix.permit_id", &t.permit_id)?;
-    t.plate = normalize_plate(&t.plate);
+    normalise_plate_in_place(&mut t.plate);
     Ok(())
 }
 
@@ -388,4 +447,81 @@ pub fn status(s: &pb::DeviceStatus) -> Result<(), DecodeError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn canonical_plates_are_recognised_and_others_normalised() {
+        let cases = [
+            ("豫AD1234", true, "豫AD1234"),
+            ("AB123", true, "AB123"),
+            ("", true, ""),
+            ("豫A·D1234", false, "豫AD1234"),
+            ("豫ad1234", false, "豫AD1234"),
+            ("豫A D1234", false, "豫AD1234"),
+            ("豫Ａ１２", false, "豫A12"),
+            ("豫A-D_1.2", false, "豫AD12"),
+        ];
+        for (plate, canonical, want) in cases {
+            assert_eq!(plate_is_canonical(plate), canonical, "{plate:?}");
+            let mut p = plate.to_owned();
+            normalise_plate_in_place(&mut p);
+            assert_eq!(p, want, "{plate:?}");
+        }
+    }
+
+    #[test]
+    fn control_characters_are_found_in_every_range() {
+        for (s, want) in [
+            ("plain", false),
+            ("豫AD1234", false),
+            ("é·ÿ\u{a0}", false),
+            ("a\u{0}b", true),
+            ("tab\t", true),
+            ("\u{7f}", true),
+            ("x\u{80}", true),
+            ("\u{9f}y", true),
+            ("\u{85}", true),
+        ] {
+            assert_eq!(has_control(s), want, "{s:?}");
+        }
+    }
+
+    fn plate_like() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop_oneof![
+                4 => prop::sample::select(vec![
+                    'A', 'z', '0', '9', '豫', '京', '·', '•', '・', '.', '-', '_', ' ',
+                    '\u{3000}', 'Ａ', 'ｚ', '１', 'é', '\u{85}', '\u{4e00}', '\u{9fff}',
+                    '\u{4000}', '\u{3fff}', '\u{a000}', '\u{2022}', '\u{30fb}', '\u{b7}',
+                ]),
+                1 => any::<char>(),
+            ],
+            0..12,
+        )
+        .prop_map(|v| v.into_iter().collect())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 5000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn a_plate_judged_canonical_is_one_the_normaliser_leaves_unchanged(p in plate_like()) {
+            if plate_is_canonical(&p) {
+                prop_assert_eq!(normalize_plate(&p), p.clone());
+            }
+            let mut q = p.clone();
+            normalise_plate_in_place(&mut q);
+            prop_assert_eq!(q, normalize_plate(&p));
+        }
+
+        #[test]
+        fn the_byte_wise_control_check_agrees_with_char_is_control(s in plate_like()) {
+            prop_assert_eq!(has_control(&s), s.chars().any(|c| c.is_control()));
+        }
+    }
 }

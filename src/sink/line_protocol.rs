@@ -178,6 +178,28 @@ impl Class {
     }
 }
 
+/// True when no byte of `bytes` is special under `t`. Eight table lookups
+/// are OR-ed per step, so the common all-plain text costs one branch per
+/// eight bytes instead of one per byte.
+#[inline]
+fn plain_bytes(bytes: &[u8], t: &[u8; 256]) -> bool {
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let any = t[usize::from(c[0])]
+            | t[usize::from(c[1])]
+            | t[usize::from(c[2])]
+            | t[usize::from(c[3])]
+            | t[usize::from(c[4])]
+            | t[usize::from(c[5])]
+            | t[usize::from(c[6])]
+            | t[usize::from(c[7])];
+        if any != 0 {
+            return false;
+        }
+    }
+    chunks.remainder().iter().all(|&b| t[usize::from(b)] == 0)
+}
+
 /// Appends `s` escaped for `class`; refuses line breaks (nothing can escape
 /// them). On error the caller rolls the buffer back.
 #[inline]
@@ -189,8 +211,8 @@ fn escape_into(
 ) -> Result<(), LineError> {
     let t = class.table();
     let bytes = s.as_bytes();
-    // Fast path: nothing to escape (ids, keys, most text).
-    if bytes.iter().all(|&b| t[usize::from(b)] == 0) {
+    // Fast path: nothing to escape (ids, most text).
+    if plain_bytes(bytes, t) {
         buf.push_str(s);
         return Ok(());
     }
@@ -400,36 +422,67 @@ fn write_f64(buf: &mut String, v: f64) -> Result<(), LineError> {
     // in f64, the decimal m·10⁻⁶ parses back to exactly v, because parsing
     // and IEEE division both round the same exact quotient to nearest. Other
     // values go through Ryu. `v` is finite here (checked in `field`).
-    let scaled = (v * 1e6).round();
-    if scaled.abs() < 9.0e15 && scaled / 1e6 == v {
-        let m = scaled as i64;
-        if m < 0 || (m == 0 && v.is_sign_negative()) {
-            buf.push('-');
+    let x = v * 1e6;
+    // Below 9e15 (< 2^53) the rounding is done in integers (no libm call).
+    // At or above 2^52 every f64 is an integer already, so `|x| < 9e15` is
+    // the same test as `|round(x)| < 9e15`.
+    if x.abs() < 9.0e15 {
+        let m = round_half_away(x);
+        if m as f64 / 1e6 == v {
+            write_micro(
+                buf,
+                m.unsigned_abs(),
+                m < 0 || (m == 0 && v.is_sign_negative()),
+            );
+            return Ok(());
         }
-        let m = m.unsigned_abs();
-        let (int, mut frac) = (m / 1_000_000, m % 1_000_000);
-        buf.push_str(itoa::Buffer::new().format(int));
-        buf.push('.');
-        if frac == 0 {
-            buf.push('0');
-        } else {
-            let mut width = 6;
-            while frac % 10 == 0 {
-                frac /= 10;
-                width -= 1;
-            }
-            let digits = itoa::Buffer::new().format(frac).len();
-            for _ in digits..width {
-                buf.push('0');
-            }
-            buf.push_str(itoa::Buffer::new().format(frac));
-        }
-        return Ok(());
     }
     // Ryu prints the shortest string that parses back to the same f64
     // ("1.0", "1e21", "1.5e-7"; scientific notation is valid line protocol).
     buf.push_str(ryu::Buffer::new().format_finite(v));
     Ok(())
+}
+
+/// `x.round() as i64` for |x| < 9e15, in integer arithmetic: the truncation
+/// and the fraction `x - t` are exact there.
+#[inline]
+fn round_half_away(x: f64) -> i64 {
+    let t = x as i64;
+    let f = x - t as f64;
+    if f >= 0.5 {
+        t + 1
+    } else if f <= -0.5 {
+        t - 1
+    } else {
+        t
+    }
+}
+
+/// Writes `u`·10⁻⁶ as `[-]int.frac`, the fraction without trailing zeros
+/// (at least one digit): 82500000 → `82.5`, 3000000 → `3.0`, 1 → `0.000001`.
+#[inline]
+fn write_micro(buf: &mut String, u: u64, negative: bool) {
+    let (int, frac) = (u / 1_000_000, (u % 1_000_000) as u32);
+    if negative {
+        buf.push('-');
+    }
+    buf.push_str(itoa::Buffer::new().format(int));
+    if frac == 0 {
+        buf.push_str(".0");
+        return;
+    }
+    // 1_000_000 + frac prints as "1" and the six fraction digits,
+    // zero-padded; cut the "1" and the trailing zeros (frac ≠ 0, so at least
+    // one digit stays).
+    let mut fb = itoa::Buffer::new();
+    let digits = fb.format(1_000_000 + frac);
+    let bytes = digits.as_bytes();
+    let mut end = bytes.len();
+    while end > 2 && bytes[end - 1] == b'0' {
+        end -= 1;
+    }
+    buf.push('.');
+    buf.push_str(digits.get(1..end).unwrap_or("0"));
 }
 
 #[cfg(test)]

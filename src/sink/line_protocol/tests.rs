@@ -505,3 +505,43 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn micro_units_print_without_trailing_zeros() {
+    let cases = [
+        (0u64, false, "0.0"),
+        (0, true, "-0.0"),
+        (1, false, "0.000001"),
+        (82_500_000, false, "82.5"),
+        (3_000_000, true, "-3.0"),
+        (10_000_010, false, "10.00001"),
+        (8_999_999_999_999_999, false, "8999999999.999999"),
+        (8_999_999_999_000_000, true, "-8999999999.0"),
+    ];
+    for (u, neg, want) in cases {
+        let mut buf = String::new();
+        write_micro(&mut buf, u, neg);
+        assert_eq!(buf, want, "{u} {neg}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 20000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn integer_rounding_matches_f64_round_below_9e15(
+        x in prop_oneof![
+            (-9.0e15f64..9.0e15),
+            (-1.0e7f64..1.0e7),
+            (-1_000_000i64..1_000_000).prop_map(|i| i as f64 + 0.5),
+            (-1_000_000i64..1_000_000).prop_map(|i| i as f64 - 0.5),
+            Just(0.499_999_999_999_999_94),
+            Just(-0.499_999_999_999_999_94),
+            Just(4_503_599_627_370_495.5),
+            Just(-0.0),
+        ]
+    ) {
+        prop_assume!(x.abs() < 9.0e15);
+        prop_assert_eq!(round_half_away(x), x.round() as i64, "{}", x);
+    }
+}
