@@ -75,6 +75,16 @@ pub enum RuleId {
     /// Plate not on an active permit for this construction-waste
     /// destination. Entity `weighbridge/plate`. value: 0.
     UnapprovedVehicle,
+    /// A permitted truck weighed out at its origin has no ticket in at an
+    /// approved destination within 1.5 × the route's ETA (at most 4 h).
+    /// value: minutes since weighed out; threshold: minutes allowed.
+    TripNotClosed,
+    /// A ticket's tare differs from the truck's registered tare by more
+    /// than 100 kg. value / threshold: |difference| kg.
+    TareDrift,
+    /// A second ticket with the same ticket id at the same weighbridge
+    /// (different message): double-counted tonnage. value / threshold: 0.
+    DuplicateTicket,
     /// Bin fill at or above 80 % (medical 75 %). value / threshold: %.
     BinNearlyFull,
     /// Bin fill at or above 95 %. value / threshold: %.
@@ -102,7 +112,7 @@ pub enum RuleId {
 
 impl RuleId {
     /// Every rule, in declaration order.
-    pub const ALL: [RuleId; 29] = [
+    pub const ALL: [RuleId; 32] = [
         RuleId::StoragePointOverLimit,
         RuleId::StorageOverCapacity,
         RuleId::StorageAge,
@@ -124,6 +134,9 @@ impl RuleId {
         RuleId::GnssLost,
         RuleId::Overload,
         RuleId::UnapprovedVehicle,
+        RuleId::TripNotClosed,
+        RuleId::TareDrift,
+        RuleId::DuplicateTicket,
         RuleId::BinNearlyFull,
         RuleId::BinOverflowing,
         RuleId::BinFire,
@@ -158,6 +171,9 @@ impl RuleId {
             RuleId::GnssLost => "gnss_lost",
             RuleId::Overload => "overload",
             RuleId::UnapprovedVehicle => "unapproved_vehicle",
+            RuleId::TripNotClosed => "trip_not_closed",
+            RuleId::TareDrift => "tare_drift",
+            RuleId::DuplicateTicket => "duplicate_ticket",
             RuleId::BinNearlyFull => "bin_nearly_full",
             RuleId::BinOverflowing => "bin_overflowing",
             RuleId::BinFire => "bin_fire",
@@ -180,7 +196,11 @@ impl RuleId {
     pub const fn is_event(self) -> bool {
         matches!(
             self,
-            RuleId::SuspectedDumping | RuleId::Overload | RuleId::UnapprovedVehicle
+            RuleId::SuspectedDumping
+                | RuleId::Overload
+                | RuleId::UnapprovedVehicle
+                | RuleId::TareDrift
+                | RuleId::DuplicateTicket
         )
     }
 }

@@ -277,7 +277,7 @@ thresholds! {
 
 thresholds! {
     /// Weighbridge rules (DOMAIN.md "overload at weighbridge", "unapproved
-    /// vehicle").
+    /// vehicle", "trip not closed", and the ticket data-quality checks).
     pub struct WeighbridgeThresholds / WeighbridgePatch {
         /// Legal gross vehicle weight, 2 axles, kg. GB 1589-2016 [V].
         legal_gross_2_axles_kg: f64 = 18_000.0,
@@ -292,6 +292,19 @@ thresholds! {
         /// Weighing tolerance added to the legal weight before alerting, kg
         /// (0: the scale's class III error is not granted). [P]
         overload_tolerance_kg: f64 = 0.0,
+        /// Ticket tare further than this from the registered tare, kg. [S]
+        tare_drift_kg: f64 = 100.0,
+        /// A trip must close within this multiple of its ETA. [S]/[P]
+        trip_eta_factor: f64 = 1.5,
+        /// ... and never later than this after the truck weighed out, ms
+        /// (4 h). [S]/[P]
+        trip_max_ms: i64 = 14_400_000,
+        /// ETA speed: this share of each segment's limit (of the default
+        /// 40 km/h where a segment has none); trucks drive below the limit
+        /// and stop at lights. [P]
+        trip_eta_speed_share: f64 = 0.7,
+        /// Ticket ids remembered per weighbridge for the duplicate check. [P]
+        duplicate_ticket_memory: u32 = 512,
     }
 }
 

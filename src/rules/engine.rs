@@ -9,11 +9,12 @@
 //! and replays the log from that offset.
 //!
 //! Guarantees:
-//! - event time: rules judge `time_unix_ms`, never the wall clock, except
-//!   the silence, door and GNSS timers and the expiry of event alerts on
-//!   tick, which run only while the engine is live (the last record was
-//!   processed within `live_lag_ms` of its receipt), so replaying a backlog
-//!   never fires them;
+//! - event time: rules judge `time_unix_ms`, never the wall clock. Timers
+//!   on tick (door, GNSS, trip, expiry of event alerts, reorder release)
+//!   run on the device's event time extrapolated by the wall time since its
+//!   newest record arrived; silence runs on receive times. Tick timers run
+//!   only while the engine is live (the last record was processed within
+//!   `live_lag_ms` of its receipt), so replaying a backlog never fires them;
 //! - duplicates (same device and seq) are ignored, in a bounded window per
 //!   device (`dedup.rs`);
 //! - truck fixes are sorted in a reorder window before any rule sees them;
@@ -110,6 +111,31 @@ struct DeviceState {
     /// Transport rules' state (trucks).
     #[serde(skip_serializing_if = "Option::is_none")]
     truck: Option<Box<TruckState>>,
+    /// The trip a truck is on (weighed out, not yet in).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trip: Option<weighbridge::OpenTrip>,
+    /// Recent ticket ids (weighbridges).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tickets: Option<weighbridge::TicketMemory>,
+    /// Event time of the newest record (last wills aside), Unix ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    newest_event_ms: Option<i64>,
+}
+
+impl DeviceState {
+    /// The device's "now" in its own event time at wall time `now_ms`: the
+    /// newest event time plus the wall time since the newest record was
+    /// received. Tick timers (door, GNSS, trip, event hold, reorder
+    /// release) compare event times with this, never with the wall clock
+    /// itself: a backlog or a compressed replay arrives hours behind wall
+    /// time, and a door opened at 08:00 of that backlog has not been open
+    /// for hours.
+    fn event_now(&self, now_ms: i64) -> i64 {
+        match (self.newest_event_ms, self.silence.last_seen_ms) {
+            (Some(e), Some(r)) => e.saturating_add(now_ms.saturating_sub(r).max(0)),
+            _ => now_ms,
+        }
+    }
 }
 
 /// The engine's whole mutable state: what a snapshot holds.
@@ -250,9 +276,11 @@ impl RuleEngine {
 
         let mut alerts = Alerts::new(&device.id, &mut ds.marks, &mut out);
         let body = env.body.as_ref();
+        let mut trip = None;
         let last_will =
             matches!(body, Some(Body::DeviceStatus(s)) if s.kind == StatusKind::LastWill as i32);
         if !last_will {
+            ds.newest_event_ms = Some(ds.newest_event_ms.map_or(at, |e| e.max(at)));
             ds.silence.observe(rec.received_at_unix_ms);
             devices::heard(&mut alerts, at);
         }
@@ -321,6 +349,17 @@ impl RuleEngine {
             Some(Body::WeighbridgeTicket(t)) if device.kind == DeviceKind::Weighbridge => {
                 let wth = config.overrides.resolve(&config.thresholds.weighbridge, sc);
                 weighbridge::evaluate(&wth, registry, device, t, at, &mut alerts);
+                let memory = ds.tickets.get_or_insert_with(Default::default);
+                weighbridge::ticket_quality(&wth, registry, device, memory, t, at, &mut alerts);
+                let tth = config.overrides.resolve(&config.thresholds.transport, sc);
+                trip = weighbridge::trip_event(
+                    &wth,
+                    registry,
+                    device,
+                    t,
+                    at,
+                    tth.default_speed_limit_kmh,
+                );
             }
             Some(Body::TruckFix(f)) if device.kind == DeviceKind::Truck => {
                 let Some(spec) = device.truck.as_ref() else {
@@ -354,6 +393,13 @@ impl RuleEngine {
             Some(_) => stats.kind_mismatches += 1,
             None => {}
         }
+        // A ticket about a truck's trip: the trip and its alert live on the
+        // truck.
+        if let Some((truck, ev)) = trip {
+            let tds = state.devices.entry(truck.id.clone()).or_default();
+            let mut alerts = Alerts::new(&truck.id, &mut tds.marks, &mut out);
+            weighbridge::apply_trip(registry, &mut tds.trip, &truck.id, ev, at, &mut alerts);
+        }
         out
     }
 
@@ -377,6 +423,7 @@ impl RuleEngine {
             let Some(device) = registry.device(id) else {
                 continue;
             };
+            let ev_now = ds.event_now(now_ms);
             let mut alerts = Alerts::new(&device.id, &mut ds.marks, &mut out);
             alerts.prune(now_ms);
             if !live {
@@ -385,7 +432,7 @@ impl RuleEngine {
             let expired: Vec<(RuleId, Option<String>, i64)> = alerts
                 .marks()
                 .iter()
-                .filter(|m| !m.cleared && m.rule.is_event() && now_ms - m.at_ms >= hold)
+                .filter(|m| !m.cleared && m.rule.is_event() && ev_now - m.at_ms >= hold)
                 .map(|m| (m.rule, m.entity.clone(), m.at_ms + hold))
                 .collect();
             for (rule, entity, at) in expired {
@@ -394,10 +441,13 @@ impl RuleEngine {
             let sc = scope(device);
             let dth = config.overrides.resolve(&config.thresholds.devices, sc);
             devices::check_silence(&dth, device, &ds.silence, now_ms, &mut alerts);
+            if let Some(trip) = &ds.trip {
+                weighbridge::trip_overdue(trip, &device.id, ev_now, &mut alerts);
+            }
             if let Some(st) = &ds.storage {
                 let sth = config.overrides.resolve(&config.thresholds.storage, sc);
                 if st.door_open_since_ms.is_some() {
-                    storage::door(&sth, st, now_ms, &mut alerts);
+                    storage::door(&sth, st, ev_now, &mut alerts);
                 }
             }
             if let (Some(st), Some(spec)) = (ds.truck.as_deref_mut(), device.truck.as_ref()) {
@@ -407,7 +457,7 @@ impl RuleEngine {
                     plate: &spec.plate,
                     config,
                 };
-                while let Some(fix) = st.pop_due(now_ms, &config.engine) {
+                while let Some(fix) = st.pop_due(ev_now, &config.engine) {
                     if transport::apply(&ctx, st, &fix, &mut alerts) == Applied::Implausible {
                         stats.implausible_fixes += 1;
                     }
@@ -415,7 +465,7 @@ impl RuleEngine {
                 // Fixes still held will bring news; judge loss only without.
                 if st.buffer.is_empty() {
                     let tth = config.overrides.resolve(&config.thresholds.transport, sc);
-                    transport::gnss_on_tick(&tth, st, now_ms, &mut alerts);
+                    transport::gnss_on_tick(&tth, st, ev_now, &mut alerts);
                 }
             }
         }

@@ -537,6 +537,35 @@ mod tests {
     }
 
     #[test]
+    fn the_door_timer_runs_on_the_devices_event_time_not_the_wall_clock() {
+        // A gateway uploads two hours of backlog: the door opened at 10:00
+        // (event time) arrives at 12:00 and closes two minutes later.
+        const BIG: &str = "st-licensed-01";
+        let mut h = Harness::zone();
+        let mut stale = crate::rules::RuleConfig::default();
+        stale.thresholds.quality.stale_after_ms = 3 * 60 * MIN;
+        h.engine = crate::rules::RuleEngine::new(zone(), stale);
+        let late = 2 * 60 * MIN;
+        let mut r = base();
+        r.door_open = true;
+        h.storage_received(BIG, DAY_T0, DAY_T0 + late, r);
+        // Wall time is 12:00, but the door has been open 1 min, not 2 h.
+        h.tick(DAY_T0 + late + MIN);
+        assert_eq!(h.current(RuleId::DoorOpen, BIG), None);
+        r.door_open = false;
+        h.storage_received(BIG, DAY_T0 + 2 * MIN, DAY_T0 + late + 2 * MIN, r);
+        h.tick(DAY_T0 + late + 20 * MIN);
+        assert_eq!(h.raises(RuleId::DoorOpen), 0);
+        // Left open, it warns 15 min of event time after opening.
+        r.door_open = true;
+        h.storage_received(BIG, DAY_T0 + 30 * MIN, DAY_T0 + late + 30 * MIN, r);
+        h.tick(DAY_T0 + late + 45 * MIN);
+        assert_eq!(h.current(RuleId::DoorOpen, BIG), None);
+        h.tick(DAY_T0 + late + 45 * MIN + 1);
+        assert_eq!(h.current(RuleId::DoorOpen, BIG), Some(Severity::Warn));
+    }
+
+    #[test]
     fn a_raise_on_evidence_older_than_a_tick_stamped_clear_still_reaches_the_store() {
         const BIG: &str = "st-licensed-01";
         let mut h = Harness::zone();

@@ -7,15 +7,29 @@
 //! the same plate at the same weighbridge clears them, otherwise the engine
 //! clears them `event_hold_ms` after they were raised.
 //!
+//! Ticket data quality (DOMAIN.md "Weighbridges"): a tare more than 100 kg
+//! from the truck's registered tare, and a second ticket with the same id
+//! at the same weighbridge — both event alerts like overload.
+//!
+//! Trip not closed: a permitted truck weighed out at its permit's origin
+//! opens a trip on the truck (`OpenTrip`); a ticket in at one of the
+//! permit's destinations closes it. Still open 1.5 × the route's ETA after
+//! weighing out (at most 4 h), it raises `trip_not_closed` (major) on tick,
+//! keyed `truck/permit`; the closing ticket clears it, however late.
+//!
 //! "Unapproved" is judged at gates of construction-waste destinations
 //! (recycling plants, landfills, backfill sites) for loads coming in
 //! (direction in or unstated) of construction waste or unstated category:
 //! the plate must be on a permit valid that day that lists this site among
 //! its destinations — a permit to another site does not cover this one.
 
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
 use crate::alert::{RuleId, Severity};
 use crate::pb::{Direction, WasteCategory, WeighbridgeTicket};
-use crate::registry::{normalize_plate, Device, Registry, SiteType};
+use crate::registry::{normalize_plate, Device, Permit, Registry, SiteType};
 
 use super::config::WeighbridgeThresholds;
 use super::emit::Alerts;
@@ -131,11 +145,223 @@ pub fn evaluate(
     }
 }
 
+/// Ticket ids a weighbridge issued recently (the duplicate check).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TicketMemory {
+    /// Newest last.
+    ids: VecDeque<String>,
+}
+
+/// Ticket data quality at weighbridge `wb`: tare drift against the
+/// registered tare of the plate's truck, and a ticket id seen before.
+pub fn ticket_quality(
+    th: &WeighbridgeThresholds,
+    registry: &Registry,
+    wb: &Device,
+    memory: &mut TicketMemory,
+    t: &WeighbridgeTicket,
+    at_ms: i64,
+    alerts: &mut Alerts<'_>,
+) {
+    if !t.ticket_id.is_empty() {
+        if memory.ids.contains(&t.ticket_id) {
+            let entity = format!("{}/{}", wb.id, t.ticket_id);
+            alerts.raise(
+                RuleId::DuplicateTicket,
+                Some(&entity),
+                Severity::Warn,
+                0.0,
+                0.0,
+                at_ms,
+                || {
+                    format!(
+                        "ticket {} issued twice by {} (plate {}, net {:.0} kg): its tonnage would count twice",
+                        t.ticket_id, wb.id, t.plate, t.net_weight_kg
+                    )
+                },
+            );
+        } else {
+            memory.ids.push_back(t.ticket_id.clone());
+            while memory.ids.len() > th.duplicate_ticket_memory as usize {
+                memory.ids.pop_front();
+            }
+        }
+    }
+    let plate = normalize_plate(&t.plate);
+    let Some(spec) = registry
+        .truck_by_plate(&plate)
+        .and_then(|d| d.truck.as_ref())
+    else {
+        return;
+    };
+    if t.tare_weight_kg <= 0.0 || spec.registered_tare_kg <= 0.0 {
+        return;
+    }
+    let entity = format!("{}/{plate}", wb.id);
+    let drift = (t.tare_weight_kg - spec.registered_tare_kg).abs();
+    if drift > th.tare_drift_kg {
+        alerts.raise(
+            RuleId::TareDrift,
+            Some(&entity),
+            Severity::Warn,
+            drift,
+            th.tare_drift_kg,
+            at_ms,
+            || {
+                format!(
+                    "{} weighed with tare {:.0} kg, registered {:.0} kg ({drift:.0} kg off); ticket {}",
+                    t.plate, t.tare_weight_kg, spec.registered_tare_kg, t.ticket_id
+                )
+            },
+        );
+    } else {
+        alerts.clear(RuleId::TareDrift, Some(&entity), at_ms);
+    }
+}
+
+/// A trip a truck is on: weighed out at its permit's origin, not yet
+/// weighed in at a destination.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct OpenTrip {
+    /// The permit it drives under.
+    pub permit_id: String,
+    /// The ticket that opened it.
+    pub ticket_id: String,
+    /// When it weighed out, Unix ms.
+    pub out_ms: i64,
+    /// When it must have closed, Unix ms.
+    pub deadline_ms: i64,
+}
+
+/// What a ticket means for the trip of the plate's truck.
+#[derive(Debug, PartialEq)]
+pub enum TripEvent {
+    /// Weighed out at the permit's origin: a trip opens.
+    Open(OpenTrip),
+    /// Weighed in at `site_id`: closes a trip whose permit lists it.
+    Arrive {
+        /// The destination site.
+        site_id: String,
+    },
+}
+
+/// The route's ETA, ms: each segment at `trip_eta_speed_share` of its
+/// limit (of `default_kmh` without one).
+pub fn eta_ms(th: &WeighbridgeThresholds, p: &Permit, default_kmh: f64) -> i64 {
+    let mut s = 0.0;
+    for (i, (a, b)) in p.route.segments().enumerate() {
+        let limit = p
+            .segments
+            .get(i)
+            .and_then(|g| g.speed_limit_kmh)
+            .unwrap_or(default_kmh);
+        let kmh = (limit * th.trip_eta_speed_share).max(1.0);
+        s += crate::geo::haversine_m(a, b) / (kmh / 3.6);
+    }
+    (s * 1000.0) as i64
+}
+
+/// The trip event of ticket `t` at weighbridge `wb`, and the truck it is
+/// about; `None` for tickets of unregistered plates or other sites.
+pub fn trip_event<'r>(
+    th: &WeighbridgeThresholds,
+    registry: &'r Registry,
+    wb: &Device,
+    t: &WeighbridgeTicket,
+    at_ms: i64,
+    default_kmh: f64,
+) -> Option<(&'r Device, TripEvent)> {
+    let plate = normalize_plate(&t.plate);
+    let truck = registry.truck_by_plate(&plate)?;
+    if t.direction == Direction::Out as i32 {
+        let permits = registry.active_permits_for_plate(&plate, at_ms);
+        let p = permits
+            .iter()
+            .find(|p| p.id == t.permit_id && p.origin_site_id == wb.site_id)
+            .or_else(|| permits.iter().find(|p| p.origin_site_id == wb.site_id))?;
+        let allowed =
+            ((eta_ms(th, p, default_kmh) as f64 * th.trip_eta_factor) as i64).min(th.trip_max_ms);
+        Some((
+            truck,
+            TripEvent::Open(OpenTrip {
+                permit_id: p.id.clone(),
+                ticket_id: t.ticket_id.clone(),
+                out_ms: at_ms,
+                deadline_ms: at_ms + allowed,
+            }),
+        ))
+    } else {
+        Some((
+            truck,
+            TripEvent::Arrive {
+                site_id: wb.site_id.clone(),
+            },
+        ))
+    }
+}
+
+/// Applies a trip event to the truck's `trip` (alerts on the truck).
+pub fn apply_trip(
+    registry: &Registry,
+    trip: &mut Option<OpenTrip>,
+    truck_id: &str,
+    ev: TripEvent,
+    at_ms: i64,
+    alerts: &mut Alerts<'_>,
+) {
+    match ev {
+        TripEvent::Open(new) => {
+            // An earlier trip still open keeps its alert (its load is still
+            // unaccounted for); the new one is tracked from now.
+            *trip = Some(new);
+        }
+        TripEvent::Arrive { site_id } => {
+            let Some(open) = trip.as_ref() else {
+                return;
+            };
+            let closes = registry
+                .permit(&open.permit_id)
+                .is_some_and(|p| p.destination_site_ids.contains(&site_id));
+            if closes {
+                let entity = format!("{truck_id}/{}", open.permit_id);
+                alerts.clear(RuleId::TripNotClosed, Some(&entity), at_ms);
+                *trip = None;
+            }
+        }
+    }
+}
+
+/// On tick: raises `trip_not_closed` for an open trip past its deadline.
+pub fn trip_overdue(trip: &OpenTrip, truck_id: &str, now_ms: i64, alerts: &mut Alerts<'_>) {
+    if now_ms <= trip.deadline_ms {
+        return;
+    }
+    let entity = format!("{truck_id}/{}", trip.permit_id);
+    let (m, allowed) = (
+        (now_ms - trip.out_ms) as f64 / 60_000.0,
+        (trip.deadline_ms - trip.out_ms) as f64 / 60_000.0,
+    );
+    alerts.raise(
+        RuleId::TripNotClosed,
+        Some(&entity),
+        Severity::Major,
+        m,
+        allowed,
+        now_ms,
+        || {
+            format!(
+                "weighed out on ticket {} {m:.0} min ago under {}, no ticket in at an approved destination (allowed {allowed:.0} min)",
+                trip.ticket_id, trip.permit_id
+            )
+        },
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::testkit::*;
     use crate::alert::{RuleId, Severity};
-    use crate::pb::{Direction, WasteCategory, WeighbridgeTicket};
+    use crate::pb::{envelope::Body, Direction, WasteCategory, WeighbridgeTicket};
 
     const WB: &str = "wb-recycle-01"; // at rp-jingnan-recycle
     const WB_UTIL: &str = "wb-utilise-01"; // a utilisation plant: no permit check
@@ -152,6 +378,146 @@ mod tests {
             axle_count: axles,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_tare_over_100_kg_from_the_registered_tare_is_a_warning() {
+        // 豫AD1234 is registered with a 15 800 kg tare.
+        let key = "wb-recycle-01/豫AD1234";
+        let cases: [(f64, Option<Severity>); 4] = [
+            (15_900.0, None),
+            (15_900.1, Some(Severity::Warn)),
+            (15_699.9, Some(Severity::Warn)),
+            (15_750.0, None),
+        ];
+        let mut h = Harness::zone();
+        for (i, (tare, want)) in cases.into_iter().enumerate() {
+            let mut t = ticket("豫AD1234", tare + 10_000.0, 4);
+            t.ticket_id = format!("RC-{i}");
+            t.tare_weight_kg = tare;
+            t.net_weight_kg = 10_000.0;
+            h.ticket(WB, DAY_T0 + i as i64 * MIN, t);
+            assert_eq!(h.current(RuleId::TareDrift, key), want, "tare {tare}");
+        }
+        // An unregistered plate has no registered tare to drift from.
+        let mut t = ticket("豫A00000", 30_000.0, 4);
+        t.ticket_id = "RC-X".into();
+        h.ticket(WB, DAY_T0 + 10 * MIN, t);
+        // One episode (warn, still warn, cleared).
+        assert_eq!(h.raises(RuleId::TareDrift), 1);
+    }
+
+    #[test]
+    fn the_same_ticket_id_twice_is_a_duplicate_but_a_redelivery_is_not() {
+        let mut h = Harness::zone();
+        let t = ticket("豫AD1234", 25_000.0, 4);
+        let env = envelope(WB, 7, DAY_T0, Body::WeighbridgeTicket(t.clone()));
+        h.record_at(record(env.clone(), DAY_T0), DAY_T0);
+        // The same message again (same seq): deduplicated, no alert.
+        h.record_at(record(env, DAY_T0), DAY_T0 + MIN);
+        assert_eq!(h.raises(RuleId::DuplicateTicket), 0);
+        // A new message re-using the ticket id: tonnage would count twice.
+        let env = envelope(WB, 8, DAY_T0 + 2 * MIN, Body::WeighbridgeTicket(t));
+        h.record_at(record(env, DAY_T0 + 2 * MIN), DAY_T0 + 2 * MIN);
+        assert_eq!(
+            h.current(RuleId::DuplicateTicket, "wb-recycle-01/RC-1"),
+            Some(Severity::Warn)
+        );
+    }
+
+    /// The shipped zone plus a weighbridge at permit-2026-0001's origin
+    /// (the shipped construction sites have none).
+    fn with_origin_weighbridge() -> (Harness, &'static str) {
+        let mut reg = (*zone()).clone();
+        let mut wb = reg.device(WB).unwrap().clone();
+        wb.id = "wb-origin-01".into();
+        wb.site_id = "cs-hanghai-east".into();
+        reg.devices.insert(wb.id.clone(), wb);
+        let mut h = Harness::zone();
+        h.engine = crate::rules::RuleEngine::new(
+            std::sync::Arc::new(reg),
+            crate::rules::RuleConfig::default(),
+        );
+        (h, "wb-origin-01")
+    }
+
+    fn at(h: &mut Harness, device: &str, seq: u64, t_ms: i64, t: WeighbridgeTicket) {
+        let reg_site = if device == "wb-origin-01" {
+            "cs-hanghai-east"
+        } else {
+            "rp-jingnan-recycle"
+        };
+        let env = crate::pb::Envelope {
+            site_id: reg_site.into(),
+            device_id: device.into(),
+            device_kind: crate::pb::DeviceKind::Weighbridge as i32,
+            seq,
+            recorded_at_unix_ms: t_ms,
+            schema_version: 1,
+            body: Some(Body::WeighbridgeTicket(t)),
+        };
+        h.record_at(record(env, t_ms), t_ms);
+    }
+
+    #[test]
+    fn a_trip_weighed_out_and_never_in_is_not_closed_after_1_5_times_its_eta() {
+        let (mut h, origin) = with_origin_weighbridge();
+        let reg = zone();
+        let permit = reg.permit("permit-2026-0001").unwrap();
+        let th = crate::rules::config::WeighbridgeThresholds::default();
+        let allowed = (super::eta_ms(&th, permit, 40.0) as f64 * 1.5) as i64;
+        assert!(allowed > 5 * MIN && allowed < 4 * 60 * MIN, "{allowed}");
+        let key = "truck-d1234/permit-2026-0001";
+        let mut out = ticket("豫AD1234", 25_800.0, 4);
+        out.ticket_id = "OUT-1".into();
+        out.tare_weight_kg = 15_800.0;
+        out.direction = Direction::Out as i32;
+        out.permit_id = "permit-2026-0001".into();
+        at(&mut h, origin, 1, NIGHT_T0, out.clone());
+        h.tick(NIGHT_T0 + allowed);
+        assert_eq!(h.current(RuleId::TripNotClosed, key), None);
+        h.tick(NIGHT_T0 + allowed + 1000);
+        assert_eq!(h.current(RuleId::TripNotClosed, key), Some(Severity::Major));
+        // The ticket in at the destination closes the trip and the alert.
+        let mut inn = out.clone();
+        inn.ticket_id = "IN-1".into();
+        inn.direction = Direction::In as i32;
+        at(&mut h, WB, 1, NIGHT_T0 + allowed + 2 * MIN, inn.clone());
+        assert_eq!(h.current(RuleId::TripNotClosed, key), None);
+
+        // A trip that closes in time raises nothing.
+        out.ticket_id = "OUT-2".into();
+        at(&mut h, origin, 2, NIGHT_T0 + 3 * 60 * MIN, out);
+        inn.ticket_id = "IN-2".into();
+        at(&mut h, WB, 2, NIGHT_T0 + 3 * 60 * MIN + allowed / 2, inn);
+        h.tick(NIGHT_T0 + 8 * 60 * MIN);
+        assert_eq!(h.raises(RuleId::TripNotClosed), 1);
+    }
+
+    #[test]
+    fn a_trip_is_never_allowed_more_than_4_hours() {
+        let reg = zone();
+        let permit = reg.permit("permit-2026-0001").unwrap();
+        let th = crate::rules::config::WeighbridgeThresholds {
+            trip_eta_factor: 1000.0,
+            ..Default::default()
+        };
+        let t = ticket("豫AD1234", 25_000.0, 4);
+        let wb = {
+            let mut d = reg.device(WB).unwrap().clone();
+            d.site_id = "cs-hanghai-east".into();
+            d
+        };
+        let mut out = t;
+        out.direction = Direction::Out as i32;
+        let Some((truck, super::TripEvent::Open(trip))) =
+            super::trip_event(&th, &reg, &wb, &out, NIGHT_T0, 40.0)
+        else {
+            panic!("no trip opened")
+        };
+        assert_eq!(truck.id, "truck-d1234");
+        assert_eq!(trip.permit_id, permit.id);
+        assert_eq!(trip.deadline_ms, NIGHT_T0 + 4 * 60 * MIN);
     }
 
     #[test]
