@@ -66,6 +66,9 @@ pub struct Metrics {
     pub notify_dropped: AtomicU64,
     /// Notifications waiting in the outboxes.
     pub notify_outbox: AtomicU64,
+    /// The rule engine's counters (records judged, and skipped by reason),
+    /// copied by the rules task.
+    pub rules: std::sync::Mutex<crate::rules::EngineStats>,
 }
 
 impl Metrics {
@@ -206,6 +209,33 @@ impl Metrics {
             "Notifications dropped from a full outbox.",
             self.notify_dropped.load(Relaxed),
         );
+        let rules = self
+            .rules
+            .lock()
+            .map(|g| g.clone())
+            .unwrap_or_else(|p| p.into_inner().clone());
+        counter(
+            &mut o,
+            "rules_records_total",
+            "Records judged by the rule engine (after dedup).",
+            rules.records,
+        );
+        let _ = writeln!(
+            o,
+            "# HELP rules_skipped_total Records or fixes the rule engine did not judge, by reason.\n# TYPE rules_skipped_total counter"
+        );
+        if let Ok(serde_json::Value::Object(m)) = serde_json::to_value(&rules) {
+            for (reason, v) in m {
+                if reason == "records" || reason == "late_fixes_counted" {
+                    continue;
+                }
+                let _ = writeln!(
+                    o,
+                    "rules_skipped_total{{reason=\"{reason}\"}} {}",
+                    v.as_u64().unwrap_or(0)
+                );
+            }
+        }
         let _ = writeln!(o, "# HELP ingest_quarantined_total Messages quarantined, by reason.\n# TYPE ingest_quarantined_total counter");
         for (i, a) in self.quarantined.iter().enumerate() {
             let _ = writeln!(
@@ -319,5 +349,33 @@ impl Metrics {
                 .field("quarantine_records", F::I64(s.quarantined as i64));
         }
         let _ = b.finish(now_ms);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rule_engine_counters_are_rendered_by_reason() {
+        let m = Metrics::default();
+        {
+            let mut r = m.rules.lock().unwrap();
+            r.records = 5;
+            r.duplicates = 3;
+            r.restamped_fixes = 2;
+            r.late_fixes_counted = 9;
+        }
+        let text = m.render_prometheus(None);
+        for want in [
+            "rules_records_total 5",
+            "rules_skipped_total{reason=\"duplicates\"} 3",
+            "rules_skipped_total{reason=\"restamped_fixes\"} 2",
+            "rules_skipped_total{reason=\"implausible_fixes\"} 0",
+        ] {
+            assert!(text.contains(want), "{want} missing:\n{text}");
+        }
+        assert!(!text.contains("late_fixes_counted"));
+        assert!(!text.contains("reason=\"records\""));
     }
 }

@@ -460,6 +460,9 @@ pub async fn run(
             let _ = handle.broadcast.send(ev.clone());
         }
         metrics.alert_events.fetch_add(events.len() as u64, Relaxed);
+        if let Ok(mut m) = metrics.rules.lock() {
+            m.clone_from(t.engine.stats());
+        }
         dirty |= !events.is_empty();
         if !lines.is_empty() {
             match writer.write(&lines).await {
