@@ -98,24 +98,20 @@ async fn a_leak_fires_is_recorded_notified_acknowledged_persisted_and_resolved()
     );
 
     // Acknowledge through the API.
-    let out = std::process::Command::new("curl")
-        .args([
-            "-sS",
-            "-XPOST",
-            "-H",
-            "content-type: application/json",
-            "-d",
-            "{\"by\":\"on-call\"}",
-            &format!("http://{}/api/v1/alerts/{id}/ack", svc.http),
-        ])
-        .output()
-        .unwrap();
-    let acked: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let (status, answer) = http_post_json(
+        &format!("http://{}/api/v1/alerts/{id}/ack", svc.http),
+        "{\"by\":\"on-call\"}",
+    );
+    assert_eq!(status, 200, "{answer}");
+    let acked: serde_json::Value =
+        serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{e}: {answer}"));
     assert_eq!(acked["state"], "acknowledged");
     assert_eq!(acked["acknowledged_by"], "on-call");
-    let missing = http_get(&format!("http://{}/api/v1/alerts/999999/ack", svc.http));
-    assert!(missing.is_ok());
+    let (status, _) = http_post_json(
+        &format!("http://{}/api/v1/alerts/999999/ack", svc.http),
+        "{}",
+    );
+    assert_eq!(status, 404);
 
     // Restart: the alert survives with its id and state, and is not raised again.
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -199,22 +199,11 @@ async fn a_queued_notification_and_an_acknowledgement_survive_sigkill() {
         "600000".into(),
     ));
     let svc = Service::start_args(&args, slow, setup.log_path.clone());
-    let out = std::process::Command::new("curl")
-        .args([
-            "-sS",
-            "-XPOST",
-            "-H",
-            "content-type: application/json",
-            "-d",
-            "{\"by\":\"night shift\"}",
-            "-w",
-            "\n%{http_code}",
-            &format!("http://{}/api/v1/alerts/{id}/ack", svc.http),
-        ])
-        .output()
-        .unwrap();
-    let answer = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(answer.ends_with("\n200"), "{answer}");
+    let (status, answer) = http_post_json(
+        &format!("http://{}/api/v1/alerts/{id}/ack", svc.http),
+        "{\"by\":\"night shift\"}",
+    );
+    assert_eq!(status, 200, "{answer}");
     svc.kill9();
     let svc = Service::start_args(&args, setup.envs.clone(), setup.log_path.clone());
     let a = leak_alert(&svc).unwrap();

@@ -427,6 +427,29 @@ pub fn metric_value(text: &str, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// POSTs a JSON body; returns the HTTP status and the response body.
+pub fn http_post_json(url: &str, body: &str) -> (u16, String) {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "20",
+            "-XPOST",
+            "-H",
+            "content-type: application/json",
+            "-d",
+            body,
+            "-w",
+            "\n%{http_code}",
+            url,
+        ])
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", text.as_str()));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
 pub fn http_get(url: &str) -> Result<String, String> {
     let out = Command::new("curl")
         .args(["-sS", "--max-time", "5", url])
