@@ -115,6 +115,19 @@ pub fn check_id(what: &str, id: &str) -> Result<(), DecodeError> {
     Ok(())
 }
 
+/// Splits `s` at its first `/` when everything before it is a valid id
+/// (the grammar of [`check_id`]); `None` otherwise.
+#[inline]
+fn id_segment(s: &str) -> Option<(&str, &str)> {
+    let b = s.as_bytes();
+    let n = b.iter().position(|&c| !ID_BYTES[usize::from(c)])?;
+    if n == 0 || n > MAX_ID_LEN || b[n] != b'/' || !b[0].is_ascii_alphanumeric() {
+        return None;
+    }
+    // `/` is ASCII: `n` and `n + 1` are char boundaries.
+    Some((s.get(..n)?, s.get(n + 1..)?))
+}
+
 /// The `/`-separated segments of a topic: the same items as
 /// `str::split('/')`, found with a plain byte search (segments are short, so
 /// this beats the generic `memchr`-based searcher).
@@ -143,6 +156,46 @@ impl<'a> Iterator for Segments<'a> {
 impl<'a> Topic<'a> {
     /// Parses and checks a topic.
     pub fn parse(topic: &'a str) -> Result<Topic<'a>, DecodeError> {
+        match Topic::parse_fast(topic) {
+            Some(t) => Ok(t),
+            None => Topic::parse_checked(topic),
+        }
+    }
+
+    /// The common case in one pass: each id is checked while its end is
+    /// searched for. `None` for anything unusual (a bad id, an unknown kind
+    /// or channel, a wrong segment count…), which [`Topic::parse_checked`]
+    /// then refuses with its precise error; whenever this returns `Some`,
+    /// that function would return the same topic.
+    #[inline]
+    fn parse_fast(topic: &'a str) -> Option<Topic<'a>> {
+        let rest = topic.strip_prefix(PREFIX)?;
+        let (site_id, rest) = id_segment(rest)?;
+        let slash = rest.bytes().position(|b| b == b'/')?;
+        let kind = parse_kind(rest.get(..slash)?)?;
+        let (device_id, rest) = id_segment(rest.get(slash + 1..)?)?;
+        let (channel_s, json_suffix) = match rest.strip_suffix("/json") {
+            Some(c) => (c, true),
+            None => (rest, false),
+        };
+        let channel = match channel_s {
+            "telemetry" => Channel::Telemetry,
+            "event" => Channel::Event,
+            "status" => Channel::Status,
+            _ => return None,
+        };
+        Some(Topic {
+            site_id,
+            kind,
+            device_id,
+            channel,
+            json_suffix,
+        })
+    }
+
+    /// Parses and checks a topic segment by segment, naming the first
+    /// problem found.
+    fn parse_checked(topic: &'a str) -> Result<Topic<'a>, DecodeError> {
         let malformed = |why: &str| {
             DecodeError::new(
                 ErrorKind::MalformedTopic,
@@ -219,6 +272,7 @@ impl<'a> Topic<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn a_well_formed_topic_parses_into_its_parts() {
@@ -276,6 +330,83 @@ mod tests {
             let err = Topic::parse(topic).unwrap_err();
             assert_eq!(err.kind, *kind, "{topic}: {err}");
         }
+    }
+
+    fn topic_piece() -> impl Strategy<Value = String> {
+        prop::sample::select(vec![
+            "wastewatch",
+            "v1",
+            "s",
+            "site-1",
+            "-x",
+            "a b",
+            "bin",
+            "truck",
+            "weighbridge",
+            "storage",
+            "drone",
+            "d",
+            "d:2",
+            "telemetry",
+            "event",
+            "status",
+            "json",
+            "xml",
+            "",
+            "豫",
+            "a.b_c",
+            "0123456789012345678901234567890123456789012345678901234567890123",
+            "01234567890123456789012345678901234567890123456789012345678901234",
+        ])
+        .prop_map(str::to_owned)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 20000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn the_one_pass_parse_agrees_with_the_checked_parse(
+            site in topic_piece(), kind in topic_piece(), device in topic_piece(),
+            channel in topic_piece(), tail in prop::collection::vec(topic_piece(), 0..3),
+            good in prop::collection::vec(any::<bool>(), 5),
+            prefix in prop::sample::select(vec!["wastewatch/v1/", "wastewatch/v1/", "", "wastewatch/v2/"]),
+        ) {
+            // Mostly well-formed topics with one or two pieces swapped for
+            // arbitrary ones, so both the accepting and refusing paths run.
+            let pick = |ok: bool, fallback: &str, piece: &str| if ok { fallback.to_owned() } else { piece.to_owned() };
+            let mut segs = vec![
+                pick(good[0], "site-1", &site),
+                pick(good[1], "truck", &kind),
+                pick(good[2], "d:2", &device),
+                pick(good[3], "status", &channel),
+            ];
+            if !good[4] {
+                segs.extend(tail);
+            }
+            let topic = format!("{prefix}{}", segs.join("/"));
+            let checked = Topic::parse_checked(&topic);
+            if let Some(fast) = Topic::parse_fast(&topic) {
+                prop_assert_eq!(Ok(fast), checked.clone().map_err(|e| e.to_string()));
+            }
+            let parsed = Topic::parse(&topic).map_err(|e| e.to_string());
+            prop_assert_eq!(parsed, checked.map_err(|e| e.to_string()));
+        }
+    }
+
+    #[test]
+    fn well_formed_topics_take_the_one_pass_path() {
+        for t in [
+            "wastewatch/v1/site-1/truck/truck-7/telemetry",
+            "wastewatch/v1/s.1/bin/d:2/status/json",
+            "wastewatch/v1/S/weighbridge/wb_1/event",
+        ] {
+            assert_eq!(
+                Topic::parse_fast(t).ok_or(()),
+                Topic::parse_checked(t).map_err(|_| ()),
+                "{t}"
+            );
+        }
+        assert!(Topic::parse_fast("wastewatch/v1/s/bin/d x/telemetry").is_none());
     }
 
     #[test]

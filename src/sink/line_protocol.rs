@@ -471,18 +471,26 @@ fn write_micro(buf: &mut String, u: u64, negative: bool) {
         buf.push_str(".0");
         return;
     }
-    // 1_000_000 + frac prints as "1" and the six fraction digits,
-    // zero-padded; cut the "1" and the trailing zeros (frac ≠ 0, so at least
-    // one digit stays).
-    let mut fb = itoa::Buffer::new();
-    let digits = fb.format(1_000_000 + frac);
-    let bytes = digits.as_bytes();
-    let mut end = bytes.len();
-    while end > 2 && bytes[end - 1] == b'0' {
-        end -= 1;
+    // Strip the trailing zeros (at most five, as frac ≠ 0) in three steps,
+    // then print 10^width + f: a "1" and the fraction digits, zero-padded.
+    let (mut f, mut width) = (frac, 6usize);
+    if f % 1000 == 0 {
+        f /= 1000;
+        width -= 3;
     }
+    if f % 100 == 0 {
+        f /= 100;
+        width -= 2;
+    }
+    if f % 10 == 0 {
+        f /= 10;
+        width -= 1;
+    }
+    const POW10: [u32; 7] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000];
+    let mut fb = itoa::Buffer::new();
+    let digits = fb.format(POW10[width] + f);
     buf.push('.');
-    buf.push_str(digits.get(1..end).unwrap_or("0"));
+    buf.push_str(digits.get(1..).unwrap_or("0"));
 }
 
 #[cfg(test)]

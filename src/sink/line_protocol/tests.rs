@@ -517,6 +517,11 @@ fn micro_units_print_without_trailing_zeros() {
         (10_000_010, false, "10.00001"),
         (8_999_999_999_999_999, false, "8999999999.999999"),
         (8_999_999_999_000_000, true, "-8999999999.0"),
+        (10, false, "0.00001"),
+        (200, false, "0.0002"),
+        (1_000, false, "0.001"),
+        (110_000, false, "0.11"),
+        (123_456_789, false, "123.456789"),
     ];
     for (u, neg, want) in cases {
         let mut buf = String::new();
@@ -543,5 +548,27 @@ proptest! {
     ) {
         prop_assume!(x.abs() < 9.0e15);
         prop_assert_eq!(round_half_away(x), x.round() as i64, "{}", x);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 20000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn micro_units_print_as_the_plain_decimal(
+        u in prop_oneof![0u64..9_000_000_000_000_000, 0u64..10_000_000, (0u64..9_000_000_000).prop_map(|i| i * 1_000_000)],
+        neg in any::<bool>(),
+    ) {
+        let frac = format!("{:06}", u % 1_000_000);
+        let frac = frac.trim_end_matches('0');
+        let want = format!(
+            "{}{}.{}",
+            if neg { "-" } else { "" },
+            u / 1_000_000,
+            if frac.is_empty() { "0" } else { frac }
+        );
+        let mut buf = String::new();
+        write_micro(&mut buf, u, neg);
+        prop_assert_eq!(buf, want);
     }
 }
