@@ -345,6 +345,9 @@ thresholds! {
         silent_interval_factor: f64 = 2.0,
         /// ... plus this margin, ms (5 min). [P]
         silent_margin_ms: i64 = 300_000,
+        /// The expected interval is never taken shorter than this, ms,
+        /// whatever the registry says or the device shows (1 min). [P]
+        silent_floor_ms: i64 = 60_000,
         /// A truck whose last fix had the ignition off is expected at least
         /// this often, ms (JT/T 808 terminals report rarely when parked). [P]
         truck_parked_interval_ms: i64 = 3_600_000,

@@ -5,7 +5,8 @@
 //! to fire. The expected interval is learned per device from the gaps it
 //! actually shows — the 75th percentile of its last 8 gaps, robust to a
 //! burst of event reports (short gaps) and to one outage (a long gap) —
-//! with the registry's `expected_interval_s` as a floor, so a device that
+//! with the registry's `expected_interval_s` (and the configured
+//! `silent_floor_ms`) as a floor, so a device that
 //! chatters more than registered is not held to its chattiest moment. A
 //! truck whose last fix had the ignition off is allowed its parked
 //! interval. The MQTT last will ("device gone") is not a sign of life: it
@@ -59,8 +60,9 @@ impl SilenceState {
     }
 
     /// The interval the device is expected to report at, ms: the learned
-    /// 75th-percentile gap, at least the registered interval (and the
-    /// parked interval for a parked truck).
+    /// 75th-percentile gap, at least the registered interval, the configured
+    /// floor (`silent_floor_ms`) and, for a parked truck, the parked
+    /// interval.
     pub fn expected_ms(&self, device: &Device, th: &DeviceThresholds) -> i64 {
         let registered = i64::from(device.expected_interval_s) * 1000;
         // Sorted on the stack: this runs for every device on every tick.
@@ -79,7 +81,7 @@ impl SilenceState {
         } else {
             0
         };
-        registered.max(learned).max(parked)
+        registered.max(learned).max(parked).max(th.silent_floor_ms)
     }
 
     /// How long the device may stay silent, ms.
@@ -218,6 +220,24 @@ mod tests {
         h.record_at(bin_record(BIN, 1, DAY_T0, bin_ok()), DAY_T0 + 24 * HOUR);
         h.tick(DAY_T0 + 24 * HOUR);
         assert_eq!(h.current(RuleId::DeviceSilent, BIN), None);
+    }
+
+    #[test]
+    fn the_expected_interval_is_never_below_the_configured_floor() {
+        let reg = zone();
+        // A truck registered at 10 s, chattering every 2 s.
+        let truck = reg.device("truck-d1234").unwrap();
+        let mut st = SilenceState::default();
+        for i in 0..9 {
+            st.observe(i * 2_000);
+        }
+        let th = DeviceThresholds::default();
+        assert_eq!(st.expected_ms(truck, &th), 60_000);
+        let low = DeviceThresholds {
+            silent_floor_ms: 0,
+            ..Default::default()
+        };
+        assert_eq!(st.expected_ms(truck, &low), 10_000);
     }
 
     #[test]
