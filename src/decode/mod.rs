@@ -95,10 +95,23 @@ impl Decoder {
         }
         let t = Topic::parse(topic)?;
         let from_json = t.json_suffix || content_type.is_some_and(is_json_content_type);
-        let mut env = if from_json {
-            json::decode_json(payload)?
+        // The record is built first and the payload decoded into it in
+        // place: an envelope is a few hundred bytes, and moving it from the
+        // decoder's result into the record was a measurable share of the
+        // hot path.
+        let mut rec = pb::LogRecord {
+            envelope: None,
+            received_at_unix_ms: received_at_ms,
+            time_unix_ms: 0,
+            clock_check: 0,
+            from_json,
+        };
+        let env = rec.envelope.insert(pb::Envelope::default());
+        if from_json {
+            *env = json::decode_json(payload)?;
         } else {
-            pb::Envelope::decode(payload).map_err(|e| {
+            // `merge` into a default message is what `decode` does.
+            env.merge(payload).map_err(|e| {
                 DecodeError::new(
                     ErrorKind::MalformedProtobuf,
                     format!(
@@ -106,20 +119,16 @@ impl Decoder {
                         payload.len()
                     ),
                 )
-            })?
-        };
-        self.check_envelope(&t, &mut env)?;
+            })?;
+        }
+        self.check_envelope(&t, env)?;
         let (time_unix_ms, clock_check) = self
             .policy
             .clock
             .check(env.recorded_at_unix_ms, received_at_ms)?;
-        Ok(pb::LogRecord {
-            envelope: Some(env),
-            received_at_unix_ms: received_at_ms,
-            time_unix_ms,
-            clock_check: clock_check as i32,
-            from_json,
-        })
+        rec.time_unix_ms = time_unix_ms;
+        rec.clock_check = clock_check as i32;
+        Ok(rec)
     }
 
     fn check_envelope(&self, t: &Topic<'_>, env: &mut pb::Envelope) -> Result<(), DecodeError> {

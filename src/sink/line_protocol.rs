@@ -364,7 +364,12 @@ impl<'a> LineBuilder<'a> {
                 Ok(())
             }
             FieldValue::Bool(v) => {
-                self.buf.push_str(if v { "true" } else { "false" });
+                // Two constant-length copies, which compile to plain stores.
+                if v {
+                    self.buf.push_str("true");
+                } else {
+                    self.buf.push_str("false");
+                }
                 Ok(())
             }
             FieldValue::Str(s) => {
