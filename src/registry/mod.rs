@@ -27,6 +27,7 @@ mod plate;
 mod site;
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 pub use calendar::{
     local_days_since_epoch, local_minute_of_day, parse_hhmm, CivilDate, TimeWindow, MINUTES_PER_DAY,
@@ -41,21 +42,76 @@ pub use site::{Site, SiteType};
 
 use crate::geo::LatLon;
 
+/// A map keyed by registry id. The keys come from the operator's own
+/// registry files, never from devices, so a fast non-keyed hash is safe
+/// here (a device can only look up, not insert, and lookups cannot make a
+/// fixed table collide); every message looks its device up, and SipHash was
+/// ~4 % of the hot path.
+pub type IdMap<V> = HashMap<String, V, BuildHasherDefault<IdHasher>>;
+
+/// The multiply-rotate hash of rustc's `FxHasher`, eight bytes at a time.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IdHasher {
+    hash: u64,
+}
+
+impl IdHasher {
+    const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(Self::SEED);
+    }
+}
+
+impl Hasher for IdHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(w) ^ ((rest.len() as u64) << 56));
+        }
+    }
+
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.hash
+    }
+}
+
 /// The validated contents of a zone directory, keyed by id.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Registry {
     /// Sites by id: topic and ticket site ids are checked against it, and
     /// geofences answer "which site is this position in".
-    pub sites: HashMap<String, Site>,
+    pub sites: IdMap<Site>,
     /// Devices by id: the decoder's allow-list and the rules' per-device
     /// settings.
-    pub devices: HashMap<String, Device>,
+    pub devices: IdMap<Device>,
     /// Permits by id: the transport rules' routes, windows and vehicles.
-    pub permits: HashMap<String, Permit>,
+    pub permits: IdMap<Permit>,
     /// Permit ids by normalised plate ([`normalize_plate`]), sorted: answers
     /// "may this vehicle carry construction waste" at a gate without scanning
     /// every permit.
-    pub permits_by_plate: HashMap<String, Vec<String>>,
+    pub permits_by_plate: IdMap<Vec<String>>,
 }
 
 impl Registry {
@@ -116,5 +172,34 @@ impl Registry {
                 .as_ref()
                 .is_some_and(|t| normalize_plate(&t.plate) == wanted)
         })
+    }
+}
+
+#[cfg(test)]
+mod id_map_tests {
+    use super::*;
+    use std::hash::BuildHasher;
+
+    #[test]
+    fn ids_of_every_length_hash_apart_and_are_found() {
+        let ids: Vec<String> = (0..20_000)
+            .map(|i| match i % 4 {
+                0 => format!("bin-{i}"),
+                1 => format!("truck-d{i:05}"),
+                2 => format!("st-factory-autoparts-{i}"),
+                _ => "x".repeat(i % 40 + 1) + &i.to_string(),
+            })
+            .collect();
+        let b = BuildHasherDefault::<IdHasher>::default();
+        let hashes: std::collections::HashSet<u64> =
+            ids.iter().map(|id| b.hash_one(id.as_str())).collect();
+        assert_eq!(hashes.len(), ids.len(), "a 64-bit collision among 20k ids");
+        // Same bytes, different length, must differ ("ab" vs "ab\0").
+        assert_ne!(b.hash_one("ab"), b.hash_one("ab\0"));
+        let map: IdMap<usize> = ids.iter().cloned().zip(0..).collect();
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(map.get(id.as_str()), Some(&i));
+        }
+        assert_eq!(map.get("ghost-bin-01"), None);
     }
 }
