@@ -113,10 +113,10 @@ struct DeviceState {
     truck: Option<Box<TruckState>>,
     /// The trip a truck is on (weighed out, not yet in).
     #[serde(skip_serializing_if = "Option::is_none")]
-    trip: Option<weighbridge::OpenTrip>,
+    trip: Option<Box<weighbridge::OpenTrip>>,
     /// Recent ticket ids (weighbridges).
     #[serde(skip_serializing_if = "Option::is_none")]
-    tickets: Option<weighbridge::TicketMemory>,
+    tickets: Option<Box<weighbridge::TicketMemory>>,
     /// Event time of the newest record (last wills aside), Unix ms.
     #[serde(skip_serializing_if = "Option::is_none")]
     newest_event_ms: Option<i64>,

@@ -303,7 +303,7 @@ pub fn trip_event<'r>(
 /// Applies a trip event to the truck's `trip` (alerts on the truck).
 pub fn apply_trip(
     registry: &Registry,
-    trip: &mut Option<OpenTrip>,
+    trip: &mut Option<Box<OpenTrip>>,
     truck_id: &str,
     ev: TripEvent,
     at_ms: i64,
@@ -313,7 +313,7 @@ pub fn apply_trip(
         TripEvent::Open(new) => {
             // An earlier trip still open keeps its alert (its load is still
             // unaccounted for); the new one is tracked from now.
-            *trip = Some(new);
+            *trip = Some(Box::new(new));
         }
         TripEvent::Arrive { site_id } => {
             let Some(open) = trip.as_ref() else {
