@@ -15,30 +15,10 @@ use wastewatch::sim::{self, Fleet, Scenario, SimConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_scenario_arrives_as_the_simulator_documents() {
-    let tag = unique("scen");
-    let db = influx_create_db(&tag.replace('-', "_"));
-    let data = tempfile::tempdir().unwrap();
-    let zone_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("zone");
-    let registry = wastewatch::registry::Registry::load_dir(&zone_dir).unwrap();
-    let url = env("WW_TEST_INFLUXDB");
-    let zone_s = zone_dir.display().to_string();
-    let mut envs = service_env(
-        &Zone::new(&tag),
-        &format!("ww-{tag}"),
-        data.path(),
-        &[
-            ("WASTEWATCH__TSDB__KIND", "influxdb_v1"),
-            ("WASTEWATCH__TSDB__URL", &url),
-            ("WASTEWATCH__TSDB__DATABASE", &db),
-            ("WASTEWATCH__DECODE__REGISTRY_DIR", &zone_s),
-        ],
-    );
-    envs.push((
-        "WASTEWATCH__MQTT__SUBSCRIBE".into(),
-        "wastewatch/v1/#".into(),
-    ));
-    let log_path = data.path().join("service.log");
-    let svc = Service::start(envs, log_path.clone());
+    let setup = V1Setup::shipped_zone("scen", &[]);
+    let (tag, db, log_path) = (&setup.tag, &setup.db, &setup.log_path);
+    let (_, registry) = shipped_zone();
+    let svc = setup.start();
 
     // Start just before the permits' night window so truck scenarios drive.
     let start = sim::last_local_time_before(now_ms() - 60_000, 20 * 60 + 55);
@@ -81,7 +61,7 @@ async fn every_scenario_arrives_as_the_simulator_documents() {
     let stored = || -> BTreeSet<(String, u64)> {
         measurements
             .iter()
-            .flat_map(|m| stored_seqs(&db, m))
+            .flat_map(|m| stored_seqs(db, m))
             .collect()
     };
     let mut want = BTreeSet::new();
@@ -103,7 +83,7 @@ async fn every_scenario_arrives_as_the_simulator_documents() {
         "missing {missing:?} extra {extra:?} ({} want, {} got); log:\n{}",
         want.len(),
         got.len(),
-        std::fs::read_to_string(&log_path).unwrap_or_default()
+        std::fs::read_to_string(log_path).unwrap_or_default()
     );
 
     // Faults: quarantined under the documented reasons, and nothing else.

@@ -105,35 +105,18 @@ async fn run(
     cfg: &SimConfig,
 ) -> (Vec<(Scenario, String)>, Summary, Vec<Raised>, String) {
     let _turn = BROKER.lock().await;
-    let tag = unique(prefix);
-    let db = influx_create_db(&tag.replace('-', "_"));
-    let data = tempfile::tempdir().unwrap();
-    let zone_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("zone");
-    let registry = Registry::load_dir(&zone_dir).unwrap();
-    let url = env("WW_TEST_INFLUXDB");
-    let zone_s = zone_dir.display().to_string();
-    let mut envs = service_env(
-        &Zone::new(&tag),
-        &format!("ww-{tag}"),
-        data.path(),
-        &[
-            ("WASTEWATCH__TSDB__KIND", "influxdb_v1"),
-            ("WASTEWATCH__TSDB__URL", &url),
-            ("WASTEWATCH__TSDB__DATABASE", &db),
-            ("WASTEWATCH__DECODE__REGISTRY_DIR", &zone_s),
-            // The simulated hours arrive compressed, long after device time
-            // by design: widen the staleness check (production: 15 min).
-            (
-                "WASTEWATCH__RULES__THRESHOLDS__QUALITY__STALE_AFTER_MS",
-                "172800000",
-            ),
-        ],
+    let setup = V1Setup::shipped_zone(
+        prefix,
+        // The simulated hours arrive compressed, long after device time by
+        // design: widen the staleness check (production: 15 min).
+        &[(
+            "WASTEWATCH__RULES__THRESHOLDS__QUALITY__STALE_AFTER_MS",
+            "172800000",
+        )],
     );
-    envs.push((
-        "WASTEWATCH__MQTT__SUBSCRIBE".into(),
-        "wastewatch/v1/#".into(),
-    ));
-    let svc = Service::start(envs, data.path().join("service.log"));
+    let (tag, db) = (&setup.tag, setup.db.clone());
+    let (_, registry) = shipped_zone();
+    let svc = setup.start();
 
     let fleet = Fleet::new(&registry, cfg).unwrap();
     let taken: Vec<(Scenario, String)> = fleet
@@ -218,8 +201,7 @@ fn owner(registry: &Registry, a: &Raised, trucks: &BTreeMap<String, String>) -> 
 /// Compares what was raised with what the taken scenarios document; every
 /// discrepancy is one line.
 fn discrepancies(taken: &[(Scenario, String)], raised: &[Raised]) -> Vec<String> {
-    let zone_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("zone");
-    let registry = Registry::load_dir(&zone_dir).unwrap();
+    let (_, registry) = shipped_zone();
     let trucks: BTreeMap<String, String> = registry
         .devices
         .values()

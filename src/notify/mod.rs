@@ -133,24 +133,37 @@ pub fn rfc3339_ms(ms: i64) -> String {
     )
 }
 
+/// An alert as the store makes it (entity `dev-{id}`, raised at
+/// 2023-11-14T22:13:20Z), in `state`: for the notifiers' tests.
+#[cfg(test)]
+pub(crate) fn sample_alert(
+    id: u64,
+    rule: crate::alert::RuleId,
+    severity: crate::alert::Severity,
+    state: crate::alert::AlertState,
+) -> Alert {
+    let mut store = crate::alert::AlertStore::new(crate::alert::AlertPolicy::default());
+    let ev = store.apply(crate::alert::Transition::Raise {
+        key: crate::alert::AlertKey::new(rule, format!("dev-{id}")),
+        severity,
+        value: 1.0,
+        threshold: 0.5,
+        message: "line one\nline two".into(),
+        at_ms: 1_700_000_000_000,
+    });
+    let mut a = ev.last().expect("raised").alert.clone();
+    a.id = id;
+    a.state = state;
+    a
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::{AlertKey, AlertState, RuleId, Severity};
+    use crate::alert::{AlertState, RuleId, Severity};
 
     fn alert(id: u64, state: AlertState, change: i64) -> Alert {
-        let mut store = crate::alert::AlertStore::new(crate::alert::AlertPolicy::default());
-        let ev = store.apply(crate::alert::Transition::Raise {
-            key: AlertKey::new(RuleId::Leak, format!("st-{id}")),
-            severity: Severity::Critical,
-            value: 1.0,
-            threshold: 1.0,
-            message: "leak".into(),
-            at_ms: 0,
-        });
-        let mut a = ev.last().unwrap().alert.clone();
-        a.id = id;
-        a.state = state;
+        let mut a = sample_alert(id, RuleId::Leak, Severity::Critical, state);
         a.last_change_ms = change;
         a
     }

@@ -62,17 +62,21 @@ pub struct WebhookSettings {
 #[derive(Clone)]
 pub struct Webhook {
     s: WebhookSettings,
+    /// `s.url`, parsed once (a secret too: never printed).
+    url: url::Url,
     http: reqwest::Client,
 }
 
 impl Webhook {
     /// Client for `s`.
     pub fn new(s: WebhookSettings, timeout: Duration) -> Result<Self, String> {
+        let url = url::Url::parse(s.url.expose())
+            .map_err(|e| format!("webhook {}: URL is not valid: {e}", s.name))?;
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .build()
             .map_err(|e| format!("webhook {}: {e}", s.name))?;
-        Ok(Webhook { s, http })
+        Ok(Webhook { s, url, http })
     }
 
     /// The receiver's name.
@@ -91,8 +95,7 @@ impl Webhook {
             return Ok(());
         }
         let name = &self.s.name;
-        let mut url = url::Url::parse(self.s.url.expose())
-            .map_err(|e| format!("webhook {name}: URL is not valid: {e}"))?;
+        let mut url = self.url.clone();
         if self.s.format == Format::Dingtalk && !self.s.sign_secret.is_empty() {
             let sign = dingtalk_sign(self.s.sign_secret.expose(), now_ms);
             url.query_pairs_mut()
@@ -216,24 +219,9 @@ pub fn body(format: Format, alerts: &[Alert]) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::{AlertKey, RuleId};
+    use crate::alert::RuleId;
 
-    fn alert(id: u64, rule: RuleId, severity: Severity, state: AlertState) -> Alert {
-        let mut store = crate::alert::AlertStore::new(crate::alert::AlertPolicy::default());
-        let key = AlertKey::new(rule, format!("dev-{id}"));
-        let ev = store.apply(crate::alert::Transition::Raise {
-            key,
-            severity,
-            value: 1.0,
-            threshold: 0.5,
-            message: "line one\nline two".into(),
-            at_ms: 1_700_000_000_000,
-        });
-        let mut a = ev.last().expect("raised").alert.clone();
-        a.id = id;
-        a.state = state;
-        a
-    }
+    use crate::notify::sample_alert as alert;
 
     #[test]
     fn the_dingtalk_signature_matches_the_documented_algorithm() {

@@ -348,15 +348,16 @@ impl RuleEngine {
             }
             Some(Body::WeighbridgeTicket(t)) if device.kind == DeviceKind::Weighbridge => {
                 let wth = config.overrides.resolve(&config.thresholds.weighbridge, sc);
-                weighbridge::evaluate(&wth, registry, device, t, at, &mut alerts);
+                let w = weighbridge::Weighing::new(registry, t);
+                weighbridge::evaluate(&wth, registry, device, &w, at, &mut alerts);
                 let memory = ds.tickets.get_or_insert_with(Default::default);
-                weighbridge::ticket_quality(&wth, registry, device, memory, t, at, &mut alerts);
+                weighbridge::ticket_quality(&wth, device, memory, &w, at, &mut alerts);
                 let tth = config.overrides.resolve(&config.thresholds.transport, sc);
                 trip = weighbridge::trip_event(
                     &wth,
                     registry,
                     device,
-                    t,
+                    &w,
                     at,
                     tth.default_speed_limit_kmh,
                 );

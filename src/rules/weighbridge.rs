@@ -63,16 +63,36 @@ fn construction_or_unstated(category: i32) -> bool {
     )
 }
 
+/// A ticket with its plate normalised and the registered truck of that
+/// plate, looked up once for all the weighbridge checks.
+pub struct Weighing<'a> {
+    /// The ticket.
+    pub t: &'a WeighbridgeTicket,
+    /// Its plate, normalised ([`normalize_plate`]).
+    pub plate: String,
+    /// The registered truck with that plate, if any.
+    pub truck: Option<&'a Device>,
+}
+
+impl<'a> Weighing<'a> {
+    /// Normalises the plate of `t` and finds its truck in `registry`.
+    pub fn new(registry: &'a Registry, t: &'a WeighbridgeTicket) -> Self {
+        let plate = normalize_plate(&t.plate);
+        let truck = registry.truck_by_plate(&plate);
+        Weighing { t, plate, truck }
+    }
+}
+
 /// Evaluates both rules on a ticket weighed at `at_ms` by `wb`.
 pub fn evaluate(
     th: &WeighbridgeThresholds,
     registry: &Registry,
     wb: &Device,
-    t: &WeighbridgeTicket,
+    w: &Weighing<'_>,
     at_ms: i64,
     alerts: &mut Alerts<'_>,
 ) {
-    let plate = normalize_plate(&t.plate);
+    let (t, plate) = (w.t, &w.plate);
     if plate.is_empty() {
         return;
     }
@@ -81,8 +101,7 @@ pub fn evaluate(
     let axles = if t.axle_count > 0 {
         Some(t.axle_count)
     } else {
-        registry
-            .truck_by_plate(&plate)
+        w.truck
             .and_then(|d| d.truck.as_ref())
             .map(|s| u32::from(s.axle_count))
     };
@@ -122,7 +141,7 @@ pub fn evaluate(
         return;
     }
     let approved = registry
-        .active_permits_for_plate(&plate, at_ms)
+        .active_permits_for_plate(plate, at_ms)
         .iter()
         .any(|p| p.destination_site_ids.contains(&site.id));
     if approved {
@@ -156,13 +175,13 @@ pub struct TicketMemory {
 /// registered tare of the plate's truck, and a ticket id seen before.
 pub fn ticket_quality(
     th: &WeighbridgeThresholds,
-    registry: &Registry,
     wb: &Device,
     memory: &mut TicketMemory,
-    t: &WeighbridgeTicket,
+    w: &Weighing<'_>,
     at_ms: i64,
     alerts: &mut Alerts<'_>,
 ) {
+    let t = w.t;
     if !t.ticket_id.is_empty() {
         if memory.ids.contains(&t.ticket_id) {
             let entity = format!("{}/{}", wb.id, t.ticket_id);
@@ -187,11 +206,8 @@ pub fn ticket_quality(
             }
         }
     }
-    let plate = normalize_plate(&t.plate);
-    let Some(spec) = registry
-        .truck_by_plate(&plate)
-        .and_then(|d| d.truck.as_ref())
-    else {
+    let plate = &w.plate;
+    let Some(spec) = w.truck.and_then(|d| d.truck.as_ref()) else {
         return;
     };
     if t.tare_weight_kg <= 0.0 || spec.registered_tare_kg <= 0.0 {
@@ -263,18 +279,17 @@ pub fn eta_ms(th: &WeighbridgeThresholds, p: &Permit, default_kmh: f64) -> i64 {
 
 /// The trip event of ticket `t` at weighbridge `wb`, and the truck it is
 /// about; `None` for tickets of unregistered plates or other sites.
-pub fn trip_event<'r>(
+pub fn trip_event<'a>(
     th: &WeighbridgeThresholds,
-    registry: &'r Registry,
+    registry: &Registry,
     wb: &Device,
-    t: &WeighbridgeTicket,
+    w: &Weighing<'a>,
     at_ms: i64,
     default_kmh: f64,
-) -> Option<(&'r Device, TripEvent)> {
-    let plate = normalize_plate(&t.plate);
-    let truck = registry.truck_by_plate(&plate)?;
+) -> Option<(&'a Device, TripEvent)> {
+    let (t, truck) = (w.t, w.truck?);
     if t.direction == Direction::Out as i32 {
-        let permits = registry.active_permits_for_plate(&plate, at_ms);
+        let permits = registry.active_permits_for_plate(&w.plate, at_ms);
         let p = permits
             .iter()
             .find(|p| p.id == t.permit_id && p.origin_site_id == wb.site_id)
@@ -510,9 +525,14 @@ mod tests {
         };
         let mut out = t;
         out.direction = Direction::Out as i32;
-        let Some((truck, super::TripEvent::Open(trip))) =
-            super::trip_event(&th, &reg, &wb, &out, NIGHT_T0, 40.0)
-        else {
+        let Some((truck, super::TripEvent::Open(trip))) = super::trip_event(
+            &th,
+            &reg,
+            &wb,
+            &super::Weighing::new(&reg, &out),
+            NIGHT_T0,
+            40.0,
+        ) else {
             panic!("no trip opened")
         };
         assert_eq!(truck.id, "truck-d1234");

@@ -565,6 +565,13 @@ pub fn append_note(path: &Path, s: &str) {
     let _ = writeln!(f, "{s}");
 }
 
+/// The zone shipped in `zone/`: its directory and the loaded registry.
+pub fn shipped_zone() -> (String, wastewatch::registry::Registry) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("zone");
+    let registry = wastewatch::registry::Registry::load_dir(&dir).unwrap();
+    (dir.display().to_string(), registry)
+}
+
 /// The usual set-up: a throw-away zone, a fresh InfluxDB 1.x database and a
 /// data dir, and the environment of a service writing there through the v1
 /// API (plus `extra` settings, which win).
@@ -600,6 +607,18 @@ impl V1Setup {
             envs,
             log_path,
         }
+    }
+
+    /// A service on the zone shipped in `zone/` (what firmware-sim plays),
+    /// subscribed to every site, plus `extra` settings (which win).
+    pub fn shipped_zone(prefix: &str, extra: &[(&str, &str)]) -> V1Setup {
+        let (dir, _) = shipped_zone();
+        let mut settings = vec![
+            ("WASTEWATCH__DECODE__REGISTRY_DIR", dir.as_str()),
+            ("WASTEWATCH__MQTT__SUBSCRIBE", "wastewatch/v1/#"),
+        ];
+        settings.extend_from_slice(extra);
+        V1Setup::new(prefix, &settings)
     }
 
     /// Starts the service with this set-up.
