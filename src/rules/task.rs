@@ -279,6 +279,24 @@ struct Receiver {
     failures: u32,
 }
 
+/// Queues `a` for every receiver that wants it; true when one did. A full
+/// outbox drops its oldest, said loudly and counted.
+fn queue(receivers: &[Receiver], outboxes: &mut Outboxes, metrics: &Metrics, a: &Alert) -> bool {
+    let mut queued = false;
+    for r in receivers.iter().filter(|r| r.n.wants(a)) {
+        queued = true;
+        let dropped = outboxes.push(r.n.name(), a);
+        if dropped > 0 {
+            metrics.notify_dropped.fetch_add(dropped as u64, Relaxed);
+            error!(
+                receiver = r.n.name(),
+                dropped, "outbox full: oldest notifications dropped"
+            );
+        }
+    }
+    queued
+}
+
 /// Most notifications in one POST.
 const BATCH: usize = 500;
 
@@ -428,30 +446,13 @@ pub async fn run(
             events.extend(store.apply_all(tr));
             events.extend(store.tick(now));
             for a in store.due_repeats(now) {
-                for r in &receivers {
-                    if r.n.wants(&a) {
-                        let dropped = outboxes.push(r.n.name(), &a);
-                        metrics.notify_dropped.fetch_add(dropped as u64, Relaxed);
-                        dirty = true;
-                    }
-                }
+                dirty |= queue(&receivers, &mut outboxes, &metrics, &a);
             }
         }
         for ev in &events {
             alert_point(ev, &mut lines);
             if ev.notify() {
-                for r in &receivers {
-                    if r.n.wants(&ev.alert) {
-                        let dropped = outboxes.push(r.n.name(), &ev.alert);
-                        if dropped > 0 {
-                            metrics.notify_dropped.fetch_add(dropped as u64, Relaxed);
-                            error!(
-                                receiver = r.n.name(),
-                                dropped, "outbox full: oldest notifications dropped"
-                            );
-                        }
-                    }
-                }
+                queue(&receivers, &mut outboxes, &metrics, &ev.alert);
                 metrics.alerts_notified.fetch_add(1, Relaxed);
                 if ev.to_state == AlertState::Firing && ev.from_state != Some(AlertState::Firing) {
                     info!(rule = ev.alert.key.rule.as_str(), entity = %ev.alert.key.entity, severity = ev.alert.severity.as_str(), "alert firing");
