@@ -1,7 +1,7 @@
 //! The alert store's timing policy: "for" durations, repeat interval,
 //! flapping suppression and retention, with their defaults.
 //!
-//! All values are [P] (our proposed defaults, DOMAIN.md notation) except
+//! All values are [P] (our proposed defaults, docs/RULES.md notation) except
 //! where noted; the owner maps them from the config file.
 
 use std::collections::BTreeMap;

@@ -19,7 +19,7 @@ pub struct RawConfig {
     pub http: RawHttp,
     /// Shutdown.
     pub shutdown: RawShutdown,
-    /// Rule thresholds (defaults from DOMAIN.md, with sources), per-scope
+    /// Rule thresholds (defaults and sources in docs/RULES.md), per-scope
     /// overrides, engine timing.
     pub rules: crate::rules::RuleConfig,
     /// Alert lifecycle: pending periods, repeat interval, flapping.

@@ -30,7 +30,7 @@ pub struct Device {
     /// match the `{site_id}` topic level.
     pub site_id: String,
     /// How often the device normally reports, seconds; the silence check
-    /// alerts after twice this plus a margin (DOMAIN.md, smart bins).
+    /// alerts after twice this plus a margin (docs/RULES.md "device_silent").
     pub expected_interval_s: u32,
     /// Storage-point settings; `Some` exactly when `kind` is storage.
     pub storage: Option<StorageSpec>,

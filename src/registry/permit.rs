@@ -59,8 +59,8 @@ pub struct Permit {
 #[serde(deny_unknown_fields)]
 pub struct RouteSegment {
     /// Half the corridor width, metres: a fix farther than this from the
-    /// centreline is outside the route (DOMAIN.md: 50 m urban, 100 m
-    /// suburban).
+    /// centreline is outside the route (usually 50 m urban, 100 m suburban;
+    /// docs/RULES.md "Construction-waste trucks").
     pub half_width_m: f64,
     /// Speed limit on the segment, km/h; `None` falls back to the rule's
     /// default (40 km/h).

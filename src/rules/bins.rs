@@ -1,4 +1,4 @@
-//! Smart-bin rules (DOMAIN.md "Smart bins"): nearly full (75 % for medical
+//! Smart-bin rules (docs/RULES.md "Smart bins"): nearly full (75 % for medical
 //! bins, the 3/4 rule), overflowing, fire (temperature, rate of rise or the
 //! device's own flag) and tilt.
 //!

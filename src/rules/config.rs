@@ -1,8 +1,8 @@
 //! Rule configuration: the thresholds of every rule family with their
-//! DOMAIN.md defaults and sources, the per-scope override layer, and the
-//! engine's own timing settings.
+//! defaults and sources (catalogue: docs/RULES.md), the per-scope override
+//! layer, and the engine's own timing settings.
 //!
-//! Source tags follow DOMAIN.md: [V] read in the regulation or protocol,
+//! Source tags as in docs/RULES.md: [V] read in the regulation or protocol,
 //! [S] secondary source or common platform practice, [P] our proposed
 //! default. Every struct deserializes with defaults and
 //! `deny_unknown_fields`, so a config file only names what it changes and a
@@ -132,7 +132,7 @@ fn check_value(out: &mut Vec<String>, scope: &str, field: &str, value: &impl Thr
 }
 
 thresholds! {
-    /// Hazardous-waste storage rules (DOMAIN.md "Hazardous-waste storage").
+    /// Hazardous-waste storage rules (docs/RULES.md "Hazardous-waste storage").
     pub struct StorageThresholds / StoragePatch {
         /// Most a small storage point (贮存点) may hold, kg: critical above
         /// it. GB 18597-2023 §8.3.5 [V].
@@ -198,7 +198,7 @@ thresholds! {
 }
 
 thresholds! {
-    /// Medical-waste store rules (DOMAIN.md, last two storage rows).
+    /// Medical-waste store rules (docs/RULES.md "Medical-waste stores").
     pub struct MedicalThresholds / MedicalPatch {
         /// Warn when the oldest lot is this old, hours. Medical waste
         /// regulation art. 17 [V] (48 h limit; 12 h notice [P]).
@@ -218,8 +218,8 @@ thresholds! {
 }
 
 thresholds! {
-    /// Construction-waste transport rules (DOMAIN.md "Construction-waste
-    /// transport").
+    /// Construction-waste transport rules (docs/RULES.md "Construction-waste
+    /// trucks").
     pub struct TransportThresholds / TransportPatch {
         /// Route deviation needs at least this many consecutive fixes
         /// outside the corridor ... JT/T 808 corridor [V]; 2 fixes [S].
@@ -276,8 +276,8 @@ thresholds! {
 }
 
 thresholds! {
-    /// Weighbridge rules (DOMAIN.md "overload at weighbridge", "unapproved
-    /// vehicle", "trip not closed", and the ticket data-quality checks).
+    /// Weighbridge rules (docs/RULES.md "Weighbridges": overload, unapproved
+    /// vehicle, trip not closed, and the ticket data-quality checks).
     pub struct WeighbridgeThresholds / WeighbridgePatch {
         /// Legal gross vehicle weight, 2 axles, kg. GB 1589-2016 [V].
         legal_gross_2_axles_kg: f64 = 18_000.0,
@@ -309,7 +309,7 @@ thresholds! {
 }
 
 thresholds! {
-    /// Smart-bin rules (DOMAIN.md "Smart bins").
+    /// Smart-bin rules (docs/RULES.md "Smart bins").
     pub struct BinThresholds / BinPatch {
         /// Nearly full at this fill, %. Practice [S].
         nearly_full_pct: f64 = 80.0,
@@ -338,8 +338,8 @@ thresholds! {
 }
 
 thresholds! {
-    /// Device health rules: silence and battery (DOMAIN.md "Smart bins",
-    /// last rows; they apply to every device).
+    /// Device health rules: silence and battery (docs/RULES.md "Device
+    /// health, all kinds"; they apply to every device).
     pub struct DeviceThresholds / DevicePatch {
         /// Silent after this many expected intervals ... [P]
         silent_interval_factor: f64 = 2.0,
@@ -361,7 +361,7 @@ thresholds! {
 
 thresholds! {
     /// Data quality: when a reading cannot be trusted, its threshold alerts
-    /// are replaced by `cannot_verify` (DESIGN.md "Rules").
+    /// are replaced by `cannot_verify` (docs/RULES.md "Data quality").
     pub struct QualityThresholds / QualityPatch {
         /// A reading received more than this after it was taken is stale,
         /// ms (15 min). [P]

@@ -1,5 +1,5 @@
-//! Medical-waste store rules (DOMAIN.md, last rows of "Hazardous-waste
-//! storage"): lot age (48 h limit) and a store too warm on a hot day.
+//! Medical-waste store rules (docs/RULES.md "Medical-waste stores"): lot
+//! age (48 h limit) and a store too warm on a hot day.
 //!
 //! Called by the engine, after the storage rules, for trusted readings of
 //! storage points registered as medical stores. A reading without the

@@ -6,7 +6,7 @@
 //! it has raised), and emits [`crate::alert::Transition`]s for the alert
 //! store. One file per rule family — `storage.rs`, `medical.rs`,
 //! `transport.rs`, `weighbridge.rs`, `bins.rs`, `devices.rs` — each with
-//! hysteresis and thresholds from [`config`] (DOMAIN.md defaults with their
+//! hysteresis and thresholds from [`config`] (docs/RULES.md: defaults with their
 //! sources, overridable per device kind, site, permit and device), and
 //! `quality.rs` deciding when a reading cannot be trusted and
 //! `cannot_verify` is raised instead.

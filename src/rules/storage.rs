@@ -1,4 +1,4 @@
-//! Hazardous-waste storage rules (DOMAIN.md "Hazardous-waste storage"):
+//! Hazardous-waste storage rules (docs/RULES.md "Hazardous-waste storage"):
 //! small-storage-point limit, permitted capacity, storage age, combustible
 //! and toxic gas, oxygen, temperature (level and rate of rise), leak and
 //! door.

@@ -1,5 +1,5 @@
-//! Construction-waste truck rules (DOMAIN.md "Construction-waste
-//! transport"): route deviation, driving outside the permit's time window,
+//! Construction-waste truck rules (docs/RULES.md "Construction-waste
+//! trucks"): route deviation, driving outside the permit's time window,
 //! suspected illegal dumping, body lifted outside a site, cover open while
 //! loaded, overspeed and GNSS lost.
 //!

@@ -1,4 +1,4 @@
-//! Weighbridge rules (DOMAIN.md "Construction-waste transport"): overload
+//! Weighbridge rules (docs/RULES.md "Weighbridges"): overload
 //! against the legal gross vehicle weight (GB 1589-2016 by axle count), and
 //! an unapproved vehicle delivering construction waste.
 //!
@@ -7,7 +7,7 @@
 //! the same plate at the same weighbridge clears them, otherwise the engine
 //! clears them `event_hold_ms` after they were raised.
 //!
-//! Ticket data quality (DOMAIN.md "Weighbridges"): a tare more than 100 kg
+//! Ticket data quality (docs/RULES.md "Weighbridges"): a tare more than 100 kg
 //! from the truck's registered tare, and a second ticket with the same id
 //! at the same weighbridge — both event alerts like overload.
 //!

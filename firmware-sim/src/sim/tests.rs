@@ -514,7 +514,7 @@ fn clock_skew_devices_stamp_two_hours_ahead_and_no_other_does() {
 }
 
 /// What the normal zone must never show (the alert conditions of
-/// DOMAIN.md), over two simulated days.
+/// docs/RULES.md), over two simulated days.
 #[test]
 fn the_normal_zone_stays_clear_of_every_alert_threshold() {
     let reg = zone();

@@ -6,7 +6,7 @@
 //! during working hours) and drops when the collection round empties it: at
 //! the site type's scheduled times, and 20-40 min after it passes 65 %
 //! (60 % for medical bins), so a well-run bin never reaches the 80 % / 75 %
-//! "nearly full" threshold (DOMAIN.md, smart bins). The sensor reports every
+//! "nearly full" threshold (docs/RULES.md, smart bins). The sensor reports every
 //! `expected_interval_s` less up to 15 % jitter, and at once after a pickup,
 //! a threshold crossing or a fire.
 

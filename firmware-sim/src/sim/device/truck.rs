@@ -27,7 +27,7 @@ use rand::Rng;
 
 /// Fix interval with the ignition on, ms.
 pub(crate) const MOVING_FIX_MS: i64 = 5_000;
-/// Default speed limit when a segment has none, km/h (DOMAIN.md overspeed).
+/// Default speed limit when a segment has none, km/h (docs/RULES.md overspeed).
 const DEFAULT_LIMIT_KMH: f64 = 40.0;
 /// Lateral size of the `route_deviation` detour, metres.
 pub(crate) const DETOUR_OFFSET_M: f64 = 300.0;
