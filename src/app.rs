@@ -22,7 +22,7 @@ use tracing::{info, warn};
 
 use crate::config::{Settings, TsdbTarget};
 use crate::decode::Decoder;
-use crate::log::{Log, CURSOR_RULES, CURSOR_TSDB};
+use crate::log::Log;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::rules::task::{AlertTask, AlertsHandle};
@@ -67,10 +67,10 @@ pub fn install_crypto_provider() {
 pub async fn start(settings: Settings, registry: Registry) -> anyhow::Result<Running> {
     install_crypto_provider();
     let metrics = Arc::new(Metrics::default());
-    let log = Arc::new(Log::open(
+    let log = Arc::new(Log::open_with(
         &settings.log.dir,
-        settings.log.max_bytes,
-        &[CURSOR_TSDB, CURSOR_RULES],
+        settings.log.options(),
+        &crate::log::CONSUMERS,
     )?);
     let registry = Arc::new(registry);
     let decoder = Arc::new(Decoder::new(registry.clone(), settings.decode.clone()));
@@ -165,7 +165,10 @@ pub async fn start(settings: Settings, registry: Registry) -> anyhow::Result<Run
         decoder,
         log.clone(),
         metrics.clone(),
-        settings.log.commit_max_records.get(),
+        crate::ingest::CommitLimits {
+            max_records: settings.log.commit_max_records.get(),
+            max_bytes: settings.log.commit_max_bytes,
+        },
         intake_rx,
         poll_rx,
     )?;

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use prost::Message;
 use wastewatch::config::{self, Settings};
 use wastewatch::decode::Decoder;
-use wastewatch::log::{Log, CURSOR_TSDB};
+use wastewatch::log::{Log, CONSUMERS};
 use wastewatch::pb;
 
 #[derive(Parser)]
@@ -93,6 +93,20 @@ enum QuarantineCmd {
         /// TOML config file.
         #[arg(long, short)]
         config: Option<PathBuf>,
+    },
+    /// Delete quarantined messages (they count against log.max_bytes): all
+    /// of one reason, or all. Copy what you need first (`list`, or the
+    /// HTTP API).
+    Purge {
+        /// TOML config file.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Only entries with this reason (e.g. `tsdb_rejected`).
+        #[arg(long, conflicts_with = "all")]
+        reason: Option<String>,
+        /// Every entry.
+        #[arg(long)]
+        all: bool,
     },
 }
 
@@ -246,7 +260,7 @@ fn quarantine(cmd: QuarantineCmd) -> anyhow::Result<()> {
     match cmd {
         QuarantineCmd::List { config, limit } => {
             let s = load(config.as_ref())?;
-            let log = Log::open(&s.log.dir, s.log.max_bytes, &[CURSOR_TSDB])?;
+            let log = Log::open_with(&s.log.dir, s.log.options(), &CONSUMERS)?;
             let list = log.quarantine_list(0, limit)?;
             println!(
                 "{} quarantined message(s) shown (of {})",
@@ -266,7 +280,7 @@ fn quarantine(cmd: QuarantineCmd) -> anyhow::Result<()> {
             let s = load(config.as_ref())?;
             let registry = wastewatch::app::load_registry(&s)?;
             let decoder = Decoder::new(Arc::new(registry), s.decode.clone());
-            let log = Log::open(&s.log.dir, s.log.max_bytes, &[CURSOR_TSDB])?;
+            let log = Log::open_with(&s.log.dir, s.log.options(), &CONSUMERS)?;
             let (mut from, mut accepted_total, mut still) = (0u64, 0usize, 0usize);
             loop {
                 let chunk = log.quarantine_list(from, 1000)?;
@@ -295,6 +309,42 @@ fn quarantine(cmd: QuarantineCmd) -> anyhow::Result<()> {
                 from = last + 1;
             }
             println!("replayed: {accepted_total} message(s) now decode and moved to the log; {still} still quarantined");
+            Ok(())
+        }
+        QuarantineCmd::Purge {
+            config,
+            reason,
+            all,
+        } => {
+            if reason.is_none() && !all {
+                anyhow::bail!("say what to purge: --reason <reason> or --all");
+            }
+            let s = load(config.as_ref())?;
+            let log = Log::open_with(&s.log.dir, s.log.options(), &CONSUMERS)?;
+            let (mut from, mut ids) = (0u64, Vec::new());
+            loop {
+                let chunk = log.quarantine_list(from, 1000)?;
+                let Some(last) = chunk.last().map(|c| c.0) else {
+                    break;
+                };
+                for (id, bytes) in &chunk {
+                    let matches = match &reason {
+                        None => true,
+                        Some(r) => pb::QuarantineRecord::decode(bytes.as_slice())
+                            .map(|q| &q.reason == r)
+                            .unwrap_or(false),
+                    };
+                    if matches {
+                        ids.push(*id);
+                    }
+                }
+                from = last + 1;
+            }
+            let n = log.purge_quarantine(&ids)?;
+            println!(
+                "purged {n} quarantined message(s); {} left",
+                log.stats().quarantined
+            );
             Ok(())
         }
     }

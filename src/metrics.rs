@@ -33,6 +33,10 @@ pub struct Metrics {
     pub log_full_events: AtomicU64,
     /// 1 while ingest is stalled on a full log.
     pub log_full: AtomicU64,
+    /// Appends that failed on a storage error (ENOSPC, EIO), each retried.
+    pub log_append_errors: AtomicU64,
+    /// Records lost to damage found on read (reported and quarantined).
+    pub log_corrupt_records: AtomicU64,
     /// 1 while the MQTT session is connected.
     pub mqtt_connected: AtomicU64,
     /// MQTT connection errors (each followed by a reconnect attempt).
@@ -148,6 +152,18 @@ impl Metrics {
             "log_full_events_total",
             "Appends refused because the log was full.",
             self.log_full_events.load(Relaxed),
+        );
+        counter(
+            &mut o,
+            "log_append_errors_total",
+            "Appends that failed on a storage error (retried; messages stay unacked).",
+            self.log_append_errors.load(Relaxed),
+        );
+        counter(
+            &mut o,
+            "log_corrupt_records_total",
+            "Records found damaged on read, skipped and quarantined.",
+            self.log_corrupt_records.load(Relaxed),
         );
         counter(
             &mut o,
@@ -298,6 +314,24 @@ impl Metrics {
                 "Messages held in quarantine.",
                 s.quarantined,
             );
+            gauge(
+                &mut o,
+                "quarantine_bytes",
+                "Bytes of the quarantine on disk (counted in the log bound).",
+                s.quarantine_bytes,
+            );
+            gauge(
+                &mut o,
+                "log_segments",
+                "Record segment files on disk.",
+                s.segments,
+            );
+            gauge(
+                &mut o,
+                "log_storage_error",
+                "1 while log writes fail (ENOSPC, EIO); ingest is not acking.",
+                u64::from(s.storage_error),
+            );
         }
         let _ = writeln!(o, "# HELP tsdb_write_latency_seconds TSDB write request latency.\n# TYPE tsdb_write_latency_seconds histogram");
         let mut cum = 0;
@@ -346,7 +380,9 @@ impl Metrics {
             b = b
                 .field("log_depth_records", F::I64(s.depth as i64))
                 .field("log_bytes", F::I64(s.live_bytes as i64))
-                .field("quarantine_records", F::I64(s.quarantined as i64));
+                .field("quarantine_records", F::I64(s.quarantined as i64))
+                .field("quarantine_bytes", F::I64(s.quarantine_bytes as i64))
+                .field("log_storage_error", F::I64(i64::from(s.storage_error)));
         }
         let _ = b.finish(now_ms);
     }

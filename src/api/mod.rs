@@ -49,26 +49,53 @@ struct Ready {
     mqtt_connected: bool,
     log_writable: bool,
     tsdb_reachable: bool,
+    /// Why the service is not ready, in words (empty when ready).
+    reasons: Vec<String>,
 }
 
 async fn readyz(State(s): State<ApiState>) -> Response {
     let m = &s.metrics;
-    let r = Ready {
-        mqtt_connected: m.mqtt_connected.load(Relaxed) == 1,
-        log_writable: m.log_full.load(Relaxed) == 0,
-        // Before the first write there is nothing to judge: count as up.
-        tsdb_reachable: !s.tsdb_required
-            || m.tsdb_up.load(Relaxed) == 1
-            || m.tsdb_latency_count.load(Relaxed) == 0,
-        ready: false,
-    };
-    let ready = r.mqtt_connected && r.log_writable && r.tsdb_reachable;
+    let log = s.log.stats();
+    let mut reasons = Vec::new();
+    if log.full {
+        reasons.push(format!(
+            "durable log full: {} bytes of unconsumed records + {} bytes of quarantine against a bound of {} bytes; ingest is not acking (the broker holds the messages) until the TSDB writer catches up or the quarantine is purged",
+            log.live_bytes, log.quarantine_bytes, log.max_bytes
+        ));
+    }
+    if let Some(e) = s.log.storage_error() {
+        reasons.push(format!(
+            "durable log cannot write ({e}); ingest is not acking until a write succeeds"
+        ));
+    }
+    let mqtt_connected = m.mqtt_connected.load(Relaxed) == 1;
+    if !mqtt_connected {
+        reasons.push("not connected to the MQTT broker".into());
+    }
+    // Before the first write there is nothing to judge: count as up.
+    let tsdb_reachable =
+        !s.tsdb_required || m.tsdb_up.load(Relaxed) == 1 || m.tsdb_latency_count.load(Relaxed) == 0;
+    if !tsdb_reachable {
+        reasons.push("the TSDB is not accepting writes; records wait in the durable log".into());
+    }
+    let log_writable = !log.full && !log.storage_error;
+    let ready = mqtt_connected && log_writable && tsdb_reachable;
     let code = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (code, Json(Ready { ready, ..r })).into_response()
+    (
+        code,
+        Json(Ready {
+            ready,
+            mqtt_connected,
+            log_writable,
+            tsdb_reachable,
+            reasons,
+        }),
+    )
+        .into_response()
 }
 
 async fn metrics(State(s): State<ApiState>) -> Response {

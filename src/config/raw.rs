@@ -167,24 +167,41 @@ impl Default for RawDecode {
     }
 }
 
+/// Default bound of the log: a day of the shipped zone at its nominal rate,
+/// with a wide margin (the arithmetic is in docs/LOG.md).
+pub const DEFAULT_LOG_MAX_BYTES: u64 = 2 << 30;
+
 /// `[log]`
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawLog {
     /// Directory of the durable log.
     pub dir: String,
-    /// Bound on unconsumed bytes; when reached, ingest stops acking.
+    /// Bound on bytes held (unconsumed records + quarantine); when
+    /// reached, ingest stops acking.
     pub max_bytes: u64,
+    /// Size after which a segment file is closed and a new one started;
+    /// unset: an eighth of `max_bytes`, at most 64 MiB.
+    pub segment_bytes: Option<u64>,
     /// Most records in one group commit.
     pub commit_max_records: usize,
+    /// Bytes after which a group commit takes no further message; unset:
+    /// 4 MiB, or less for a small `max_bytes`.
+    pub commit_max_bytes: Option<u64>,
+    /// The TSDB writer's cursor is saved at most this often (its writes
+    /// are idempotent, so a crash rewrites at most this much).
+    pub cursor_sync_ms: u64,
 }
 
 impl Default for RawLog {
     fn default() -> Self {
         RawLog {
             dir: "data".into(),
-            max_bytes: 1 << 30,
+            max_bytes: DEFAULT_LOG_MAX_BYTES,
+            segment_bytes: None,
             commit_max_records: 4096,
+            commit_max_bytes: None,
+            cursor_sync_ms: 1000,
         }
     }
 }

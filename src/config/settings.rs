@@ -74,10 +74,26 @@ pub struct MqttSettings {
 pub struct LogSettings {
     /// Directory holding the log database.
     pub dir: PathBuf,
-    /// Bound on unconsumed bytes.
+    /// Bound on bytes held (unconsumed records + quarantine).
     pub max_bytes: u64,
+    /// Segment size target.
+    pub segment_bytes: u64,
     /// Most records per group commit.
     pub commit_max_records: NonZeroUsize,
+    /// Bytes after which a group commit takes no further message.
+    pub commit_max_bytes: u64,
+    /// How often the lazily saved TSDB cursor is saved.
+    pub cursor_sync: Duration,
+}
+
+impl LogSettings {
+    /// The log's options.
+    pub fn options(&self) -> crate::log::LogOptions {
+        let mut o = crate::log::LogOptions::with_max_bytes(self.max_bytes);
+        o.segment_bytes = self.segment_bytes;
+        o.cursor_sync = self.cursor_sync;
+        o
+    }
 }
 
 /// Which TSDB to write to.
@@ -251,6 +267,7 @@ impl RawConfig {
     pub fn validate(self) -> Result<Settings, ConfigErrors> {
         let mut e = Vec::new();
         let m = self.mqtt;
+        let max_packet_bytes = m.max_packet_bytes;
         if m.host.is_empty() {
             e.push("mqtt.host is empty; set the broker host name or IP".into());
         }
@@ -366,10 +383,61 @@ impl RawConfig {
                 l.max_bytes
             ));
         }
+        let derived = crate::log::LogOptions::with_max_bytes(l.max_bytes);
+        let reserve = derived.reserve_bytes;
+        let room = l.max_bytes.saturating_sub(reserve);
+        let segment_bytes = l.segment_bytes.unwrap_or(derived.segment_bytes);
+        // Derived: 4 MiB, but small enough that the largest commit (this
+        // plus one more message) fits twice in what ingest may fill.
+        let commit_max_bytes = l.commit_max_bytes.unwrap_or_else(|| {
+            (4u64 << 20).min(
+                (room / 2)
+                    .saturating_sub(u64::from(max_packet_bytes) + 4096)
+                    .max(64 << 10),
+            )
+        });
+        // Cross-checks only make sense against a usable bound.
+        let bound_ok = l.max_bytes >= 1 << 20;
+        if !(64 << 10..=1 << 30).contains(&segment_bytes) {
+            e.push(format!(
+                "log.segment_bytes is {segment_bytes} bytes; use 65536 (64 KiB) to 1073741824 (1 GiB)"
+            ));
+        } else if bound_ok && segment_bytes > l.max_bytes / 4 {
+            e.push(format!(
+                "log.segment_bytes ({segment_bytes} bytes) is more than a quarter of log.max_bytes ({} bytes); space is freed a segment at a time, so use at most {} bytes",
+                l.max_bytes,
+                l.max_bytes / 4
+            ));
+        }
+        if commit_max_bytes < 64 << 10 {
+            e.push(format!(
+                "log.commit_max_bytes is {commit_max_bytes} bytes; use at least 65536 (64 KiB)"
+            ));
+        } else if bound_ok {
+            // The largest commit: the limit plus one more message (its
+            // quarantine entry carries the whole packet). It must fit twice
+            // in what ingest may fill, so a commit can never be too large to
+            // ever go in (no deadlock) and the log is not one commit wide.
+            let largest = commit_max_bytes + u64::from(max_packet_bytes) + 4096;
+            if largest > room / 2 {
+                e.push(format!(
+                    "log.commit_max_bytes ({commit_max_bytes} bytes) + mqtt.max_packet_bytes ({max_packet_bytes} bytes) is more than half of log.max_bytes less its reserve ({room} bytes); lower them or raise log.max_bytes"
+                ));
+            }
+        }
+        if l.cursor_sync_ms == 0 || l.cursor_sync_ms > 60_000 {
+            e.push(format!(
+                "log.cursor_sync_ms is {}; use 1 to 60000",
+                l.cursor_sync_ms
+            ));
+        }
         let log = LogSettings {
             dir: PathBuf::from(l.dir),
             max_bytes: l.max_bytes,
+            segment_bytes,
             commit_max_records: nz(&mut e, "log.commit_max_records", l.commit_max_records),
+            commit_max_bytes,
+            cursor_sync: Duration::from_millis(l.cursor_sync_ms),
         };
 
         let t = self.tsdb;

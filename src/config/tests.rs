@@ -169,3 +169,33 @@ url = "not a url BADTOKEN2"
     assert_eq!(w.min_severity, crate::alert::Severity::Warn);
     assert!(!format!("{s:?}").contains("K3Y"));
 }
+
+#[test]
+fn log_sizes_that_could_deadlock_or_not_free_space_are_refused() {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    writeln!(
+        f,
+        "[log]\nmax_bytes = 8388608\nsegment_bytes = 4194304\ncommit_max_bytes = 4194304"
+    )
+    .unwrap();
+    let text = load(Some(f.path()), &[]).unwrap_err().to_string();
+    assert!(
+        text.contains("log.segment_bytes (4194304 bytes) is more than a quarter"),
+        "{text}"
+    );
+    assert!(
+        text.contains("log.commit_max_bytes (4194304 bytes) + mqtt.max_packet_bytes"),
+        "{text}"
+    );
+}
+
+#[test]
+fn log_sizes_left_unset_are_derived_to_fit_a_small_bound() {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    writeln!(f, "[log]\nmax_bytes = 1048576").unwrap();
+    let s = load(Some(f.path()), &[]).unwrap();
+    let room = 1048576 - s.log.options().reserve_bytes;
+    assert!(s.log.segment_bytes <= 1048576 / 4);
+    assert!(s.log.commit_max_bytes + 262144 + 4096 <= room / 2);
+    assert!(s.log.commit_max_bytes >= 64 << 10);
+}

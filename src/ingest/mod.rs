@@ -33,7 +33,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::MqttSettings;
 use crate::decode::Decoder;
-use crate::log::{Log, LogError};
+use crate::log::{AppendBatch, Class, Log, LogError};
 use crate::metrics::Metrics;
 use crate::pb;
 
@@ -87,7 +87,7 @@ pub fn start(
     decoder: Arc<Decoder>,
     log: Arc<Log>,
     metrics: Arc<Metrics>,
-    commit_max_records: usize,
+    limits: CommitLimits,
     stop_intake: watch::Receiver<bool>,
     stop_poll: watch::Receiver<bool>,
 ) -> Result<Ingest, session::SessionError> {
@@ -115,7 +115,7 @@ pub fn start(
         decoder,
         log,
         metrics,
-        commit_max_records,
+        limits,
         stop_intake,
     ));
     Ok(Ingest {
@@ -204,13 +204,13 @@ async fn poll_loop(
     metrics.mqtt_connected.store(0, Relaxed);
 }
 
-fn quarantine_bytes(
+fn quarantine_record(
     p: &Publish,
     ct: Option<&str>,
     received_at_ms: i64,
     kind: &str,
     detail: String,
-) -> Vec<u8> {
+) -> pb::QuarantineRecord {
     pb::QuarantineRecord {
         topic: String::from_utf8_lossy(&p.topic).into_owned(),
         payload: p.payload.to_vec(),
@@ -218,51 +218,66 @@ fn quarantine_bytes(
         reason: kind.to_owned(),
         detail,
         received_at_unix_ms: received_at_ms,
+        ..Default::default()
     }
-    .encode_to_vec()
 }
 
-/// Decodes one inbound message into either record bytes or quarantine bytes.
-pub fn decode_inbound(
-    decoder: &Decoder,
-    m: &Inbound,
-    metrics: &Metrics,
-) -> Result<Vec<u8>, Vec<u8>> {
+/// Decodes one inbound message into `batch`: a record frame if it decodes,
+/// a quarantine frame (raw bytes and the precise reason) if not.
+pub fn decode_into(decoder: &Decoder, m: &Inbound, metrics: &Metrics, batch: &mut AppendBatch) {
     metrics.received.fetch_add(1, Relaxed);
     let p = &m.publish;
     let ct = p
         .properties
         .as_ref()
         .and_then(|pr| pr.content_type.as_deref());
-    let topic = match std::str::from_utf8(&p.topic) {
-        Ok(t) => t,
+    let refused = match std::str::from_utf8(&p.topic) {
         Err(_) => {
             metrics.quarantine(crate::decode::ErrorKind::MalformedTopic);
-            return Err(quarantine_bytes(
+            quarantine_record(
                 p,
                 ct,
                 m.received_at_ms,
                 "malformed_topic",
                 "topic is not UTF-8".into(),
-            ));
+            )
         }
+        Ok(topic) => match decoder.decode(topic, &p.payload, ct, m.received_at_ms) {
+            Ok(rec) => {
+                metrics.decoded.fetch_add(1, Relaxed);
+                // A record is at most a few KiB (payloads are capped by
+                // decode.max_payload_bytes), far below the frame limit.
+                if batch
+                    .records
+                    .push_with(|b| {
+                        // Encoding into a Vec cannot run out of space.
+                        let _ = rec.encode(b);
+                    })
+                    .is_ok()
+                {
+                    return;
+                }
+                quarantine_record(
+                    p,
+                    ct,
+                    m.received_at_ms,
+                    "too_large",
+                    "decoded record is larger than a log frame".into(),
+                )
+            }
+            Err(e) => {
+                metrics.quarantine(e.kind);
+                debug!(topic, reason = %e.kind, detail = %e.detail, "message quarantined");
+                quarantine_record(p, ct, m.received_at_ms, e.kind.as_str(), e.detail)
+            }
+        },
     };
-    match decoder.decode(topic, &p.payload, ct, m.received_at_ms) {
-        Ok(rec) => {
-            metrics.decoded.fetch_add(1, Relaxed);
-            Ok(rec.encode_to_vec())
-        }
-        Err(e) => {
-            metrics.quarantine(e.kind);
-            debug!(topic, reason = %e.kind, detail = %e.detail, "message quarantined");
-            Err(quarantine_bytes(
-                p,
-                ct,
-                m.received_at_ms,
-                e.kind.as_str(),
-                e.detail,
-            ))
-        }
+    if let Err(e) = batch.quarantine.push_with(|b| {
+        let _ = refused.encode(b);
+    }) {
+        // Cannot happen with max_packet_bytes below the frame limit (the
+        // config checks it); keep the message unacked rather than lose it.
+        error!(error = %e, "quarantine entry too large for the log");
     }
 }
 
@@ -274,10 +289,11 @@ async fn commit_loop(
     decoder: Arc<Decoder>,
     log: Arc<Log>,
     metrics: Arc<Metrics>,
-    max_batch: usize,
+    limits: CommitLimits,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut batch: Vec<Inbound> = Vec::with_capacity(max_batch);
+    let mut inbound: Vec<Inbound> = Vec::with_capacity(limits.max_records);
+    let mut batch = AppendBatch::new(Class::Ingest);
     loop {
         if *stop.borrow() {
             break;
@@ -286,61 +302,74 @@ async fn commit_loop(
             m = rx.recv() => match m { Some(m) => m, None => break },
             _ = stop.wait_for(|s| *s) => break,
         };
-        batch.push(first);
-        while batch.len() < max_batch {
+        decode_into(&decoder, &first, &metrics, &mut batch);
+        inbound.push(first);
+        // Group commit: whatever has arrived, up to the limits.
+        while inbound.len() < limits.max_records && batch.bytes() < limits.max_bytes {
             match rx.try_recv() {
-                Ok(m) => batch.push(m),
+                Ok(m) => {
+                    decode_into(&decoder, &m, &metrics, &mut batch);
+                    inbound.push(m);
+                }
                 Err(_) => break,
             }
         }
-        let mut records = Vec::with_capacity(batch.len());
-        let mut quarantine = Vec::new();
-        for m in &batch {
-            match decode_inbound(&decoder, m, &metrics) {
-                Ok(r) => records.push(r),
-                Err(q) => quarantine.push(q),
+        batch = match commit(&log, &metrics, batch, &mut stop).await {
+            Ok(b) => b,
+            Err(b) => {
+                // Shutdown while the log was full or failing: nothing was
+                // acked, the broker keeps the messages for the next session.
+                warn!(
+                    messages = inbound.len(),
+                    "shutdown before commit; messages left unacked for redelivery"
+                );
+                drop(b);
+                break;
             }
-        }
-        if !commit(&log, &metrics, records, quarantine, &mut stop).await {
-            // Shutdown while the log was full or failing: nothing was acked,
-            // the broker keeps the messages for the next session.
-            warn!(
-                messages = batch.len(),
-                "shutdown before commit; messages left unacked for redelivery"
-            );
-            break;
-        }
-        send_acks(&client, &session, &metrics, &batch);
-        batch.clear();
+        };
+        send_acks(&client, &session, &metrics, &inbound);
+        inbound.clear();
     }
     info!("ingest intake stopped");
 }
 
-/// Appends, waiting out a full or failing log. Returns false if shutdown
-/// came first.
+/// Limits of one group commit.
+#[derive(Clone, Copy, Debug)]
+pub struct CommitLimits {
+    /// Most messages.
+    pub max_records: usize,
+    /// Bytes after which no further message is taken.
+    pub max_bytes: u64,
+}
+
+/// Appends, waiting out a full or failing log. Returns the emptied batch,
+/// or (Err) the unwritten batch if shutdown came first.
 async fn commit(
     log: &Arc<Log>,
     metrics: &Metrics,
-    records: Vec<Vec<u8>>,
-    quarantine: Vec<Vec<u8>>,
+    mut batch: AppendBatch,
     stop: &mut watch::Receiver<bool>,
-) -> bool {
-    let records = Arc::new(records);
-    let quarantine = Arc::new(quarantine);
+) -> Result<AppendBatch, AppendBatch> {
     let mut full_logged = false;
     loop {
-        let (l, r, q) = (log.clone(), records.clone(), quarantine.clone());
-        let res = tokio::task::spawn_blocking(move || l.append(&r, &q)).await;
-        let wait = match res {
-            Ok(Ok(_)) => {
+        let reply = match log.append_async(batch).await {
+            Ok(r) => r,
+            Err(_) => {
+                error!("durable log writer gone; messages stay unacked");
+                return Err(AppendBatch::new(Class::Ingest));
+            }
+        };
+        batch = reply.batch;
+        let wait = match reply.result {
+            Ok(_) => {
                 metrics.log_commits.fetch_add(1, Relaxed);
                 if full_logged {
                     info!("durable log has space again; ingest resumed");
                 }
                 metrics.log_full.store(0, Relaxed);
-                return true;
+                return Ok(batch);
             }
-            Ok(Err(e @ LogError::Full { .. })) => {
+            Err(e @ LogError::Full { .. }) => {
                 metrics.log_full_events.fetch_add(1, Relaxed);
                 metrics.log_full.store(1, Relaxed);
                 if !full_logged {
@@ -349,18 +378,16 @@ async fn commit(
                 }
                 Duration::from_millis(200)
             }
-            Ok(Err(e)) => {
-                error!(error = %e, "durable log append failed; retrying, messages stay unacked");
-                Duration::from_secs(1)
-            }
             Err(e) => {
-                error!(error = %e, "durable log append task failed; retrying");
-                Duration::from_secs(1)
+                // The writer logs a storage error once per episode.
+                metrics.log_append_errors.fetch_add(1, Relaxed);
+                debug!(error = %e, "durable log append failed; retrying, messages stay unacked");
+                Duration::from_millis(500)
             }
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = stop.wait_for(|s| *s) => return false,
+            _ = stop.wait_for(|s| *s) => return Err(batch),
         }
     }
 }

@@ -1,23 +1,48 @@
 //! The durable local log between MQTT and everything else.
 //!
-//! Ingest appends each group of decoded records (and quarantined messages)
-//! in one `redb` write transaction with immediate durability (fsync) and only
-//! then acks the MQTT messages: a PUBACK means "on local disk". Consumers
-//! (the TSDB writer, the rule engine) each read from their own persisted
-//! cursor; records below every registered cursor are deleted. The log is
-//! bounded by `max_bytes` of unconsumed records: when an append would pass
-//! it, [`LogError::Full`] is returned and nothing is written, so ingest stops
-//! acking (backpressure to the broker) until a consumer catches up.
+//! Ingest hands each group of decoded records (and quarantined messages)
+//! to the log's single writer thread, which gives them offsets, appends
+//! them to the newest segment file as CRC-32C framed entries and
+//! `fdatasync`s once per group; only then does ingest ack the MQTT
+//! messages: a PUBACK means "on local disk". Consumers (the TSDB writer,
+//! the rule engine) read batches from their own cursor; whole segments are
+//! deleted once every saved cursor has passed them. The log is bounded by
+//! bytes held (unconsumed records plus the quarantine): an append that
+//! would pass the bound is refused with [`LogError::Full`] and nothing is
+//! written, so ingest stops acking (backpressure to the broker) until a
+//! consumer catches up.
 //!
-//! `redb` is copy-on-write with checksummed commits, so a SIGKILL at any
-//! instant leaves the last committed transaction intact and discards a torn
-//! one on the next open; the crash tests in `tests/` check exactly that.
+//! After a crash, the newest segment is verified frame by frame and cut at
+//! the first torn or damaged frame; everything before it was fsynced before
+//! it was acknowledged. The format and the recovery rules are in
+//! `docs/LOG.md`.
+//!
+//! Layout: [`frame`] (one entry on disk), [`segment`] (files and the
+//! scan), [`writer`] (the single writer and group commit), [`reader`]
+//! (batched reads), [`cursor`] (durable cursors), [`store`] (state, open and
+//! recovery, deletion, quarantine).
 
+pub mod cursor;
+pub mod frame;
+pub mod reader;
+pub mod segment;
 mod store;
+mod writer;
 
-pub use store::{Log, LogError, LogStats};
+pub use cursor::Position;
+pub use frame::{FrameBuf, Kind};
+pub use reader::{Batch, LogReader};
+pub use store::{
+    AppendBatch, AppendReply, Appended, Class, Durability, Log, LogError, LogOptions, LogStats,
+};
 
 /// Cursor name of the TSDB writer.
 pub const CURSOR_TSDB: &str = "tsdb";
 /// Cursor name of the rule engine.
 pub const CURSOR_RULES: &str = "rules";
+/// Every consumer of the log. Always open the log with all of them: a
+/// consumer left out does not hold back deletion.
+pub const CONSUMERS: [&str; 2] = [CURSOR_TSDB, CURSOR_RULES];
+
+#[cfg(test)]
+mod tests;

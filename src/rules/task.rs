@@ -31,7 +31,7 @@ use tracing::{error, info, warn};
 
 use super::{RuleConfig, RuleEngine};
 use crate::alert::{AckError, Alert, AlertEvent, AlertPolicy, AlertState, AlertStore};
-use crate::log::{Log, CURSOR_RULES};
+use crate::log::{Durability, Log, CURSOR_RULES};
 use crate::metrics::Metrics;
 use crate::notify::alertmanager::Alertmanager;
 use crate::notify::webhook::{Webhook, WebhookSettings};
@@ -379,6 +379,21 @@ pub async fn run(
         keep
     });
     let mut head_rx = log.subscribe_head();
+    let mut reader = match log.reader_at(t.offset) {
+        Ok(r) => r,
+        Err(e) => {
+            error!(error = %e, "rules cannot open the durable log at their offset");
+            return;
+        }
+    };
+    if reader.offset() != t.offset {
+        warn!(
+            snapshot = t.offset,
+            start = reader.offset(),
+            "rules snapshot offset is outside the log; starting at the nearest record kept"
+        );
+        t.offset = reader.offset();
+    }
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last_snapshot = tokio::time::Instant::now();
     let mut last_resend = tokio::time::Instant::now();
@@ -413,17 +428,12 @@ pub async fn run(
                 }
             }
         }
-        // Records.
-        let l = log.clone();
-        let from = t.offset;
-        let recs = tokio::task::spawn_blocking(move || l.read(from, 2000))
-            .await
-            .unwrap_or_else(|e| Err(crate::log::LogError::Storage(e.to_string())));
-        let got_records = match recs {
-            Ok(recs) => {
-                let n = recs.len();
-                for (off, bytes) in recs {
-                    if let Ok(rec) = pb::LogRecord::decode(bytes.as_slice()) {
+        // Records: a page-cache read of at most the reader's buffer, inline.
+        let got_records = match reader.read(2000) {
+            Ok(batch) => {
+                let n = batch.len();
+                for (off, bytes) in batch.iter() {
+                    if let Ok(rec) = pb::LogRecord::decode(bytes) {
                         let tr = t.engine.on_record(&rec, crate::ingest::now_ms());
                         if !tr.is_empty() {
                             events.extend(lock(&handle.store).apply_all(tr));
@@ -432,6 +442,24 @@ pub async fn run(
                     t.offset = off + 1;
                 }
                 n
+            }
+            Err(e @ crate::log::LogError::Corrupt { .. }) => {
+                error!(error = %e, "rules: durable log damaged; skipping to the next intact record");
+                match reader.skip_damaged() {
+                    Ok(lost) => {
+                        metrics
+                            .log_corrupt_records
+                            .fetch_add(lost.end - lost.start, Relaxed);
+                        error!(
+                            from = lost.start,
+                            to = lost.end,
+                            "rules: log records lost to damage"
+                        );
+                    }
+                    Err(e) => error!(error = %e, "rules: cannot skip the damaged log region"),
+                }
+                t.offset = reader.offset();
+                0
             }
             Err(e) => {
                 error!(error = %e, "rules cannot read the durable log");
@@ -529,9 +557,10 @@ pub async fn run(
                     let dir = t.dir.clone();
                     let l = log.clone();
                     let off = t.offset;
+                    let pos = reader.position();
                     let r = tokio::task::spawn_blocking(move || -> Result<(), String> {
                         write_snapshot(&dir, &snap).map_err(|e| e.to_string())?;
-                        l.commit_cursor(CURSOR_RULES, off)
+                        l.commit_cursor(CURSOR_RULES, pos, Durability::Now)
                             .map_err(|e| e.to_string())
                     })
                     .await;

@@ -21,7 +21,7 @@ use tracing::{debug, error, info, warn};
 use super::encode::encode_record;
 use super::writer::{WriteOutcome, Writer};
 use crate::ingest::backoff::Backoff;
-use crate::log::{Log, CURSOR_TSDB};
+use crate::log::{AppendBatch, Class, Durability, Log, LogError, CURSOR_TSDB};
 use crate::metrics::Metrics;
 use crate::pb;
 
@@ -34,7 +34,12 @@ pub struct Lines {
 
 impl Lines {
     fn push_record(&mut self, rec: &pb::LogRecord) -> Result<(), super::line_protocol::LineError> {
-        encode_record(rec, &mut self.body)?;
+        let start = self.body.len();
+        if let Err(e) = encode_record(rec, &mut self.body) {
+            // Never leave half a line behind for the next one.
+            self.body.truncate(start);
+            return Err(e);
+        }
         self.ends.push(self.body.len());
         Ok(())
     }
@@ -45,6 +50,18 @@ impl Lines {
             self.ends[r.start - 1]
         };
         &self.body[start..self.ends[r.end - 1]]
+    }
+    /// Line `i` (with its newline).
+    pub fn line(&self, i: usize) -> &str {
+        if i >= self.ends.len() {
+            return "";
+        }
+        self.slice(i..i + 1)
+    }
+    /// Drops every line, keeping the allocations.
+    pub fn clear(&mut self) {
+        self.body.clear();
+        self.ends.clear();
     }
     /// Number of lines.
     pub fn len(&self) -> usize {
@@ -63,8 +80,8 @@ pub enum BatchResult {
     Done {
         /// Lines stored.
         written: usize,
-        /// Lines refused by the server (quarantined).
-        rejected: Vec<(String, String)>,
+        /// Lines refused by the server: (line index, server's reason).
+        rejected: Vec<(usize, String)>,
     },
     /// Shutdown while still retrying; the cursor must stay.
     Interrupted,
@@ -77,7 +94,6 @@ pub async fn write_batch(
     metrics: &Metrics,
     backoff: &mut Backoff,
     stop: &mut watch::Receiver<bool>,
-    give_up_on_stop: bool,
 ) -> BatchResult {
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
     #[allow(clippy::single_range_in_vec_init)] // a work stack of ranges, not a range of indices
@@ -110,13 +126,13 @@ pub async fn write_batch(
                 }
                 WriteOutcome::TooLarge => {
                     rejected.push((
-                        lines.slice(r.clone()).to_owned(),
+                        r.start,
                         "single line larger than the server accepts (413)".to_owned(),
                     ));
                     break;
                 }
                 WriteOutcome::Rejected { reason } => {
-                    rejected.push((lines.slice(r.clone()).to_owned(), reason));
+                    rejected.push((r.start, reason));
                     break;
                 }
                 WriteOutcome::Retry { after, reason } => {
@@ -124,18 +140,35 @@ pub async fn write_batch(
                     metrics.tsdb_retryable_errors.fetch_add(1, Relaxed);
                     let delay = after.unwrap_or_else(|| backoff.next_delay(&mut rng));
                     warn!(writer = writer.name(), error = %reason, retry_in_ms = delay.as_millis() as u64, "tsdb write failed; data stays in the log");
-                    if give_up_on_stop && *stop.borrow() {
+                    // On shutdown a failing TSDB is not waited for: the
+                    // records stay in the durable log for the next start.
+                    if *stop.borrow() {
                         return BatchResult::Interrupted;
                     }
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
-                        _ = stop.wait_for(|s| *s), if give_up_on_stop => return BatchResult::Interrupted,
+                        _ = stop.wait_for(|s| *s) => return BatchResult::Interrupted,
                     }
                 }
             }
         }
     }
     BatchResult::Done { written, rejected }
+}
+
+/// One line (or record) the TSDB writer could not store: quarantined with
+/// the record's bytes.
+struct Refused {
+    /// Log offset of the record.
+    offset: u64,
+    /// The line, when one was built.
+    line: String,
+    /// `tsdb_rejected`, `cannot_encode` or `log_corrupt`.
+    reason: &'static str,
+    /// The server's message or the encoder's error.
+    detail: String,
+    /// The record, byte for byte (empty when the log itself lost it).
+    record: Vec<u8>,
 }
 
 /// Runs the writer until `stop`; then makes one last flush attempt within
@@ -150,13 +183,32 @@ pub async fn run(
     let mut head_rx = log.subscribe_head();
     let mut backoff = Backoff::new(settings.retry_min, settings.retry_max);
     let max = settings.batch_max_lines.get();
+    let mut reader = match log.reader(CURSOR_TSDB) {
+        Ok(r) => r,
+        Err(e) => {
+            error!(error = %e, "tsdb writer cannot open its log cursor");
+            return;
+        }
+    };
+    let mut lines = Lines::default();
+    // Line index -> log offset, to find a refused line's record.
+    let mut line_offsets: Vec<u64> = Vec::with_capacity(max);
     loop {
         let stopping = *stop.borrow();
-        let cursor = log.cursor(CURSOR_TSDB);
+        let cursor = reader.offset();
         let head = *head_rx.borrow_and_update();
         if head <= cursor {
             if stopping {
                 break;
+            }
+            // Caught up: save the lazily committed cursor now, so the
+            // segments behind it can be deleted while no batch comes to do
+            // it (a full log waits for exactly that).
+            if log.has_unsaved_cursor(CURSOR_TSDB) {
+                let l = log.clone();
+                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || l.flush_cursors()).await {
+                    error!(error = %e, "cannot save tsdb cursor");
+                }
             }
             tokio::select! {
                 _ = head_rx.changed() => {}
@@ -179,93 +231,199 @@ pub async fn run(
                 }
             }
         }
-        let l = log.clone();
-        let recs = match tokio::task::spawn_blocking(move || l.read(cursor, max)).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => {
+        lines.clear();
+        line_offsets.clear();
+        let mut refused: Vec<Refused> = Vec::new();
+        // A page-cache read of at most the reader's buffer: done inline.
+        let next = match reader.read(max) {
+            Ok(batch) => {
+                for (off, bytes) in batch.iter() {
+                    match pb::LogRecord::decode(bytes) {
+                        Ok(rec) => match lines.push_record(&rec) {
+                            Ok(()) => line_offsets.push(off),
+                            Err(e) => refused.push(Refused {
+                                offset: off,
+                                line: String::new(),
+                                reason: "cannot_encode",
+                                detail: format!("cannot encode as line protocol: {e}"),
+                                record: bytes.to_vec(),
+                            }),
+                        },
+                        Err(e) => refused.push(Refused {
+                            offset: off,
+                            line: String::new(),
+                            reason: "cannot_encode",
+                            detail: format!("log record does not decode: {e}"),
+                            record: bytes.to_vec(),
+                        }),
+                    }
+                }
+                if batch.is_empty() {
+                    continue;
+                }
+                batch.next
+            }
+            Err(e @ LogError::Corrupt { .. }) => {
+                error!(error = %e, "durable log damaged; skipping to the next intact record");
+                match reader.skip_damaged() {
+                    Ok(lost) if !lost.is_empty() => {
+                        metrics
+                            .log_corrupt_records
+                            .fetch_add(lost.end - lost.start, Relaxed);
+                        refused.push(Refused {
+                            offset: lost.start,
+                            line: String::new(),
+                            reason: "log_corrupt",
+                            detail: format!(
+                                "log offsets {}..{} unreadable: {e}",
+                                lost.start, lost.end
+                            ),
+                            record: Vec::new(),
+                        });
+                        reader.position()
+                    }
+                    Ok(_) => continue,
+                    Err(e) => {
+                        error!(error = %e, "cannot skip the damaged log region");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                }
+            }
+            Err(e) => {
                 error!(error = %e, "cannot read the durable log");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
-            Err(e) => {
-                error!(error = %e, "log read task failed");
-                continue;
-            }
         };
-        let Some(last) = recs.last().map(|r| r.0) else {
-            continue;
-        };
-        let mut lines = Lines::default();
-        let mut undecodable = Vec::new();
-        for (off, bytes) in &recs {
-            match pb::LogRecord::decode(bytes.as_slice()) {
-                Ok(rec) => {
-                    if let Err(e) = lines.push_record(&rec) {
-                        undecodable
-                            .push((format!("log offset {off}"), format!("cannot encode: {e}")));
-                    }
-                }
-                Err(e) => undecodable.push((
-                    format!("log offset {off}"),
-                    format!("corrupt log record: {e}"),
-                )),
-            }
-        }
         let res = if lines.is_empty() {
             BatchResult::Done {
                 written: 0,
                 rejected: Vec::new(),
             }
         } else {
-            write_batch(&writer, &lines, &metrics, &mut backoff, &mut stop, stopping).await
+            write_batch(&writer, &lines, &metrics, &mut backoff, &mut stop).await
         };
-        match res {
+        let written = match res {
             BatchResult::Interrupted => {
                 info!("tsdb writer stopping with unwritten records; they stay in the durable log");
-                return;
+                break;
             }
-            BatchResult::Done {
-                written,
-                mut rejected,
-            } => {
-                rejected.append(&mut undecodable);
-                if !rejected.is_empty() {
-                    let q: Vec<Vec<u8>> = rejected
-                        .iter()
-                        .map(|(line, reason)| {
-                            metrics.quarantine_tsdb_rejected();
-                            pb::QuarantineRecord {
-                                topic: String::new(),
-                                payload: line.clone().into_bytes(),
-                                content_type: "text/plain; influx line protocol".into(),
-                                reason: "tsdb_rejected".into(),
-                                detail: reason.clone(),
-                                received_at_unix_ms: crate::ingest::now_ms(),
-                            }
-                            .encode_to_vec()
-                        })
-                        .collect();
-                    warn!(
-                        lines = q.len(),
-                        "tsdb refused lines; quarantined, rest of the batch kept"
-                    );
-                    let l = log.clone();
-                    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || l.append(&[], &q)).await
-                    {
-                        error!(error = %e, "could not quarantine refused lines");
-                    }
+            BatchResult::Done { written, rejected } => {
+                for (i, reason) in rejected {
+                    let offset = line_offsets.get(i).copied().unwrap_or(0);
+                    refused.push(Refused {
+                        offset,
+                        line: lines.line(i).to_owned(),
+                        reason: "tsdb_rejected",
+                        detail: reason,
+                        record: record_at(&log, offset),
+                    });
                 }
-                metrics.tsdb_batches.fetch_add(1, Relaxed);
-                metrics.tsdb_points.fetch_add(written as u64, Relaxed);
-                let l = log.clone();
-                match tokio::task::spawn_blocking(move || l.commit_cursor(CURSOR_TSDB, last + 1))
-                    .await
-                {
-                    Ok(Ok(())) => debug!(next = last + 1, written, "tsdb cursor committed"),
-                    Ok(Err(e)) => {
-                        error!(error = %e, "cannot commit tsdb cursor; batch will be rewritten (idempotent)")
-                    }
-                    Err(e) => error!(error = %e, "cursor commit task failed"),
+                written
+            }
+        };
+        if !refused.is_empty() && !quarantine_refused(&log, &metrics, &refused, &mut stop).await {
+            info!("tsdb writer stopping before the refused lines were quarantined; they stay in the durable log");
+            break;
+        }
+        metrics.tsdb_batches.fetch_add(1, Relaxed);
+        metrics.tsdb_points.fetch_add(written as u64, Relaxed);
+        let l = log.clone();
+        // Lazy: the points are idempotent, so a crash at most rewrites what
+        // was written since the last save (log.cursor_sync).
+        match tokio::task::spawn_blocking(move || {
+            l.commit_cursor(CURSOR_TSDB, next, Durability::Lazy)
+        })
+        .await
+        {
+            Ok(Ok(())) => debug!(next = next.offset, written, "tsdb cursor committed"),
+            Ok(Err(e)) => {
+                error!(error = %e, "cannot save tsdb cursor; batch may be rewritten (idempotent)")
+            }
+            Err(e) => error!(error = %e, "cursor commit task failed"),
+        }
+    }
+    let l = log.clone();
+    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || l.flush_cursors()).await {
+        error!(error = %e, "cannot save log cursors at shutdown; some points will be rewritten");
+    }
+}
+
+/// The bytes of the record at `offset` (a rare path: a refused line).
+fn record_at(log: &Log, offset: u64) -> Vec<u8> {
+    let Ok(mut r) = log.reader_at(offset) else {
+        return Vec::new();
+    };
+    match r.read(1) {
+        Ok(b) => b
+            .iter()
+            .find(|(o, _)| *o == offset)
+            .map(|(_, p)| p.to_vec())
+            .unwrap_or_default(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Quarantines the refused lines through the log's writer, retrying until
+/// they are durable: the cursor must never pass a record that is neither
+/// stored nor quarantined. False if shutdown came first.
+async fn quarantine_refused(
+    log: &Arc<Log>,
+    metrics: &Metrics,
+    refused: &[Refused],
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    let mut batch = AppendBatch::new(Class::Internal);
+    let now = crate::ingest::now_ms();
+    for r in refused {
+        let q = pb::QuarantineRecord {
+            topic: String::new(),
+            payload: r.line.clone().into_bytes(),
+            content_type: "text/plain; influx line protocol".into(),
+            reason: r.reason.into(),
+            detail: r.detail.clone(),
+            received_at_unix_ms: now,
+            log_record: r.record.clone(),
+            log_offset: r.offset,
+        };
+        if let Err(e) = batch.quarantine.push_with(|b| {
+            let _ = q.encode(b);
+        }) {
+            error!(offset = r.offset, error = %e, "refused line too large to quarantine; dropped");
+        }
+    }
+    let mut logged = false;
+    loop {
+        let reply = match log.append_async(batch).await {
+            Ok(r) => r,
+            Err(_) => return false,
+        };
+        batch = reply.batch;
+        match reply.result {
+            Ok(_) => {
+                for r in refused {
+                    metrics.quarantine_tsdb_rejected();
+                    debug!(
+                        offset = r.offset,
+                        reason = r.reason,
+                        "refused line quarantined"
+                    );
+                }
+                warn!(
+                    lines = refused.len(),
+                    "tsdb refused lines; quarantined with their records, rest of the batch kept"
+                );
+                return true;
+            }
+            Err(e) => {
+                if !logged {
+                    error!(error = %e, "cannot quarantine refused lines; the tsdb cursor waits");
+                    logged = true;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = stop.wait_for(|s| *s) => return false,
                 }
             }
         }
