@@ -12,7 +12,6 @@
 //! All of it under `shutdown.deadline_ms`; past the deadline the process
 //! exits anyway, and nothing acked is lost because it is in the log.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -205,7 +204,7 @@ impl Running {
     /// this resolves, do not call [`Running::shutdown`].
     pub async fn stage_failed(&mut self) -> String {
         tokio::select! {
-            r = &mut self.ingest.poller => format!("mqtt poller stopped unexpectedly: {r:?}"),
+            r = &mut self.ingest.connection => format!("mqtt connection task stopped unexpectedly: {r:?}"),
             r = &mut self.ingest.committer => format!("ingest committer stopped unexpectedly: {r:?}"),
             r = &mut self.sink => format!("tsdb writer stopped unexpectedly: {r:?}"),
             r = &mut self.rules => format!("rule engine stopped unexpectedly: {r:?}"),
@@ -216,7 +215,7 @@ impl Running {
     pub async fn shutdown(self) {
         let deadline = self.deadline;
         let Running {
-            metrics,
+            metrics: _,
             stop_intake,
             stop_sink,
             stop_poll,
@@ -232,15 +231,10 @@ impl Running {
         let ordered = async {
             info!("shutdown: stop intake, commit, final acks");
             let _ = stop_intake.send(true);
+            // The committer hands its final acks to the connection before
+            // it ends; the connection writes them in order, before the
+            // DISCONNECT queued behind them below.
             let _ = ingest.committer.await;
-            let wanted = metrics.acks.load(Relaxed);
-            let t0 = tokio::time::Instant::now();
-            while ingest.session.acks_flushed.load(Relaxed) < wanted
-                && ingest.session.connected.load(Relaxed)
-                && t0.elapsed() < Duration::from_secs(3)
-            {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
             info!("shutdown: rules catch up and snapshot; flush tsdb writes");
             let _ = stop_rules.send(true);
             let _ = stop_sink.send(true);
@@ -250,17 +244,17 @@ impl Running {
                 let _ = s.await;
             }
             info!("shutdown: disconnect");
-            let _ = ingest.client.try_disconnect();
-            if tokio::time::timeout(Duration::from_secs(2), async {
-                // The poller ends when DISCONNECT is written.
-                while !ingest.poller.is_finished() {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            })
-            .await
-            .is_err()
+            // Queued behind the final acks, so they are written first.
+            let _ = ingest
+                .control
+                .send(crate::ingest::connection::ToConnection::Disconnect);
+            let mut connection = ingest.connection;
+            if tokio::time::timeout(Duration::from_secs(2), &mut connection)
+                .await
+                .is_err()
             {
                 let _ = stop_poll.send(true);
+                let _ = connection.await;
             }
             let _ = stop_http.send(true);
             if let Some(h) = http {

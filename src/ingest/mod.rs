@@ -1,33 +1,33 @@
-//! MQTT 5 ingest: session, decode, durable commit, ordered acks.
+//! MQTT 5 ingest: connection, decode, durable commit, ordered acks.
 //!
-//! Two tasks. The **poller** owns rumqttc's event loop and does nothing but
-//! poll it (it must never block), forwarding publishes tagged with the
-//! connection *epoch*. The **committer** takes whatever has arrived (group
-//! commit), decodes each message (good → record, bad → quarantine), appends
-//! them in one fsynced log transaction and only then acks them, in receipt
-//! order. The flow is bounded by the Receive Maximum the broker must honour,
-//! which is why the poller → committer channel needs no other bound.
+//! Two tasks. The **connection** (`connection.rs`) owns the socket: it reads
+//! publishes in bunches, tags each with the *epoch* of its connection, and
+//! writes PUBACKs when told to. The **committer** takes whatever has
+//! arrived (group commit, up to `log.commit_max_records` messages or
+//! `log.commit_max_bytes`), decodes each message (good → record, bad →
+//! quarantine with the precise reason), appends them to the durable log in
+//! one fsynced group and only then sends their acks to the connection, in
+//! receipt order. The flow is bounded by the Receive Maximum the broker must
+//! honour, which is why the connection → committer channel needs no other
+//! bound.
 //!
-//! No stale ack: a PUBACK carries only a packet id, so an ack for a message
-//! of a dead connection could acknowledge a different message on the next
-//! one. On a connection error the poller bumps the epoch and purges queued
-//! acks (`EventLoop::clean`) under a write lock; the committer checks the
-//! epoch and enqueues acks under the read lock, so an ack is either sent on
-//! the connection its message came from or not at all (the broker then
-//! redelivers it, and the duplicate is harmless: points are idempotent).
+//! An ack reaches only the connection its message came from (see the
+//! connection's epoch check); a message of a dead connection stays unacked
+//! and the broker redelivers it — a duplicate is harmless, points are
+//! idempotent.
 
 pub mod backoff;
+pub mod connection;
 pub mod session;
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prost::Message;
-use rumqttc::v5::mqttbytes::v5::{Packet, Publish};
+use rumqttc::v5::mqttbytes::v5::Publish;
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::{AsyncClient, Event, EventLoop};
-use rumqttc::Outgoing;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
@@ -36,6 +36,7 @@ use crate::decode::Decoder;
 use crate::log::{AppendBatch, Class, Log, LogError};
 use crate::metrics::Metrics;
 use crate::pb;
+use connection::ToConnection;
 
 /// Wall-clock now in Unix ms.
 pub fn now_ms() -> i64 {
@@ -45,22 +46,21 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// State shared by poller and committer.
+/// State shared by the connection and the rest of the service.
+#[derive(Debug, Default)]
 pub struct Session {
-    /// Connection epoch; bumped on every connection loss.
-    epoch: AtomicU64,
-    /// Held for reading while acks are enqueued, for writing while the
-    /// epoch changes and queued acks are purged.
-    ack_gate: RwLock<()>,
-    /// PUBACKs actually written to the socket.
+    /// Connection epoch; a new connection gets the next one.
+    pub epoch: AtomicU64,
+    /// PUBACKs written to the socket.
     pub acks_flushed: AtomicU64,
-    /// True after CONNACK, false after an error.
+    /// True after CONNACK, false once the connection is lost.
     pub connected: AtomicBool,
 }
 
 /// A publish with the epoch of the connection it arrived on.
+#[derive(Debug)]
 pub struct Inbound {
-    /// The packet (kept whole for the ack).
+    /// The packet (its packet id is what the ack carries).
     pub publish: Publish,
     /// Connection epoch at receipt.
     pub epoch: u64,
@@ -70,18 +70,20 @@ pub struct Inbound {
 
 /// Handles returned by [`start`].
 pub struct Ingest {
-    /// The MQTT client (for disconnect).
-    pub client: AsyncClient,
     /// Shared session state.
     pub session: Arc<Session>,
-    /// Poller task.
-    pub poller: tokio::task::JoinHandle<()>,
-    /// Committer task; finishes after its final acks.
+    /// To the connection (shutdown sends `Disconnect` here).
+    pub control: mpsc::UnboundedSender<ToConnection>,
+    /// Connection task; ends after DISCONNECT (or a hard stop).
+    pub connection: tokio::task::JoinHandle<()>,
+    /// Committer task; ends after its final acks are handed over.
     pub committer: tokio::task::JoinHandle<()>,
 }
 
-/// Starts the poller and committer. `stop_intake` ends the committer after
-/// it has committed and acked what it holds; `stop_poll` ends the poller.
+/// Starts the connection and the committer. `stop_intake` ends the
+/// committer after it has committed and handed over the acks of what it
+/// holds; `stop_poll` ends the connection at once (a hard stop, for when
+/// the DISCONNECT cannot be sent).
 pub fn start(
     settings: &MqttSettings,
     decoder: Arc<Decoder>,
@@ -91,27 +93,21 @@ pub fn start(
     stop_intake: watch::Receiver<bool>,
     stop_poll: watch::Receiver<bool>,
 ) -> Result<Ingest, session::SessionError> {
-    let opts = session::mqtt_options(settings)?;
-    // Request channel sized above Receive Maximum: at most that many acks
-    // can be outstanding, so try_ack never finds it full.
-    let cap = usize::from(settings.receive_maximum) + 64;
-    let (client, eventloop) = AsyncClient::new(opts, cap);
-    let session = Arc::new(Session::new());
+    let connector = connection::Connector::new(settings)?;
+    let session = Arc::new(Session::default());
     let (tx, rx) = mpsc::unbounded_channel();
-    let poller = tokio::spawn(poll_loop(
-        eventloop,
-        client.clone(),
-        settings.subscribe.clone(),
+    let (control, control_rx) = mpsc::unbounded_channel();
+    let connection = tokio::spawn(connection::run(
+        connector,
         tx,
+        control_rx,
         session.clone(),
         metrics.clone(),
-        backoff::Backoff::new(settings.reconnect_min, settings.reconnect_max),
         stop_poll,
     ));
     let committer = tokio::spawn(commit_loop(
         rx,
-        client.clone(),
-        session.clone(),
+        control.clone(),
         decoder,
         log,
         metrics,
@@ -119,89 +115,11 @@ pub fn start(
         stop_intake,
     ));
     Ok(Ingest {
-        client,
         session,
-        poller,
+        control,
+        connection,
         committer,
     })
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn poll_loop(
-    mut eventloop: EventLoop,
-    client: AsyncClient,
-    filters: Vec<String>,
-    tx: mpsc::UnboundedSender<Inbound>,
-    session: Arc<Session>,
-    metrics: Arc<Metrics>,
-    mut backoff: backoff::Backoff,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
-    loop {
-        let ev = tokio::select! {
-            ev = eventloop.poll() => ev,
-            _ = stop.wait_for(|s| *s) => break,
-        };
-        match ev {
-            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                session.connected.store(true, SeqCst);
-                metrics.mqtt_connected.store(1, Relaxed);
-                backoff.reset();
-                info!(session_present = ack.session_present, "mqtt connected");
-                for f in &filters {
-                    if let Err(e) = client.try_subscribe(f.clone(), QoS::AtLeastOnce) {
-                        error!(filter = %f, error = %e, "mqtt subscribe request failed");
-                    }
-                }
-            }
-            Ok(Event::Incoming(Packet::Publish(p))) => {
-                let epoch = session.epoch.load(SeqCst);
-                if tx
-                    .send(Inbound {
-                        publish: p,
-                        epoch,
-                        received_at_ms: now_ms(),
-                    })
-                    .is_err()
-                {
-                    // Committer gone (shutdown): leave the message unacked;
-                    // the broker redelivers it to the next session.
-                    debug!("publish after intake stopped; left for redelivery");
-                }
-            }
-            Ok(Event::Incoming(Packet::SubAck(s))) => {
-                debug!(reasons = ?s.return_codes, "mqtt subscribed");
-            }
-            Ok(Event::Outgoing(Outgoing::PubAck(_))) => {
-                session.acks_flushed.fetch_add(1, Relaxed);
-            }
-            Ok(Event::Outgoing(Outgoing::Disconnect)) => {
-                info!("mqtt disconnect sent");
-                break;
-            }
-            Ok(_) => {}
-            Err(e) => {
-                // Purge acks queued for the dead connection.
-                session.connection_lost(|| eventloop.clean());
-                let was = session.connected.swap(false, SeqCst);
-                metrics.mqtt_connected.store(0, Relaxed);
-                metrics.mqtt_connection_errors.fetch_add(1, Relaxed);
-                let delay = backoff.next_delay(&mut rng);
-                if was {
-                    warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "mqtt connection lost; unacked messages will be redelivered");
-                } else {
-                    warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "mqtt connect failed");
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = stop.wait_for(|s| *s) => break,
-                }
-            }
-        }
-    }
-    session.connected.store(false, SeqCst);
-    metrics.mqtt_connected.store(0, Relaxed);
 }
 
 fn quarantine_record(
@@ -281,54 +199,52 @@ pub fn decode_into(decoder: &Decoder, m: &Inbound, metrics: &Metrics, batch: &mu
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn commit_loop(
-    mut rx: mpsc::UnboundedReceiver<Inbound>,
-    client: AsyncClient,
-    session: Arc<Session>,
+    mut rx: mpsc::UnboundedReceiver<Vec<Inbound>>,
+    control: mpsc::UnboundedSender<ToConnection>,
     decoder: Arc<Decoder>,
     log: Arc<Log>,
     metrics: Arc<Metrics>,
     limits: CommitLimits,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut inbound: Vec<Inbound> = Vec::with_capacity(limits.max_records);
+    // Arrived but not yet in a group.
+    let mut waiting: VecDeque<Inbound> = VecDeque::new();
+    let mut group: Vec<Inbound> = Vec::with_capacity(limits.max_records);
     let mut batch = AppendBatch::new(Class::Ingest);
     loop {
         if *stop.borrow() {
             break;
         }
-        let first = tokio::select! {
-            m = rx.recv() => match m { Some(m) => m, None => break },
-            _ = stop.wait_for(|s| *s) => break,
-        };
-        decode_into(&decoder, &first, &metrics, &mut batch);
-        inbound.push(first);
-        // Group commit: whatever has arrived, up to the limits.
-        while inbound.len() < limits.max_records && batch.bytes() < limits.max_bytes {
-            match rx.try_recv() {
-                Ok(m) => {
-                    decode_into(&decoder, &m, &metrics, &mut batch);
-                    inbound.push(m);
-                }
-                Err(_) => break,
+        if waiting.is_empty() {
+            tokio::select! {
+                m = rx.recv() => match m { Some(m) => waiting.extend(m), None => break },
+                _ = stop.wait_for(|s| *s) => break,
             }
+        }
+        // Group commit: whatever has arrived, up to the limits.
+        while let Ok(m) = rx.try_recv() {
+            waiting.extend(m);
+        }
+        while group.len() < limits.max_records && batch.bytes() < limits.max_bytes {
+            let Some(m) = waiting.pop_front() else { break };
+            decode_into(&decoder, &m, &metrics, &mut batch);
+            group.push(m);
         }
         batch = match commit(&log, &metrics, batch, &mut stop).await {
             Ok(b) => b,
-            Err(b) => {
+            Err(_) => {
                 // Shutdown while the log was full or failing: nothing was
                 // acked, the broker keeps the messages for the next session.
                 warn!(
-                    messages = inbound.len(),
+                    messages = group.len() + waiting.len(),
                     "shutdown before commit; messages left unacked for redelivery"
                 );
-                drop(b);
                 break;
             }
         };
-        send_acks(&client, &session, &metrics, &inbound);
-        inbound.clear();
+        send_acks(&control, &group);
+        group.clear();
     }
     info!("ingest intake stopped");
 }
@@ -392,186 +308,26 @@ async fn commit(
     }
 }
 
-/// Where acks go: the MQTT client, or a recorder in tests.
-pub trait AckSink {
-    /// Queues a PUBACK for `p`.
-    fn try_ack(&self, p: &Publish) -> Result<(), String>;
-}
-
-impl AckSink for AsyncClient {
-    fn try_ack(&self, p: &Publish) -> Result<(), String> {
-        AsyncClient::try_ack(self, p).map_err(|e| e.to_string())
-    }
-}
-
-impl Session {
-    /// A fresh session state at epoch 0, disconnected.
-    pub fn new() -> Self {
-        Session {
-            epoch: AtomicU64::new(0),
-            ack_gate: RwLock::new(()),
-            acks_flushed: AtomicU64::new(0),
-            connected: AtomicBool::new(false),
-        }
-    }
-
-    /// Current connection epoch.
-    pub fn epoch(&self) -> u64 {
-        self.epoch.load(SeqCst)
-    }
-
-    /// Marks the connection lost: bumps the epoch and runs `purge` (which
-    /// drops acks already queued) while no ack can be enqueued.
-    pub fn connection_lost(&self, purge: impl FnOnce()) {
-        let _g = self.ack_gate.write().unwrap_or_else(|p| p.into_inner());
-        self.epoch.fetch_add(1, SeqCst);
-        purge();
-    }
-}
-
-impl Default for Session {
-    fn default() -> Self {
-        Session::new()
-    }
-}
-
-/// Acks a committed batch in receipt order, skipping QoS 0 and every message
-/// that arrived on an earlier connection.
-pub fn send_acks(client: &impl AckSink, session: &Session, metrics: &Metrics, batch: &[Inbound]) {
-    let _g = session.ack_gate.read().unwrap_or_else(|p| p.into_inner());
-    let epoch = session.epoch.load(SeqCst);
-    for m in batch {
-        if m.publish.qos == QoS::AtMostOnce {
-            continue;
-        }
-        if m.epoch != epoch {
-            metrics.acks_stale_dropped.fetch_add(1, Relaxed);
-            continue;
-        }
-        match client.try_ack(&m.publish) {
-            Ok(()) => {
-                metrics.acks.fetch_add(1, Relaxed);
+/// Hands the acks of a committed group to the connection, in receipt
+/// order, one batch per run of messages of the same connection; QoS 0
+/// messages need none.
+pub fn send_acks(control: &mpsc::UnboundedSender<ToConnection>, group: &[Inbound]) {
+    let mut i = 0;
+    while i < group.len() {
+        let epoch = group[i].epoch;
+        let mut pkids = Vec::new();
+        while i < group.len() && group[i].epoch == epoch {
+            if group[i].publish.qos != QoS::AtMostOnce {
+                pkids.push(group[i].publish.pkid);
             }
-            Err(e) => {
-                metrics.acks_stale_dropped.fetch_add(1, Relaxed);
-                warn!(error = %e, "ack not queued; broker will redeliver");
-            }
+            i += 1;
+        }
+        if !pkids.is_empty() && control.send(ToConnection::Acks { epoch, pkids }).is_err() {
+            debug!("connection gone; acks dropped, the broker redelivers");
+            return;
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::Mutex;
-
-    #[derive(Default)]
-    struct Recorder(Mutex<Vec<u16>>);
-    impl AckSink for Recorder {
-        fn try_ack(&self, p: &Publish) -> Result<(), String> {
-            self.0.lock().unwrap().push(p.pkid);
-            Ok(())
-        }
-    }
-
-    fn inbound(pkid: u16, qos: QoS, epoch: u64) -> Inbound {
-        let mut p = Publish::new("wastewatch/v1/s/bin/d/telemetry", qos, vec![1u8], None);
-        p.pkid = pkid;
-        Inbound {
-            publish: p,
-            epoch,
-            received_at_ms: 0,
-        }
-    }
-
-    #[test]
-    fn acks_go_out_in_receipt_order_and_skip_qos0() {
-        let (rec, session, m) = (Recorder::default(), Session::new(), Metrics::default());
-        let batch = [
-            inbound(5, QoS::AtLeastOnce, 0),
-            inbound(0, QoS::AtMostOnce, 0),
-            inbound(3, QoS::AtLeastOnce, 0),
-            inbound(9, QoS::AtLeastOnce, 0),
-        ];
-        send_acks(&rec, &session, &m, &batch);
-        assert_eq!(*rec.0.lock().unwrap(), vec![5, 3, 9]);
-        assert_eq!(m.acks.load(Relaxed), 3);
-    }
-
-    #[test]
-    fn no_ack_is_sent_for_a_message_of_an_earlier_connection() {
-        let (rec, session, m) = (Recorder::default(), Session::new(), Metrics::default());
-        let old = [
-            inbound(1, QoS::AtLeastOnce, 0),
-            inbound(2, QoS::AtLeastOnce, 0),
-        ];
-        let mut purged = false;
-        session.connection_lost(|| purged = true);
-        assert!(purged, "queued acks are purged under the gate");
-        let new = [inbound(1, QoS::AtLeastOnce, 1)];
-        send_acks(&rec, &session, &m, &old);
-        send_acks(&rec, &session, &m, &new);
-        assert_eq!(
-            *rec.0.lock().unwrap(),
-            vec![1],
-            "only the message of the live connection is acked"
-        );
-        assert_eq!(m.acks_stale_dropped.load(Relaxed), 2);
-    }
-
-    #[test]
-    fn an_ack_racing_a_connection_loss_is_either_purged_or_skipped() {
-        // Many threads ack while the connection is lost repeatedly: every ack
-        // enqueued under epoch e is either purged by the loss that ends e or
-        // was enqueued before it; none is enqueued after its epoch ended.
-        use std::sync::atomic::AtomicUsize;
-        struct Checker<'a> {
-            session: &'a Session,
-            late: AtomicUsize,
-            queued: Mutex<Vec<u64>>,
-        }
-        impl AckSink for Checker<'_> {
-            fn try_ack(&self, p: &Publish) -> Result<(), String> {
-                if u64::from(p.pkid) != self.session.epoch() {
-                    self.late.fetch_add(1, SeqCst);
-                }
-                self.queued.lock().unwrap().push(u64::from(p.pkid));
-                Ok(())
-            }
-        }
-        let session = Session::new();
-        let checker = Checker {
-            session: &session,
-            late: AtomicUsize::new(0),
-            queued: Mutex::new(Vec::new()),
-        };
-        let m = Metrics::default();
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                for _ in 0..200 {
-                    session.connection_lost(|| checker.queued.lock().unwrap().clear());
-                    std::thread::yield_now();
-                }
-            });
-            for _ in 0..2 {
-                s.spawn(|| {
-                    for _ in 0..2000 {
-                        let e = session.epoch();
-                        // pkid carries the epoch the message arrived on.
-                        send_acks(
-                            &checker,
-                            &session,
-                            &m,
-                            &[inbound(e as u16, QoS::AtLeastOnce, e)],
-                        );
-                    }
-                });
-            }
-        });
-        assert_eq!(
-            checker.late.load(SeqCst),
-            0,
-            "an ack was enqueued after its connection ended"
-        );
-    }
-}
+mod tests;

@@ -1,14 +1,13 @@
-//! MQTT 5 session options for the ingest client: QoS 1 with manual acks, a
-//! persistent session (clean start off, non-zero expiry, fixed client id),
-//! a large Receive Maximum, optional TLS (rustls) and credentials.
+//! Connection security of the ingest client: TLS (rustls, pure Rust) with
+//! the CA from `mqtt.ca_file`. The session itself (MQTT 5, clean start off,
+//! non-zero session expiry, fixed client id, large Receive Maximum, manual
+//! acks) is set up by `connection.rs`.
 
-use std::time::Duration;
+use std::path::Path;
+use std::sync::Arc;
 
-use rumqttc::v5::mqttbytes::v5::ConnectProperties;
-use rumqttc::v5::MqttOptions;
-use rumqttc::{TlsConfiguration, Transport};
-
-use crate::config::MqttSettings;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::CertificateDer;
 
 /// Errors building the session.
 #[derive(Debug, thiserror::Error)]
@@ -21,36 +20,50 @@ pub enum SessionError {
         /// Cause.
         source: std::io::Error,
     },
+    /// The CA file holds no usable certificate.
+    #[error("mqtt.ca_file {path} holds no usable PEM certificate: {detail}")]
+    BadCa {
+        /// Path.
+        path: String,
+        /// What was wrong.
+        detail: String,
+    },
 }
 
-/// Builds rumqttc options from validated settings.
-pub fn mqtt_options(s: &MqttSettings) -> Result<MqttOptions, SessionError> {
-    let mut o = MqttOptions::new(s.client_id.clone(), s.host.clone(), s.port);
-    o.set_keep_alive(s.keep_alive);
-    o.set_clean_start(false);
-    o.set_manual_acks(true);
-    let mut props = ConnectProperties::new();
-    props.session_expiry_interval = Some(s.session_expiry_s);
-    props.receive_maximum = Some(s.receive_maximum);
-    props.max_packet_size = Some(s.max_packet_bytes);
-    o.set_connect_properties(props);
-    o.set_connection_timeout(10);
-    if let Some((user, pass)) = &s.credentials {
-        o.set_credentials(user.clone(), pass.expose().to_owned());
-    }
-    if let Some(path) = &s.tls {
-        let ca = std::fs::read(path).map_err(|source| SessionError::CaFile {
-            path: path.display().to_string(),
-            source,
+/// A TLS connector trusting only the certificates in `ca`.
+pub fn tls_connector(ca: &Path) -> Result<tokio_rustls::TlsConnector, SessionError> {
+    let path = ca.display().to_string();
+    let pem = std::fs::read(ca).map_err(|source| SessionError::CaFile {
+        path: path.clone(),
+        source,
+    })?;
+    let mut roots = rustls::RootCertStore::empty();
+    let mut n = 0;
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| SessionError::BadCa {
+            path: path.clone(),
+            detail: e.to_string(),
         })?;
-        let tls = TlsConfiguration::Simple {
-            ca,
-            alpn: None,
-            client_auth: None,
-        };
-        o.set_transport(Transport::tls_with_config(tls));
+        roots.add(cert).map_err(|e| SessionError::BadCa {
+            path: path.clone(),
+            detail: e.to_string(),
+        })?;
+        n += 1;
     }
-    // Never throttle re-sending of the pending queue after a reconnect.
-    o.set_pending_throttle(Duration::ZERO);
-    Ok(o)
+    if n == 0 {
+        return Err(SessionError::BadCa {
+            path,
+            detail: "no CERTIFICATE block".into(),
+        });
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| SessionError::BadCa {
+            path: path.clone(),
+            detail: e.to_string(),
+        })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
