@@ -2,7 +2,13 @@
 //! loads the zone, runs the fleet against an MQTT broker (or dry, without
 //! one), prints a progress line on stderr every second and the summary as
 //! JSON on stdout. `gen-zone` writes a zone with synthetic devices for load
-//! tests. See README.md and SCENARIOS.md next to this crate.
+//! tests; `capture` writes the fleet's messages to a file without a broker
+//! and `replay` publishes such a file at a fixed rate (`capture.rs`,
+//! `replay.rs`; used by scripts/bench-e2e.sh). See README.md and
+//! SCENARIOS.md next to this crate.
+
+mod capture;
+mod replay;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -35,6 +41,10 @@ enum Cmd {
     GenZone(GenZoneArgs),
     /// List the scenarios.
     Scenarios,
+    /// Write N messages of the simulated fleet to a file, without a broker.
+    Capture(capture::CaptureArgs),
+    /// Publish a capture file at a fixed rate (QoS 1) and count the PUBACKs.
+    Replay(replay::ReplayArgs),
     /// The whole pipeline in one process: embedded MQTT 5 broker, the
     /// wastewatch service and this fleet (`wastewatch::demo::run`).
     Demo(DemoArgs),
@@ -310,6 +320,8 @@ async fn main() -> anyhow::Result<()> {
             })
             .await
         }
+        Some(Cmd::Capture(c)) => capture::capture(c),
+        Some(Cmd::Replay(r)) => replay::replay(r).await,
         Some(Cmd::Scenarios) => {
             for s in Scenario::ALL {
                 println!("{:<22} {}", s.as_str(), s.summary());
