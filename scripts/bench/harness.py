@@ -664,7 +664,17 @@ def report(h, rows, machine, capture):
         "Machine: %s CPUs (`nproc`), %s, Linux %s. Load average at the start: %.2f."
         % (machine["nproc"], machine["cpu"], machine["kernel"], h.load_at_start)
     )
-    L.append("At the start, %s." % describe_broker(h.broker_at_start))
+    L.append(
+        "At the start, %s%s."
+        % (
+            describe_broker(h.broker_at_start),
+            " (other sessions get copies of the messages and the broker saves all it holds every 10 s: "
+            "expect more broker CPU than on a fresh broker, see --fresh-broker)"
+            if h.broker_at_start.get("clients/total", 0) - h.broker_at_start.get("clients/connected", 0) > 0
+            or h.broker_at_start.get("store/messages/count", 0) > 10000
+            else "",
+        )
+    )
     L.append(
         "Servers: Mosquitto (%s, deploy/mosquitto/wastewatch.conf via scripts/services.sh), %s (%s). "
         "git %s. Python %s." % (h.versions["mosquitto"], h.tsdb.name, h.versions["tsdb"], h.versions["git"], platform.python_version())
@@ -821,11 +831,13 @@ def main():
     machine = machine_info()
     h.broker_at_start = broker_state(h.mqtt_host, h.mqtt_port)
     stale = h.broker_at_start.get("clients/total", 0) - h.broker_at_start.get("clients/connected", 0)
-    if stale > 0:
+    held = h.broker_at_start.get("store/messages/count", 0)
+    if stale > 0 or held > 10000:
         log(
             "WARNING: %s. Disconnected sessions subscribed to %s are sent a copy of every benchmark message, "
-            "which costs the broker CPU and memory; for clean numbers use --fresh-broker (restarts the shared "
-            "test broker with empty persistence)." % (describe_broker(h.broker_at_start), TOPIC)
+            "and the broker writes everything it holds to disk every autosave_interval (10 s), both costing "
+            "broker CPU during the runs; for clean numbers use --fresh-broker (restarts the shared test broker "
+            "with empty persistence)." % (describe_broker(h.broker_at_start), TOPIC)
         )
     rates = [int(float(r)) for r in a.rates.split(",") if r.strip()]
     subs = [s.strip() for s in a.subscribers.split(",") if s.strip()]
