@@ -190,6 +190,7 @@ impl Fleet {
                 time_unix_ms: T0,
                 clock_check: ClockCheck::Ok as i32,
                 from_json: false,
+                alert: None,
             });
         }
         Self {

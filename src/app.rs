@@ -1,31 +1,53 @@
-//! Wiring of `wastewatch run`: opens the registry and the log, starts the
-//! stage tasks, and shuts them down in the documented order:
+//! Wiring of `wastewatch run`: opens the registry and the log, restores the
+//! rule and alert state, starts one task per stage joined by bounded
+//! channels, and shuts them down in the documented order (each step its own
+//! `CancellationToken`, each stage awaited before the next is told):
 //!
-//! 1. **stop intake** — the committer takes no new message;
-//! 2. **commit** — what it holds is appended to the log (fsync);
-//! 3. **final acks** — those messages are acked, and we wait until the acks
-//!    are on the wire;
-//! 4. **flush writes** — the TSDB writer drains the log once more; what it
-//!    cannot write stays in the log for the next start;
-//! 5. **disconnect** — MQTT DISCONNECT, then the HTTP server stops.
+//! 1. **stop intake** — the committer takes no new message, appends what it
+//!    holds (fsync) and hands those acks to the connection;
+//! 2. **rules catch up** — the rules shell reads to the head and sends its
+//!    last checkpoint; the alert stage appends its last alert records,
+//!    dispatch saves its outboxes, the snapshot is written;
+//! 3. **flush writes** — the TSDB writer drains the log once more (alert
+//!    records included); what it cannot write stays in the log;
+//! 4. **notifications** — dispatch saves its outboxes and stops;
+//! 5. **disconnect** — the final acks, then MQTT DISCONNECT, then the HTTP
+//!    server stops.
 //!
 //! All of it under `shutdown.deadline_ms`; past the deadline the process
 //! exits anyway, and nothing acked is lost because it is in the log.
+//!
+//! The stages and the channels between them: docs/ARCHITECTURE.md.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::alert::stage::{AlertsHandle, Stage, StageSettings};
+use crate::alert::AlertStore;
+use crate::clock::Clock;
 use crate::config::{Settings, TsdbTarget};
 use crate::decode::Decoder;
-use crate::log::Log;
+use crate::log::{Log, CURSOR_RULES};
 use crate::metrics::Metrics;
+use crate::notify::dispatch::{self, Receivers};
 use crate::registry::Registry;
-use crate::rules::task::{AlertTask, AlertsHandle};
+use crate::rules::snapshot::{self, Checkpoint};
+use crate::rules::RuleEngine;
 use crate::sink::writer::Writer;
+
+/// Capacity of the rules → alert stage channel (batches of transitions).
+/// Full: the rules shell waits (it only delays reading the log).
+const RULES_QUEUE: usize = 64;
+/// Capacity of the alert stage → dispatch channel. Full: the alert stage
+/// waits; dispatch only queues, so it drains at once.
+const NOTIFY_QUEUE: usize = 1024;
+/// Acknowledgements waiting for the alert stage. Full: the API answers 503.
+const ACK_QUEUE: usize = 256;
 
 /// Handles of a running pipeline.
 pub struct Running {
@@ -37,17 +59,26 @@ pub struct Running {
     pub http_addr: Option<std::net::SocketAddr>,
     /// Alert store and event stream.
     pub alerts: AlertsHandle,
-    stop_rules: watch::Sender<bool>,
-    rules: tokio::task::JoinHandle<()>,
-    stop_intake: watch::Sender<bool>,
-    stop_sink: watch::Sender<bool>,
-    stop_poll: watch::Sender<bool>,
-    stop_http: watch::Sender<bool>,
     ingest: crate::ingest::Ingest,
-    sink: tokio::task::JoinHandle<()>,
-    stats: Option<tokio::task::JoinHandle<()>>,
-    http: Option<tokio::task::JoinHandle<()>>,
+    rules: JoinHandle<()>,
+    stage: JoinHandle<()>,
+    dispatch: JoinHandle<()>,
+    sink: JoinHandle<()>,
+    stats: Option<JoinHandle<()>>,
+    http: Option<JoinHandle<()>>,
+    stop: Stops,
     deadline: Duration,
+}
+
+/// One token per shutdown step.
+#[derive(Default)]
+struct Stops {
+    intake: CancellationToken,
+    rules: CancellationToken,
+    sink: CancellationToken,
+    dispatch: CancellationToken,
+    connection: CancellationToken,
+    http: CancellationToken,
 }
 
 /// Loads the registry named in the settings.
@@ -55,16 +86,59 @@ pub fn load_registry(settings: &Settings) -> anyhow::Result<Registry> {
     Registry::load_dir(&settings.registry_dir).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-/// Selects the process-wide rustls crypto provider. Two providers are
-/// compiled in (rumqttc brings aws-lc-rs, reqwest brings ring), and rustls
-/// refuses to guess; without this a TLS connect panics. Idempotent.
+/// Selects the process-wide rustls crypto provider (ring; reqwest and the
+/// ingest connection use it) so that no TLS client has to guess. Idempotent.
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Rule and alert state at start: from the snapshot, or fresh.
+struct Restored {
+    engine: RuleEngine,
+    store: AlertStore,
+    checkpoint: Option<Checkpoint>,
+    offset: u64,
+    outboxes: crate::notify::Outboxes,
+    legacy_points: String,
+}
+
+fn restore(settings: &Settings, registry: Arc<Registry>, log: &Log) -> anyhow::Result<Restored> {
+    let dir = &settings.log.dir;
+    let mut engine = RuleEngine::new(registry, settings.alerting.rules.clone());
+    let saved_outboxes = dispatch::load(dir).map_err(anyhow::Error::msg)?;
+    let Some(snap) = snapshot::read(dir).map_err(anyhow::Error::msg)? else {
+        return Ok(Restored {
+            engine,
+            store: AlertStore::new(settings.alerting.policy.clone()),
+            checkpoint: None,
+            offset: log.cursor(CURSOR_RULES),
+            outboxes: saved_outboxes.unwrap_or_default(),
+            legacy_points: String::new(),
+        });
+    };
+    let p = snapshot::path(dir);
+    engine
+        .restore(snap.engine.as_bytes())
+        .map_err(|e| anyhow::anyhow!("rules snapshot {}: {e}", p.display()))?;
+    let mut store = AlertStore::restore(snap.alerts.as_bytes())
+        .map_err(|e| anyhow::anyhow!("alert snapshot {}: {e}", p.display()))?;
+    store.set_policy(settings.alerting.policy.clone());
+    info!(offset = snap.offset, "rule state restored from snapshot");
+    Ok(Restored {
+        engine,
+        store,
+        checkpoint: None,
+        offset: snap.offset,
+        // Outboxes of a version that kept them in the snapshot.
+        outboxes: saved_outboxes.unwrap_or(snap.outboxes),
+        legacy_points: snap.pending_points,
+    })
 }
 
 /// Starts every stage.
 pub async fn start(settings: Settings, registry: Registry) -> anyhow::Result<Running> {
     install_crypto_provider();
+    let clock = Clock::system();
     let metrics = Arc::new(Metrics::default());
     let log = Arc::new(Log::open_with(
         &settings.log.dir,
@@ -73,25 +147,23 @@ pub async fn start(settings: Settings, registry: Registry) -> anyhow::Result<Run
     )?);
     let registry = Arc::new(registry);
     let decoder = Arc::new(Decoder::new(registry.clone(), settings.decode.clone()));
-    let restored = crate::rules::task::restore(
-        &settings.log.dir,
-        registry.clone(),
-        &settings.alerting,
-        &log,
-    )?;
-    let (acks, acks_rx) = tokio::sync::mpsc::unbounded_channel();
+    let restored = restore(&settings, registry.clone(), &log)?;
+    let writer = Arc::new(Writer::new(&settings.tsdb)?);
+    if !restored.legacy_points.is_empty() {
+        // Alert points an older version had not written yet.
+        if writer.write(&restored.legacy_points).await != crate::sink::writer::WriteOutcome::Ok {
+            warn!("alert points of the previous version's snapshot could not be written; dropped");
+        }
+    }
+    let stop = Stops::default();
+
+    let (acks, acks_rx) = tokio::sync::mpsc::channel(ACK_QUEUE);
     let (broadcast, _) = tokio::sync::broadcast::channel(1024);
     let alerts = AlertsHandle {
         store: Arc::new(std::sync::Mutex::new(restored.store)),
         acks,
         broadcast,
     };
-    let (stop_rules, rules_rx) = watch::channel(false);
-    let writer = Arc::new(Writer::new(&settings.tsdb)?);
-    let (stop_intake, intake_rx) = watch::channel(false);
-    let (stop_sink, sink_rx) = watch::channel(false);
-    let (stop_poll, poll_rx) = watch::channel(false);
-    let (stop_http, mut http_rx) = watch::channel(false);
 
     let (http, http_addr) = match settings.http_listen {
         Some(addr) => {
@@ -109,12 +181,10 @@ pub async fn start(settings: Settings, registry: Registry) -> anyhow::Result<Run
                 ),
             };
             let app = crate::api::router(state);
+            let token = stop.http.clone();
             let h = tokio::spawn(async move {
-                let shutdown = async move {
-                    let _ = http_rx.wait_for(|s| *s).await;
-                };
                 if let Err(e) = axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown)
+                    .with_graceful_shutdown(token.cancelled_owned())
                     .await
                 {
                     warn!(error = %e, "http server stopped");
@@ -126,28 +196,66 @@ pub async fn start(settings: Settings, registry: Registry) -> anyhow::Result<Run
         None => (None, None),
     };
 
-    let rules = tokio::spawn(crate::rules::task::run(
-        AlertTask {
-            engine: restored.engine,
-            offset: restored.offset,
-            dir: settings.log.dir.clone(),
-            settings: settings.alerting.clone(),
-            outboxes: restored.outboxes,
-            pending_points: restored.pending_points,
-        },
-        log.clone(),
-        alerts.clone(),
-        acks_rx,
-        writer.clone(),
+    // Notification dispatch.
+    let (notify_tx, notify_rx) = tokio::sync::mpsc::channel(NOTIFY_QUEUE);
+    let receivers = Receivers {
+        alertmanager: settings.alerting.alertmanager.clone(),
+        webhooks: settings.alerting.webhooks.clone(),
+    };
+    let resends = receivers.alertmanager.is_some();
+    let dispatch = tokio::spawn(dispatch::run(
+        receivers,
+        restored.outboxes,
+        settings.log.dir.clone(),
+        notify_rx,
         metrics.clone(),
-        rules_rx,
+        clock.clone(),
+        stop.dispatch.clone(),
     ));
+
+    // Rules shell → alert stage.
+    let reader = log.reader_at(restored.offset)?;
+    if reader.offset() != restored.offset {
+        warn!(
+            snapshot = restored.offset,
+            start = reader.offset(),
+            "rules snapshot offset is outside the log; starting at the nearest record kept"
+        );
+    }
+    let (rules_tx, rules_rx) = tokio::sync::mpsc::channel(RULES_QUEUE);
+    let rules = tokio::spawn(crate::rules::shell::run(
+        restored.engine,
+        reader,
+        log.subscribe_head(),
+        rules_tx,
+        settings.alerting.snapshot_interval,
+        metrics.clone(),
+        clock.clone(),
+        stop.rules.clone(),
+    ));
+    let stage = tokio::spawn(crate::alert::stage::run(Stage {
+        handle: alerts.clone(),
+        acks: acks_rx,
+        rules: rules_rx,
+        notify: notify_tx,
+        log: log.clone(),
+        registry: registry.clone(),
+        checkpoint: restored.checkpoint,
+        resends,
+        settings: StageSettings {
+            dir: settings.log.dir.clone(),
+            resend_interval: settings.alerting.resend_interval,
+        },
+        metrics: metrics.clone(),
+        clock: clock.clone(),
+    }));
+
     let sink = tokio::spawn(crate::sink::task::run(
         log.clone(),
         writer.clone(),
         metrics.clone(),
         settings.tsdb.clone(),
-        sink_rx.clone(),
+        stop.sink.clone(),
     ));
     let stats = settings.tsdb.stats_interval.map(|every| {
         tokio::spawn(crate::sink::task::run_stats(
@@ -156,7 +264,7 @@ pub async fn start(settings: Settings, registry: Registry) -> anyhow::Result<Run
             log.clone(),
             settings.mqtt.client_id.clone(),
             every,
-            sink_rx,
+            stop.sink.clone(),
         ))
     });
     let ingest = crate::ingest::start(
@@ -168,8 +276,8 @@ pub async fn start(settings: Settings, registry: Registry) -> anyhow::Result<Run
             max_records: settings.log.commit_max_records.get(),
             max_bytes: settings.log.commit_max_bytes,
         },
-        intake_rx,
-        poll_rx,
+        stop.intake.clone(),
+        stop.connection.clone(),
     )?;
     info!(
         broker = %format!("{}:{}", settings.mqtt.host, settings.mqtt.port),
@@ -183,16 +291,14 @@ pub async fn start(settings: Settings, registry: Registry) -> anyhow::Result<Run
         log,
         http_addr,
         alerts,
-        stop_rules,
-        rules,
-        stop_intake,
-        stop_sink,
-        stop_poll,
-        stop_http,
         ingest,
+        rules,
+        stage,
+        dispatch,
         sink,
         stats,
         http,
+        stop,
         deadline: settings.shutdown_deadline,
     })
 }
@@ -208,6 +314,8 @@ impl Running {
             r = &mut self.ingest.committer => format!("ingest committer stopped unexpectedly: {r:?}"),
             r = &mut self.sink => format!("tsdb writer stopped unexpectedly: {r:?}"),
             r = &mut self.rules => format!("rule engine stopped unexpectedly: {r:?}"),
+            r = &mut self.stage => format!("alert stage stopped unexpectedly: {r:?}"),
+            r = &mut self.dispatch => format!("notification dispatch stopped unexpectedly: {r:?}"),
         }
     }
 
@@ -215,36 +323,36 @@ impl Running {
     pub async fn shutdown(self) {
         let deadline = self.deadline;
         let Running {
-            metrics: _,
-            stop_intake,
-            stop_sink,
-            stop_poll,
-            stop_http,
             ingest,
+            rules,
+            stage,
+            dispatch,
             sink,
             stats,
             http,
-            stop_rules,
-            rules,
+            stop,
             ..
         } = self;
         let ordered = async {
             info!("shutdown: stop intake, commit, final acks");
-            let _ = stop_intake.send(true);
-            // The committer hands its final acks to the connection before
-            // it ends; the connection writes them in order, before the
-            // DISCONNECT queued behind them below.
+            stop.intake.cancel();
+            // The committer hands its final acks to the connection before it
+            // ends; the connection writes them before the DISCONNECT queued
+            // behind them below.
             let _ = ingest.committer.await;
-            info!("shutdown: rules catch up and snapshot; flush tsdb writes");
-            let _ = stop_rules.send(true);
-            let _ = stop_sink.send(true);
+            info!("shutdown: rules catch up and snapshot");
+            stop.rules.cancel();
             let _ = rules.await;
+            let _ = stage.await;
+            info!("shutdown: flush tsdb writes");
+            stop.sink.cancel();
             let _ = sink.await;
             if let Some(s) = stats {
                 let _ = s.await;
             }
+            stop.dispatch.cancel();
+            let _ = dispatch.await;
             info!("shutdown: disconnect");
-            // Queued behind the final acks, so they are written first.
             let _ = ingest
                 .control
                 .send(crate::ingest::connection::ToConnection::Disconnect);
@@ -253,10 +361,10 @@ impl Running {
                 .await
                 .is_err()
             {
-                let _ = stop_poll.send(true);
+                stop.connection.cancel();
                 let _ = connection.await;
             }
-            let _ = stop_http.send(true);
+            stop.http.cancel();
             if let Some(h) = http {
                 let _ = h.await;
             }

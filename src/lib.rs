@@ -17,6 +17,8 @@ pub mod pb {
 pub mod alert;
 pub mod api;
 pub mod app;
+pub mod backoff;
+pub mod clock;
 pub mod config;
 pub mod decode;
 pub mod demo;

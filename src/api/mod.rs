@@ -25,7 +25,7 @@ pub struct ApiState {
     /// The durable log.
     pub log: Arc<Log>,
     /// Alerts, when the rule engine runs.
-    pub alerts: Option<crate::rules::task::AlertsHandle>,
+    pub alerts: Option<crate::alert::stage::AlertsHandle>,
     /// Whether a TSDB is configured (readiness ignores it otherwise).
     pub tsdb_required: bool,
 }
@@ -166,15 +166,19 @@ async fn ack_alert(
         .and_then(|b| b.0.by)
         .unwrap_or_else(|| "api".to_owned());
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let req = crate::rules::task::AckRequest { id, by, reply: tx };
-    if a.acks.send(req).is_err() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the alert task is not running; try again\n",
-        )
-            .into_response();
+    let req = crate::alert::stage::AckRequest { id, by, reply: tx };
+    if let Err(e) = a.acks.try_send(req) {
+        let why = match e {
+            tokio::sync::mpsc::error::TrySendError::Full(_) => {
+                "too many acknowledgements waiting; try again\n"
+            }
+            tokio::sync::mpsc::error::TrySendError::Closed(_) => {
+                "the alert stage is not running; try again\n"
+            }
+        };
+        return (StatusCode::SERVICE_UNAVAILABLE, why).into_response();
     }
-    use crate::rules::task::AckReply;
+    use crate::alert::stage::AckReply;
     match tokio::time::timeout(std::time::Duration::from_secs(10), rx).await {
         Ok(Ok(AckReply::Done(Ok(alert)))) => Json(alert).into_response(),
         Ok(Ok(AckReply::Done(Err(e @ crate::alert::AckError::NotFound { .. })))) => {

@@ -40,6 +40,23 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Rules, alert lifecycle and notification settings.
+#[derive(Clone, Debug)]
+pub struct AlertingSettings {
+    /// Rule thresholds, overrides, engine settings.
+    pub rules: crate::rules::RuleConfig,
+    /// Alert lifecycle policy.
+    pub policy: crate::alert::AlertPolicy,
+    /// Alertmanager base URL, if any.
+    pub alertmanager: Option<url::Url>,
+    /// Webhooks and chat robots.
+    pub webhooks: Vec<crate::notify::webhook::WebhookSettings>,
+    /// How often active alerts are re-posted to Alertmanager.
+    pub resend_interval: Duration,
+    /// How often rule and alert state is snapshotted.
+    pub snapshot_interval: Duration,
+}
+
 /// MQTT session settings.
 #[derive(Clone, Debug)]
 pub struct MqttSettings {
@@ -169,7 +186,7 @@ pub struct Settings {
     /// Graceful shutdown deadline.
     pub shutdown_deadline: Duration,
     /// Rules, alert policy and notification.
-    pub alerting: crate::rules::task::AlertingSettings,
+    pub alerting: AlertingSettings,
 }
 
 fn nz(errors: &mut Vec<String>, key: &str, v: usize) -> NonZeroUsize {
@@ -531,7 +548,7 @@ impl RawConfig {
             ));
         }
         let webhooks = webhooks(&mut e, &n.webhooks);
-        let alerting = crate::rules::task::AlertingSettings {
+        let alerting = AlertingSettings {
             rules: self.rules,
             policy: self.alerts,
             alertmanager,

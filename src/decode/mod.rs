@@ -105,6 +105,7 @@ impl Decoder {
             time_unix_ms: 0,
             clock_check: 0,
             from_json,
+            alert: None,
         };
         let env = rec.envelope.insert(pb::Envelope::default());
         if from_json {

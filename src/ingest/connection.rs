@@ -38,11 +38,12 @@ use rumqttc::v5::mqttbytes::v5::{
 };
 use rumqttc::v5::mqttbytes::QoS;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use super::backoff::Backoff;
 use super::{Inbound, Session};
+use crate::backoff::Backoff;
 use crate::config::MqttSettings;
 use crate::metrics::Metrics;
 
@@ -217,7 +218,7 @@ pub async fn run(
     mut control: mpsc::UnboundedReceiver<ToConnection>,
     session: Arc<Session>,
     metrics: Arc<Metrics>,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     let s = &connector.settings;
     let mut backoff = Backoff::new(s.reconnect_min, s.reconnect_max);
@@ -225,7 +226,7 @@ pub async fn run(
     loop {
         let attempt = tokio::select! {
             r = connector.connect() => r,
-            _ = stopped(&mut stop) => break,
+            _ = stop.cancelled() => break,
         };
         let end = match attempt {
             Ok((stream, ack, leftover)) => {
@@ -246,7 +247,7 @@ pub async fn run(
                     &mut control,
                     &session,
                     &metrics,
-                    &mut stop,
+                    &stop,
                 )
                 .await;
                 session.connected.store(false, SeqCst);
@@ -278,7 +279,7 @@ pub async fn run(
                             }
                             Some(ToConnection::Disconnect) | None => return,
                         },
-                        _ = stopped(&mut stop) => return,
+                        _ = stop.cancelled() => return,
                     }
                 }
             }
@@ -296,7 +297,7 @@ async fn serve(
     control: &mut mpsc::UnboundedReceiver<ToConnection>,
     session: &Session,
     metrics: &Metrics,
-    stop: &mut watch::Receiver<bool>,
+    stop: &CancellationToken,
 ) -> End {
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut out = BytesMut::with_capacity(16 << 10);
@@ -422,14 +423,9 @@ async fn serve(
                 out.clear();
                 awaiting_pong = true;
             }
-            _ = stopped(stop) => return End::Stopped,
+            _ = stop.cancelled() => return End::Stopped,
         }
     }
-}
-
-/// Resolves once `stop` is true (the borrow is not held across awaits).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
 }
 
 async fn disconnect_now(wr: &mut (impl AsyncWrite + Unpin), out: &mut BytesMut) -> End {

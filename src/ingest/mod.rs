@@ -16,7 +16,6 @@
 //! and the broker redelivers it — a duplicate is harmless, points are
 //! idempotent.
 
-pub mod backoff;
 pub mod connection;
 pub mod session;
 
@@ -28,7 +27,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use prost::Message;
 use rumqttc::v5::mqttbytes::v5::Publish;
 use rumqttc::v5::mqttbytes::QoS;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::config::MqttSettings;
@@ -90,8 +90,8 @@ pub fn start(
     log: Arc<Log>,
     metrics: Arc<Metrics>,
     limits: CommitLimits,
-    stop_intake: watch::Receiver<bool>,
-    stop_poll: watch::Receiver<bool>,
+    stop_intake: CancellationToken,
+    stop_poll: CancellationToken,
 ) -> Result<Ingest, session::SessionError> {
     let connector = connection::Connector::new(settings)?;
     let session = Arc::new(Session::default());
@@ -206,20 +206,20 @@ async fn commit_loop(
     log: Arc<Log>,
     metrics: Arc<Metrics>,
     limits: CommitLimits,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     // Arrived but not yet in a group.
     let mut waiting: VecDeque<Inbound> = VecDeque::new();
     let mut group: Vec<Inbound> = Vec::with_capacity(limits.max_records);
     let mut batch = AppendBatch::new(Class::Ingest);
     loop {
-        if *stop.borrow() {
+        if stop.is_cancelled() {
             break;
         }
         if waiting.is_empty() {
             tokio::select! {
                 m = rx.recv() => match m { Some(m) => waiting.extend(m), None => break },
-                _ = stop.wait_for(|s| *s) => break,
+                _ = stop.cancelled() => break,
             }
         }
         // Group commit: whatever has arrived, up to the limits.
@@ -231,7 +231,7 @@ async fn commit_loop(
             decode_into(&decoder, &m, &metrics, &mut batch);
             group.push(m);
         }
-        batch = match commit(&log, &metrics, batch, &mut stop).await {
+        batch = match commit(&log, &metrics, batch, &stop).await {
             Ok(b) => b,
             Err(_) => {
                 // Shutdown while the log was full or failing: nothing was
@@ -264,7 +264,7 @@ async fn commit(
     log: &Arc<Log>,
     metrics: &Metrics,
     mut batch: AppendBatch,
-    stop: &mut watch::Receiver<bool>,
+    stop: &CancellationToken,
 ) -> Result<AppendBatch, AppendBatch> {
     let mut full_logged = false;
     loop {
@@ -303,7 +303,7 @@ async fn commit(
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = stop.wait_for(|s| *s) => return Err(batch),
+            _ = stop.cancelled() => return Err(batch),
         }
     }
 }

@@ -115,7 +115,7 @@ struct Client {
     session: Arc<Session>,
     metrics: Arc<Metrics>,
     task: tokio::task::JoinHandle<()>,
-    _stop: watch::Sender<bool>,
+    _stop: CancellationToken,
 }
 
 fn client(port: u16, keep_alive: Duration) -> Client {
@@ -123,7 +123,8 @@ fn client(port: u16, keep_alive: Duration) -> Client {
     let (control, control_rx) = mpsc::unbounded_channel();
     let session = Arc::new(Session::default());
     let metrics = Arc::new(Metrics::default());
-    let (stop_tx, stop) = watch::channel(false);
+    let stop = CancellationToken::new();
+    let stop_tx = stop.clone();
     let task = tokio::spawn(connection::run(
         Connector::new(&settings(port, keep_alive)).unwrap(),
         tx,

@@ -6,6 +6,7 @@
 //! after the snapshot is replayed from the log and queued again).
 
 pub mod alertmanager;
+pub mod dispatch;
 pub mod webhook;
 
 use std::collections::BTreeMap;

@@ -31,7 +31,8 @@ mod weighbridge;
 #[cfg(test)]
 mod testkit;
 
-pub mod task;
+pub mod shell;
+pub mod snapshot;
 
 pub use crate::alert::RuleId;
 pub use config::{

@@ -118,6 +118,7 @@ mod tests {
             time_unix_ms: time,
             clock_check: clock as i32,
             from_json: false,
+            alert: None,
         }
     }
 

@@ -54,6 +54,7 @@ pub fn record(env: pb::Envelope, received_ms: i64) -> pb::LogRecord {
         received_at_unix_ms: received_ms,
         clock_check: ClockCheck::Ok as i32,
         from_json: false,
+        alert: None,
     }
 }
 

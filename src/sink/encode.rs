@@ -21,6 +21,8 @@ pub const M_STORAGE: &str = "storage_reading";
 pub const M_TRUCK: &str = "truck_fix";
 /// Measurement of device status messages.
 pub const M_STATUS: &str = "device_status";
+/// Measurement of alert state changes.
+pub const M_ALERT: &str = "alert";
 
 /// Measurements as compile-time-checked names (copied, never scanned).
 mod measurement {
@@ -30,6 +32,7 @@ mod measurement {
     pub const STORAGE: Measurement = Measurement::new(super::M_STORAGE);
     pub const TRUCK: Measurement = Measurement::new(super::M_TRUCK);
     pub const STATUS: Measurement = Measurement::new(super::M_STATUS);
+    pub const ALERT: Measurement = Measurement::new(super::M_ALERT);
 }
 
 /// Tag and field keys of `docs/SCHEMA.md`, checked when the crate compiles
@@ -37,6 +40,19 @@ mod measurement {
 mod k {
     use crate::sink::line_protocol::Key;
     pub const SITE: Key = Key::new("site");
+    pub const RULE: Key = Key::new("rule");
+    pub const SEVERITY: Key = Key::new("severity");
+    pub const STATE: Key = Key::new("state");
+    pub const ID: Key = Key::new("id");
+    pub const ALERT_ID: Key = Key::new("alert_id");
+    pub const ENTITY: Key = Key::new("entity");
+    pub const VALUE: Key = Key::new("value");
+    pub const THRESHOLD: Key = Key::new("threshold");
+    pub const FROM_STATE: Key = Key::new("from_state");
+    pub const REASON: Key = Key::new("reason");
+    pub const MESSAGE: Key = Key::new("message");
+    pub const ACKNOWLEDGED_BY: Key = Key::new("acknowledged_by");
+    pub const FIRING: Key = Key::new("firing");
     pub const DEVICE: Key = Key::new("device");
     pub const CATEGORY: Key = Key::new("category");
     pub const DESTINATION_TYPE: Key = Key::new("destination_type");
@@ -116,10 +132,46 @@ fn seq_i64(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
 }
 
+/// Appends the point of one alert state change. Tags are only values the
+/// service itself defines (rule, severity, state, registry site, alert id);
+/// the entity and the message, which come from device text, are string
+/// fields, so no device-supplied byte can break or split a tag. The alert
+/// id tag keeps two alerts changing state in the same millisecond apart,
+/// and makes a replayed change rewrite the same point.
+pub fn encode_alert(a: &pb::AlertRecord, buf: &mut String) -> Result<(), LineError> {
+    let mut id = itoa::Buffer::new();
+    let finite = |v: f64| if v.is_finite() { v } else { 0.0 };
+    LineBuilder::with_measurement(buf, measurement::ALERT)
+        .tag_key(k::RULE, &a.rule)
+        .tag_key(k::SEVERITY, &a.severity)
+        .tag_key(k::STATE, &a.state)
+        .tag_key(k::SITE, &a.site_id)
+        .tag_key(k::ID, id.format(a.alert_id))
+        .field_key(
+            k::ALERT_ID,
+            F::I64(i64::try_from(a.alert_id).unwrap_or(i64::MAX)),
+        )
+        .field_key(k::ENTITY, F::Str(&a.entity))
+        .field_key(k::VALUE, F::F64(finite(a.value)))
+        .field_key(k::THRESHOLD, F::F64(finite(a.threshold)))
+        .field_key(k::FROM_STATE, F::Str(&a.from_state))
+        .field_key(k::REASON, F::Str(&a.reason))
+        .field_key(k::MESSAGE, F::Str(&a.message))
+        .field_key(k::ACKNOWLEDGED_BY, F::Str(&a.acknowledged_by))
+        .field_key(
+            k::FIRING,
+            F::Bool(matches!(a.state.as_str(), "firing" | "acknowledged")),
+        )
+        .finish(a.at_unix_ms)
+}
+
 /// Appends the point of `rec` to `buf`. Returns the measurement written.
 pub fn encode_record(rec: &pb::LogRecord, buf: &mut String) -> Result<&'static str, LineError> {
     let Some(env) = rec.envelope.as_ref() else {
-        return Err(LineError::NoField);
+        return match &rec.alert {
+            Some(a) => encode_alert(a, buf).map(|()| M_ALERT),
+            None => Err(LineError::NoField),
+        };
     };
     let Some(body) = env.body.as_ref() else {
         return Err(LineError::NoField);
@@ -300,6 +352,7 @@ mod tests {
             time_unix_ms: 1_700_000_000_123,
             clock_check: 0,
             from_json: false,
+            alert: None,
         }
     }
 

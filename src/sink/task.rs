@@ -15,12 +15,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prost::Message;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::encode::encode_record;
 use super::writer::{WriteOutcome, Writer};
-use crate::ingest::backoff::Backoff;
+use crate::backoff::Backoff;
 use crate::log::{AppendBatch, Class, Durability, Log, LogError, CURSOR_TSDB};
 use crate::metrics::Metrics;
 use crate::pb;
@@ -93,7 +93,7 @@ pub async fn write_batch(
     lines: &Lines,
     metrics: &Metrics,
     backoff: &mut Backoff,
-    stop: &mut watch::Receiver<bool>,
+    stop: &CancellationToken,
 ) -> BatchResult {
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
     #[allow(clippy::single_range_in_vec_init)] // a work stack of ranges, not a range of indices
@@ -142,12 +142,12 @@ pub async fn write_batch(
                     warn!(writer = writer.name(), error = %reason, retry_in_ms = delay.as_millis() as u64, "tsdb write failed; data stays in the log");
                     // On shutdown a failing TSDB is not waited for: the
                     // records stay in the durable log for the next start.
-                    if *stop.borrow() {
+                    if stop.is_cancelled() {
                         return BatchResult::Interrupted;
                     }
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
-                        _ = stop.wait_for(|s| *s) => return BatchResult::Interrupted,
+                        _ = stop.cancelled() => return BatchResult::Interrupted,
                     }
                 }
             }
@@ -178,7 +178,7 @@ pub async fn run(
     writer: Arc<Writer>,
     metrics: Arc<Metrics>,
     settings: crate::config::TsdbSettings,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     let mut head_rx = log.subscribe_head();
     let mut backoff = Backoff::new(settings.retry_min, settings.retry_max);
@@ -194,7 +194,7 @@ pub async fn run(
     // Line index -> log offset, to find a refused line's record.
     let mut line_offsets: Vec<u64> = Vec::with_capacity(max);
     loop {
-        let stopping = *stop.borrow();
+        let stopping = stop.is_cancelled();
         let cursor = reader.offset();
         let head = *head_rx.borrow_and_update();
         if head <= cursor {
@@ -212,7 +212,7 @@ pub async fn run(
             }
             tokio::select! {
                 _ = head_rx.changed() => {}
-                _ = stop.changed() => {}
+                _ = stop.cancelled() => {}
             }
             continue;
         }
@@ -221,13 +221,13 @@ pub async fn run(
             let deadline = tokio::time::Instant::now() + settings.batch_max_age;
             loop {
                 let h = *head_rx.borrow_and_update();
-                if h - cursor >= max as u64 || *stop.borrow() {
+                if h - cursor >= max as u64 || stop.is_cancelled() {
                     break;
                 }
                 tokio::select! {
                     _ = head_rx.changed() => {}
                     _ = tokio::time::sleep_until(deadline) => break,
-                    _ = stop.changed() => {}
+                    _ = stop.cancelled() => {}
                 }
             }
         }
@@ -302,7 +302,7 @@ pub async fn run(
                 rejected: Vec::new(),
             }
         } else {
-            write_batch(&writer, &lines, &metrics, &mut backoff, &mut stop).await
+            write_batch(&writer, &lines, &metrics, &mut backoff, &stop).await
         };
         let written = match res {
             BatchResult::Interrupted => {
@@ -323,7 +323,7 @@ pub async fn run(
                 written
             }
         };
-        if !refused.is_empty() && !quarantine_refused(&log, &metrics, &refused, &mut stop).await {
+        if !refused.is_empty() && !quarantine_refused(&log, &metrics, &refused, &stop).await {
             info!("tsdb writer stopping before the refused lines were quarantined; they stay in the durable log");
             break;
         }
@@ -372,7 +372,7 @@ async fn quarantine_refused(
     log: &Arc<Log>,
     metrics: &Metrics,
     refused: &[Refused],
-    stop: &mut watch::Receiver<bool>,
+    stop: &CancellationToken,
 ) -> bool {
     let mut batch = AppendBatch::new(Class::Internal);
     let now = crate::ingest::now_ms();
@@ -423,7 +423,7 @@ async fn quarantine_refused(
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                    _ = stop.wait_for(|s| *s) => return false,
+                    _ = stop.cancelled() => return false,
                 }
             }
         }
@@ -437,13 +437,13 @@ pub async fn run_stats(
     log: Arc<Log>,
     instance: String,
     every: Duration,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(every);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stop.cancelled() => return,
         }
         let mut buf = String::new();
         metrics.pipeline_point(

@@ -1,5 +1,5 @@
-//! Jittered exponential backoff for reconnects and retries (rumqttc has no
-//! backoff of its own). "Equal jitter": the delay is uniform in
+//! The one backoff of the service: MQTT reconnects, TSDB retries and
+//! notification retries all use it. Jittered exponential. "Equal jitter": the delay is uniform in
 //! [base/2, base], base doubling from `min` up to `max`, so a fleet of
 //! restarted instances does not reconnect in lock-step.
 

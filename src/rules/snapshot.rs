@@ -1,0 +1,91 @@
+//! The rules snapshot: engine state and alert store, with the log offset
+//! the engine state covers, in one file (`rules-snapshot.json`, written,
+//! fsynced and renamed into place). Written by the alert stage; the rules
+//! cursor moves only after it is on disk. After a crash the engine restarts
+//! from it and replays the log from its offset; the store is at least as
+//! new as the engine (it is saved later than the engine state it is paired
+//! with) and ignores transitions it has already applied, so alerts are
+//! neither lost nor duplicated.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::log::Position;
+use crate::notify::Outboxes;
+
+/// The file in the log directory.
+pub const FILE: &str = "rules-snapshot.json";
+
+/// What the file holds.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Next log offset the engine state does not yet cover.
+    pub offset: u64,
+    /// Engine state (its own JSON).
+    pub engine: String,
+    /// Alert store (its own JSON).
+    pub alerts: String,
+    /// Outboxes saved by a version that kept them here; read once, then
+    /// the notification stage keeps them in its own file.
+    #[serde(default, skip_serializing_if = "Outboxes::is_empty")]
+    pub outboxes: Outboxes,
+    /// Unwritten alert points (line protocol) of a version that kept them
+    /// here; read once and written out as they are.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pending_points: String,
+}
+
+/// An engine state with the log position it covers, as the rules shell
+/// hands it on.
+#[derive(Clone, Debug)]
+pub struct Checkpoint {
+    /// Engine state (JSON).
+    pub engine: Vec<u8>,
+    /// Next offset it does not cover.
+    pub offset: u64,
+    /// Where that offset is in the log (for the cursor).
+    pub position: Position,
+}
+
+/// Path of the snapshot in `dir`.
+pub fn path(dir: &Path) -> PathBuf {
+    dir.join(FILE)
+}
+
+/// Reads the snapshot, if there is one.
+pub fn read(dir: &Path) -> Result<Option<Snapshot>, String> {
+    let p = path(dir);
+    match std::fs::read(&p) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| format!("rules snapshot {} is unreadable: {e}", p.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("cannot read rules snapshot {}: {e}", p.display())),
+    }
+}
+
+/// Writes the snapshot (write, fsync, rename, fsync the directory).
+pub fn write(dir: &Path, s: &Snapshot) -> std::io::Result<()> {
+    write_atomic(
+        &path(dir),
+        &serde_json::to_vec(s).map_err(std::io::Error::other)?,
+    )
+}
+
+/// Replaces `path` with `bytes` so that a crash leaves the old or the new
+/// content, never a mix.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(d) = path.parent() {
+        if let Ok(d) = std::fs::File::open(d) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
