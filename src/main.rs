@@ -110,6 +110,21 @@ enum QuarantineCmd {
     },
 }
 
+/// The async runtime: one thread unless configured otherwise (see
+/// `runtime.worker_threads` in the example config).
+fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    if workers <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()
+    }
+}
+
 fn env_vars() -> Vec<(String, String)> {
     std::env::vars().collect()
 }
@@ -140,7 +155,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let rt = match tokio::runtime::Runtime::new() {
+            let rt = match runtime(settings.worker_threads) {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("cannot start the async runtime: {e}");

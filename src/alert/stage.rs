@@ -267,7 +267,10 @@ async fn handle(s: &Stage, events: &[AlertEvent], points: &mut AppendBatch) {
             let _ = r.encode(b);
         });
         if ev.notify() {
-            let _ = s.notify.send(NotifyIn::Queue(Box::new(ev.alert.clone()))).await;
+            let _ = s
+                .notify
+                .send(NotifyIn::Queue(Box::new(ev.alert.clone())))
+                .await;
             s.metrics.alerts_notified.fetch_add(1, Relaxed);
             if ev.to_state == AlertState::Firing && ev.from_state != Some(AlertState::Firing) {
                 info!(rule = ev.alert.key.rule.as_str(), entity = %ev.alert.key.entity, severity = ev.alert.severity.as_str(), "alert firing");

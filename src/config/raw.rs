@@ -26,6 +26,26 @@ pub struct RawConfig {
     pub alerts: crate::alert::AlertPolicy,
     /// Notification receivers.
     pub notify: RawNotify,
+    /// The async runtime.
+    pub runtime: RawRuntime,
+}
+
+/// `[runtime]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRuntime {
+    /// Threads running the stages. 1 (the default): every stage on one
+    /// thread, next to the log writer's own thread — measured cheaper per
+    /// message than two workers handing tasks to each other
+    /// (docs/BENCHMARKS.md), and enough for well over the ingest rates of
+    /// docs/BENCHMARKS.md. More: a multi-threaded runtime.
+    pub worker_threads: usize,
+}
+
+impl Default for RawRuntime {
+    fn default() -> Self {
+        RawRuntime { worker_threads: 1 }
+    }
 }
 
 /// `[notify]`
@@ -234,8 +254,9 @@ pub struct RawTsdb {
     pub batch_max_lines: usize,
     /// Oldest a partial batch may get before it is written, ms.
     pub batch_max_age_ms: u64,
-    /// Gzip request bodies.
-    pub gzip: bool,
+    /// Gzip request bodies; unset: on unless the TSDB is on this host
+    /// (on loopback compressing costs both sides CPU and saves nothing).
+    pub gzip: Option<bool>,
     /// First retry delay, ms.
     pub retry_min_ms: u64,
     /// Largest retry delay, ms.
@@ -261,7 +282,7 @@ impl Default for RawTsdb {
             file_path: "wastewatch-points.lp".into(),
             batch_max_lines: 5000,
             batch_max_age_ms: 1000,
-            gzip: true,
+            gzip: None,
             retry_min_ms: 200,
             retry_max_ms: 30_000,
             request_timeout_ms: 10_000,

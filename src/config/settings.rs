@@ -40,6 +40,20 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// True when the TSDB is on this host (a loopback address or `localhost`).
+fn target_is_loopback(t: &TsdbTarget) -> bool {
+    let url = match t {
+        TsdbTarget::InfluxV1 { url, .. } | TsdbTarget::InfluxV2 { url, .. } => url,
+        _ => return true,
+    };
+    match url.host() {
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
 /// Rules, alert lifecycle and notification settings.
 #[derive(Clone, Debug)]
 pub struct AlertingSettings {
@@ -187,6 +201,8 @@ pub struct Settings {
     pub shutdown_deadline: Duration,
     /// Rules, alert policy and notification.
     pub alerting: AlertingSettings,
+    /// Threads of the async runtime (1: a current-thread runtime).
+    pub worker_threads: usize,
 }
 
 fn nz(errors: &mut Vec<String>, key: &str, v: usize) -> NonZeroUsize {
@@ -506,11 +522,12 @@ impl RawConfig {
         if t.request_timeout_ms == 0 {
             e.push("tsdb.request_timeout_ms is 0; use e.g. 10000".into());
         }
+        let gzip = t.gzip.unwrap_or_else(|| !target_is_loopback(&target));
         let tsdb = TsdbSettings {
             target,
             batch_max_lines: nz(&mut e, "tsdb.batch_max_lines", t.batch_max_lines),
             batch_max_age: Duration::from_millis(t.batch_max_age_ms),
-            gzip: t.gzip,
+            gzip,
             retry_min: Duration::from_millis(t.retry_min_ms),
             retry_max: Duration::from_millis(t.retry_max_ms),
             request_timeout: Duration::from_millis(t.request_timeout_ms),
@@ -556,6 +573,12 @@ impl RawConfig {
             resend_interval: Duration::from_millis(n.resend_interval_ms),
             snapshot_interval: Duration::from_millis(n.snapshot_interval_ms),
         };
+        if self.runtime.worker_threads == 0 || self.runtime.worker_threads > 64 {
+            e.push(format!(
+                "runtime.worker_threads is {}; use 1 (one thread) to 64",
+                self.runtime.worker_threads
+            ));
+        }
         if self.shutdown.deadline_ms == 0 {
             e.push("shutdown.deadline_ms is 0; use e.g. 10000".into());
         }
@@ -571,6 +594,7 @@ impl RawConfig {
             http_listen,
             shutdown_deadline: Duration::from_millis(self.shutdown.deadline_ms),
             alerting,
+            worker_threads: self.runtime.worker_threads,
         })
     }
 }

@@ -199,3 +199,28 @@ fn log_sizes_left_unset_are_derived_to_fit_a_small_bound() {
     assert!(s.log.commit_max_bytes + 262144 + 4096 <= room / 2);
     assert!(s.log.commit_max_bytes >= 64 << 10);
 }
+
+#[test]
+fn gzip_is_on_by_default_only_for_a_tsdb_on_another_host() {
+    let s = load(
+        None,
+        &env(&[("WASTEWATCH__TSDB__URL", "http://127.0.0.1:8086")]),
+    )
+    .unwrap();
+    assert!(!s.tsdb.gzip, "loopback: compressing saves nothing");
+    let s = load(
+        None,
+        &env(&[("WASTEWATCH__TSDB__URL", "http://influx.example:8086")]),
+    )
+    .unwrap();
+    assert!(s.tsdb.gzip);
+    let s = load(
+        None,
+        &env(&[
+            ("WASTEWATCH__TSDB__URL", "http://localhost:8086"),
+            ("WASTEWATCH__TSDB__GZIP", "true"),
+        ]),
+    )
+    .unwrap();
+    assert!(s.tsdb.gzip, "an explicit setting wins");
+}

@@ -47,6 +47,9 @@ use crate::backoff::Backoff;
 use crate::config::MqttSettings;
 use crate::metrics::Metrics;
 
+/// Bytes reserved for reading at a time.
+const READ_CHUNK: usize = 256 << 10;
+
 /// Messages to the connection task.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ToConnection {
@@ -319,6 +322,9 @@ async fn serve(
     let mut awaiting_pong = false;
     let mut batch: Vec<Inbound> = Vec::new();
     loop {
+        // One receive time per read: the messages of one read arrived
+        // together.
+        let received_at_ms = super::now_ms();
         // Packets already in the buffer (the CONNACK read may have pulled
         // some in) are handled before reading more.
         loop {
@@ -335,7 +341,7 @@ async fn serve(
                     batch.push(Inbound {
                         publish: p,
                         epoch,
-                        received_at_ms: super::now_ms(),
+                        received_at_ms,
                     });
                 }
                 Ok(Packet::SubAck(ack)) => {
@@ -362,6 +368,12 @@ async fn serve(
         if !batch.is_empty() && inbound.send(std::mem::take(&mut batch)).is_err() {
             // Committer gone (shutdown): leave the messages unacked.
             return End::Stopped;
+        }
+        // The publishes handed on keep slices of the buffer alive, so a
+        // small reserve would reallocate (and copy the partial packet) on
+        // almost every read; reserve in large steps instead.
+        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+            buf.reserve(READ_CHUNK);
         }
         tokio::select! {
             n = rd.read_buf(&mut buf) => match n {

@@ -28,7 +28,6 @@
 //!   change (`emit.rs`);
 //! - no panics, no I/O; the whole state serializes to JSON.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -142,8 +141,9 @@ impl DeviceState {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 struct EngineState {
-    /// Per device, by id.
-    devices: HashMap<String, DeviceState>,
+    /// Per device, by id (registry ids only: the decoder refuses others,
+    /// so the registry's fast id hash is safe here).
+    devices: crate::registry::IdMap<DeviceState>,
     /// Wall time minus receive time of the last record processed, ms.
     last_lag_ms: Option<i64>,
     /// Counters.
