@@ -12,13 +12,10 @@
 //!
 //! Arguments: COUNT RATE (messages, messages/second).
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
 use wastewatch::pb::DeviceKind;
+use wastewatch_test_kit::*;
 
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();

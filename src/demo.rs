@@ -3,7 +3,7 @@
 //! fleet of the shipped zone publishing through the broker.
 //!
 //! It sits outside the data flow and drives all of it: the simulator
-//! ([`crate::sim`]) publishes, `ingest/` receives, `decode/` checks, `log/`
+//! (`firmware_sim`) publishes, `ingest/` receives, `decode/` checks, `log/`
 //! makes durable, `sink/` writes line protocol to a file (or InfluxDB 1.x
 //! when a URL is given). A status line every second shows the message rate
 //! in, decoded and quarantined counts, log depth and points written; at the
@@ -34,7 +34,7 @@ use tokio::sync::watch;
 use crate::config::{self, TsdbTarget};
 use crate::decode::ErrorKind;
 use crate::registry::Registry;
-use crate::sim::{self, Fleet, Progress, Scenario, SimConfig};
+use firmware_sim::{self as sim, Fleet, Progress, Scenario, SimConfig};
 
 /// Options of the demo.
 #[derive(Clone, Debug, PartialEq)]

@@ -8,11 +8,9 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
-/// Types generated from `proto/wastewatch/v1/*.proto`.
-#[allow(missing_docs, clippy::all, clippy::pedantic)]
-pub mod pb {
-    include!(concat!(env!("OUT_DIR"), "/wastewatch.v1.rs"));
-}
+// The contract shared with the devices and firmware-sim: the schema, the
+// zone registry and its geometry (crates/contract).
+pub use wastewatch_contract::{geo, pb, registry};
 
 pub mod alert;
 pub mod api;
@@ -21,14 +19,11 @@ pub mod backoff;
 pub mod clock;
 pub mod config;
 pub mod decode;
+#[cfg(feature = "demo")]
 pub mod demo;
-pub mod geo;
 pub mod ingest;
 pub mod log;
 pub mod metrics;
 pub mod notify;
-pub mod registry;
 pub mod rules;
-#[path = "../firmware-sim/src/sim/mod.rs"]
-pub mod sim;
 pub mod sink;

@@ -40,6 +40,8 @@ enum Cmd {
     /// The whole pipeline in one process: an embedded MQTT broker, the
     /// simulated fleet (firmware-sim) and wastewatch, writing line protocol to
     /// a local file (or to InfluxDB 1.x with --influx-url). Ctrl-C stops it.
+    /// (Cargo feature `demo`, on by default.)
+    #[cfg(feature = "demo")]
     Demo {
         /// Write to this InfluxDB 1.x instead of the file, e.g. http://127.0.0.1:8086.
         #[arg(long)]
@@ -170,6 +172,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        #[cfg(feature = "demo")]
         Cmd::Demo {
             influx_url,
             database,

@@ -4,12 +4,10 @@
 //! API; it survives a restart of the service (same id, no duplicate); and it
 //! resolves when the sump is dry again.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use wastewatch::pb::{envelope::Body, DeviceKind};
+use wastewatch_test_kit::*;
 
 fn alerts(svc: &Service) -> Vec<serde_json::Value> {
     serde_json::from_str(

@@ -3,12 +3,10 @@
 //! and `/readyz`, and loses nothing: once the TSDB is reachable everything
 //! published arrives.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use wastewatch::pb::DeviceKind;
+use wastewatch_test_kit::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_log_stops_acks_and_nothing_is_lost() {

@@ -2,12 +2,10 @@
 //! `dashboards/` is executed against the real InfluxDB 1.x, on data that went
 //! through the real pipeline: each must succeed and return data.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use wastewatch::pb::{self, envelope::Body, DeviceKind};
+use wastewatch_test_kit::*;
 
 fn panel_queries() -> Vec<(String, String, String)> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboards");

@@ -3,12 +3,10 @@
 //! VictoriaMetrics through the `influxdb2` v2 path (read back through its
 //! export API).
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use wastewatch::pb::{self, envelope::Body, DeviceKind};
+use wastewatch_test_kit::*;
 
 fn messages(zone: &Zone, t0: i64) -> (Vec<Msg>, Vec<pb::Envelope>) {
     let mut envs = Vec::new();

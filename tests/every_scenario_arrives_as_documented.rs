@@ -5,13 +5,11 @@
 //! fault quarantined under its documented reason, nothing else.
 //! (Alert expectations in SCENARIOS.md need the rule engine, not built yet.)
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use common::*;
-use wastewatch::sim::{self, Fleet, Scenario, SimConfig};
+use firmware_sim::{self as sim, Fleet, Scenario, SimConfig};
+use wastewatch_test_kit::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_scenario_arrives_as_the_simulator_documents() {

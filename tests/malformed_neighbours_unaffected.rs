@@ -2,13 +2,11 @@
 //! neighbour is stored, every bad message is quarantined with its reason,
 //! and the counters match.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use prost::Message;
 use wastewatch::pb::DeviceKind;
+use wastewatch_test_kit::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_messages_are_quarantined_and_neighbours_are_unaffected() {

@@ -1,12 +1,10 @@
 //! The broker restarted mid-stream (with the shipped config: persistence on):
 //! nothing the broker acked to the publisher is lost.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use wastewatch::pb::DeviceKind;
+use wastewatch_test_kit::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_is_lost_when_the_broker_restarts_mid_stream() {

@@ -1,13 +1,11 @@
 //! Ingest killed with SIGKILL several times mid-stream and restarted: every
 //! (device, seq) the broker acked to the publisher is stored.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::*;
 use wastewatch::pb::DeviceKind;
+use wastewatch_test_kit::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acked_message_is_stored_across_repeated_sigkill() {

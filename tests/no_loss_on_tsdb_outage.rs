@@ -2,12 +2,10 @@
 //! (device, seq) arrives, and ingest kept acking meanwhile (the outage is
 //! absorbed by the durable log, not pushed back onto the broker).
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use wastewatch::pb::DeviceKind;
+use wastewatch_test_kit::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_message_arrives_after_an_influxdb_outage() {

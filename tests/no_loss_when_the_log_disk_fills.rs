@@ -8,15 +8,13 @@
 //! Needs root (to mount the tmpfs), as CI and scripts/test.sh run; without
 //! it the test fails, it does not skip.
 
-mod common;
-
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
 use wastewatch::pb::DeviceKind;
+use wastewatch_test_kit::*;
 
 /// An 8 MiB tmpfs, unmounted on drop.
 struct Tmpfs(tempfile::TempDir);

@@ -8,16 +8,14 @@
 //! Then an acknowledgement answered 200 is killed right after: it survives,
 //! although the periodic snapshot is minutes away.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::*;
 use wastewatch::pb::{envelope::Body, DeviceKind};
+use wastewatch_test_kit::*;
 
 const TOKEN: &str = "tok-7f3a9c21";
 const SIGN_SECRET: &str = "SEC0d1e2f3a4b5c";

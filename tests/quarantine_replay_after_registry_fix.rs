@@ -2,12 +2,10 @@
 //! quarantine; after the registry is fixed, `wastewatch quarantine replay`
 //! moves it into the log and the next start writes it to InfluxDB.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use wastewatch::pb::DeviceKind;
+use wastewatch_test_kit::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_after_a_registry_fix_stores_the_quarantined_message() {

@@ -15,14 +15,12 @@
 //! due; `rules::devices` tests it on simulated time. It is therefore a
 //! "may" for the scenarios whose documentation expects it.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::*;
+use firmware_sim::{self as sim, Fleet, Scenario, SimConfig, Summary};
 use wastewatch::registry::{normalize_plate, Registry};
-use wastewatch::sim::{self, Fleet, Scenario, SimConfig, Summary};
+use wastewatch_test_kit::*;
 
 /// Both tests subscribe to every site's topics on the one test broker, so
 /// they take turns: each service must see only its own simulator.

@@ -2,18 +2,16 @@
 //! username and password to a real Mosquitto that requires both, and the
 //! password never appears in the service's output.
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::*;
 use prost::Message;
 use rumqttc::v5::mqttbytes::v5::Packet;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 use rumqttc::{TlsConfiguration, Transport};
 use wastewatch::pb::DeviceKind;
+use wastewatch_test_kit::*;
 
 fn sh(cmd: &mut Command) {
     let out = cmd.output().unwrap();

@@ -3,12 +3,10 @@
 //! and the cursor moves on (no retry loop, no loss of neighbours). Also checks
 //! that the pipeline counters reach InfluxDB as `wastewatch_pipeline`.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use wastewatch::pb::DeviceKind;
+use wastewatch_test_kit::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_lines_are_quarantined_and_the_rest_is_written() {

@@ -38,11 +38,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 use clap::Args;
+use firmware_sim::{Fleet, Scenario, SimConfig};
 use prost::Message as _;
 use serde::{Deserialize, Serialize};
-use wastewatch::pb;
-use wastewatch::registry::Registry;
-use wastewatch::sim::{Fleet, Scenario, SimConfig};
+use wastewatch_contract::pb;
+use wastewatch_contract::registry::Registry;
 
 /// First bytes of a capture file.
 pub const MAGIC: &[u8; 8] = b"WWCAP01\n";

@@ -1,4 +1,4 @@
-//! `firmware-sim`: the command line over `wastewatch::sim`. Parses flags,
+//! `firmware-sim`: the command line over the `firmware_sim` library. Parses flags,
 //! loads the zone, runs the fleet against an MQTT broker (or dry, without
 //! one), prints a progress line on stderr every second and the summary as
 //! JSON on stdout. `gen-zone` writes a zone with synthetic devices for load
@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
+use firmware_sim::{self as sim, genzone, Fleet, Progress, Scenario, SimConfig, Summary};
 use tokio::sync::watch;
-use wastewatch::registry::{parse_hhmm, Registry};
-use wastewatch::sim::{self, genzone, Fleet, Progress, Scenario, SimConfig, Summary};
+use wastewatch_contract::registry::{parse_hhmm, Registry};
 
 #[derive(Parser)]
 #[command(
@@ -45,40 +45,6 @@ enum Cmd {
     Capture(capture::CaptureArgs),
     /// Publish a capture file at a fixed rate (QoS 1) and count the PUBACKs.
     Replay(replay::ReplayArgs),
-    /// The whole pipeline in one process: embedded MQTT 5 broker, the
-    /// wastewatch service and this fleet (`wastewatch::demo::run`).
-    Demo(DemoArgs),
-}
-
-#[derive(Args)]
-struct DemoArgs {
-    /// InfluxDB 1.x base URL; without it points go to --out-file.
-    #[arg(long)]
-    influx_v1_url: Option<String>,
-    /// InfluxDB 1.x database.
-    #[arg(long, default_value = "wastewatch")]
-    database: String,
-    /// Line-protocol file (truncated at the start).
-    #[arg(long, default_value = "demo-out/points.lp")]
-    out_file: PathBuf,
-    /// Port of the embedded broker (0: a free one).
-    #[arg(long, default_value_t = 0)]
-    mqtt_port: u16,
-    /// Scenarios, comma-separated.
-    #[arg(long, default_value = "normal")]
-    scenario: Vec<String>,
-    /// Simulator seed.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Cap on simulator messages per second (0: none).
-    #[arg(long, default_value_t = 500.0)]
-    rate: f64,
-    /// Stop after this many seconds (default: at Ctrl-C).
-    #[arg(long)]
-    duration: Option<f64>,
-    /// Simulated seconds per second.
-    #[arg(long, default_value_t = 30.0)]
-    speedup: f64,
 }
 
 #[derive(Args, Clone)]
@@ -294,32 +260,13 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,wastewatch=info,rumqttd=off".into()),
+                .unwrap_or_else(|_| "warn,firmware_sim=info".into()),
         )
         .init();
     let cli = Cli::parse();
     match cli.cmd {
         None => run(cli.run).await,
         Some(Cmd::Run(a)) => run(a).await,
-        Some(Cmd::Demo(d)) => {
-            let duration = match d.duration {
-                Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
-                Some(s) => anyhow::bail!("--duration {s} must be a positive number of seconds"),
-                None => None,
-            };
-            wastewatch::demo::run(wastewatch::demo::DemoOptions {
-                influx_v1_url: d.influx_v1_url,
-                database: d.database,
-                out_file: d.out_file,
-                mqtt_port: d.mqtt_port,
-                scenarios: d.scenario,
-                seed: d.seed,
-                rate_per_s: d.rate,
-                duration,
-                speedup: d.speedup,
-            })
-            .await
-        }
         Some(Cmd::Capture(c)) => capture::capture(c),
         Some(Cmd::Replay(r)) => replay::replay(r).await,
         Some(Cmd::Scenarios) => {

@@ -9,10 +9,11 @@
 //! a device cannot speak for another.
 
 pub mod clock;
-pub mod error;
-pub mod json;
-pub mod topic;
 pub mod validate;
+
+// The topic grammar, the JSON codec and the refusal reasons are part of the
+// contract shared with the devices (crates/contract).
+pub use wastewatch_contract::{error, json, topic, SCHEMA_VERSION};
 
 use std::sync::Arc;
 
@@ -25,9 +26,6 @@ pub use validate::ValidationLimits;
 
 use crate::pb::{self, envelope::Body, DeviceKind};
 use crate::registry::Registry;
-
-/// The only schema version this build understands.
-pub const SCHEMA_VERSION: u32 = 1;
 
 /// Default largest payload accepted, bytes. The biggest valid message is a
 /// few hundred bytes; the shipped broker config refuses packets > 256 KiB.

@@ -11,11 +11,11 @@
 //! a threshold crossing or a fire.
 
 use super::{ambient_c, deci_c, round1, Reading, StepOut};
-use crate::decode::topic::Channel;
-use crate::pb::{envelope::Body, BinReading};
-use crate::registry::SiteType;
-use crate::sim::rng::{ms_between, normal, uniform, SimRng};
-use crate::sim::time::{local_hour, next_local_minute, MINUTE_MS};
+use crate::rng::{ms_between, normal, uniform, SimRng};
+use crate::time::{local_hour, next_local_minute, MINUTE_MS};
+use wastewatch_contract::pb::{envelope::Body, BinReading};
+use wastewatch_contract::registry::SiteType;
+use wastewatch_contract::topic::Channel;
 
 /// Longest gap between two internal steps (fill integration, checks).
 const STEP_MS: i64 = 10 * MINUTE_MS;

@@ -17,9 +17,9 @@ use std::sync::Arc;
 use rand::Rng;
 
 use super::rng::SimRng;
-use crate::decode::topic::Channel;
-use crate::pb::{envelope::Body, WasteCategory};
-use crate::registry::{normalize_plate, Registry, SiteType};
+use wastewatch_contract::pb::{envelope::Body, WasteCategory};
+use wastewatch_contract::registry::{normalize_plate, Registry, SiteType};
+use wastewatch_contract::topic::Channel;
 
 /// One reading a device records.
 #[derive(Clone, Debug, PartialEq)]

@@ -14,11 +14,13 @@
 //! [`Inbound::Ticket`]: super::Inbound::Ticket
 
 use super::{legal_gross_kg, scale_round, Reading, StepOut, TicketReq, World};
-use crate::decode::topic::Channel;
-use crate::pb::{envelope::Body, DestinationType, Direction, WasteCategory, WeighbridgeTicket};
-use crate::registry::SiteType;
-use crate::sim::rng::{exp_ms, ms_between, uniform, SimRng};
-use crate::sim::time::{local_hour, next_local_minute, HOUR_MS};
+use crate::rng::{exp_ms, ms_between, uniform, SimRng};
+use crate::time::{local_hour, next_local_minute, HOUR_MS};
+use wastewatch_contract::pb::{
+    envelope::Body, DestinationType, Direction, WasteCategory, WeighbridgeTicket,
+};
+use wastewatch_contract::registry::SiteType;
+use wastewatch_contract::topic::Channel;
 
 use rand::Rng;
 

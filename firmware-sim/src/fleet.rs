@@ -32,11 +32,11 @@ use super::device::{Cross, Inbound, Reading, StepOut, World};
 use super::faults;
 use super::rng::{self, ms_between, SimRng};
 use super::scenario::Scenario;
-use crate::decode::json::encode_json;
-use crate::decode::topic::{Channel, Topic};
-use crate::decode::{ErrorKind, SCHEMA_VERSION};
-use crate::pb::{self, envelope::Body, DeviceKind, StatusKind};
-use crate::registry::{Device, Registry, SiteType};
+use wastewatch_contract::json::encode_json;
+use wastewatch_contract::pb::{self, envelope::Body, DeviceKind, StatusKind};
+use wastewatch_contract::registry::{Device, Registry, SiteType};
+use wastewatch_contract::topic::{Channel, Topic};
+use wastewatch_contract::{ErrorKind, SCHEMA_VERSION};
 
 /// The device clock offset of `clock_skew`, ms (2 h fast).
 pub(crate) const CLOCK_SKEW_MS: i64 = 2 * 3_600_000;
@@ -240,7 +240,7 @@ impl Fleet {
                 (j, r.random_bool(0.5))
             })
             .collect();
-        let shared: HashMap<&str, Arc<crate::registry::Permit>> = registry
+        let shared: HashMap<&str, Arc<wastewatch_contract::registry::Permit>> = registry
             .permits
             .iter()
             .map(|(id, p)| (id.as_str(), Arc::new(p.clone())))
@@ -791,7 +791,9 @@ impl Fleet {
             .world
             .registry
             .site(&self.devices[i].site_id)
-            .map_or(crate::geo::LatLon::new(34.7, 113.7), |s| s.centre);
+            .map_or(wastewatch_contract::geo::LatLon::new(34.7, 113.7), |s| {
+                s.centre
+            });
         let dev = &mut self.devices[i];
         let Some(base) = faults::plausible_body(dev.kind, at, now) else {
             return;
@@ -873,7 +875,10 @@ impl Fleet {
                 let k = (dev.kind as i32).clamp(0, 4) as usize;
                 self.ghost_seq[k] += 1;
                 let seq = self.ghost_seq[k];
-                let ghost = format!("ghost-{}-01", crate::decode::topic::kind_segment(dev.kind));
+                let ghost = format!(
+                    "ghost-{}-01",
+                    wastewatch_contract::topic::kind_segment(dev.kind)
+                );
                 let env = pb::Envelope {
                     site_id: dev.site_id.clone(),
                     device_id: ghost.clone(),

@@ -8,11 +8,12 @@ use std::sync::Arc;
 use prost::Message;
 
 use super::*;
-use crate::decode::json::decode_json;
-use crate::decode::{DecodePolicy, Decoder, ErrorKind};
-use crate::geo::LatLon;
-use crate::pb::{self, envelope::Body, DeviceKind, StatusKind};
-use crate::registry::Registry;
+use wastewatch::decode::{DecodePolicy, Decoder};
+use wastewatch_contract::geo::LatLon;
+use wastewatch_contract::json::decode_json;
+use wastewatch_contract::pb::{self, envelope::Body, DeviceKind, StatusKind};
+use wastewatch_contract::registry::Registry;
+use wastewatch_contract::ErrorKind;
 
 /// 2026-11-27T12:00:00Z, 20:00 China Standard Time: the night window opens
 /// an hour in.
@@ -20,7 +21,7 @@ const START: i64 = 1_795_780_800_000;
 const HOUR: i64 = 3_600_000;
 
 fn zone() -> Registry {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("zone");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../zone");
     Registry::load_dir(&dir).unwrap_or_else(|e| panic!("shipped zone does not load: {e}"))
 }
 
@@ -686,7 +687,7 @@ fn a_registered_will_is_the_message_published_when_the_device_goes_offline() {
 
 #[test]
 fn a_generated_zone_loads_and_the_fleet_drives_it() {
-    let reg_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("zone");
+    let reg_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../zone");
     let out = tempfile::tempdir().unwrap();
     let report =
         genzone::generate_zone(&reg_dir, out.path(), 1000, genzone::Mix::default()).unwrap();

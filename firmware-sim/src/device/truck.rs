@@ -16,12 +16,12 @@
 use std::sync::Arc;
 
 use super::{legal_gross_kg, round1, scale_round, Cross, Reading, StepOut, TicketReq, World};
-use crate::decode::topic::Channel;
-use crate::geo::{self, LatLon, Polyline};
-use crate::pb::{envelope::Body, TruckFix, WasteCategory};
-use crate::registry::{Permit, RouteSegment, SiteType};
-use crate::sim::rng::{ms_between, normal, uniform, SimRng};
-use crate::sim::time::MINUTE_MS;
+use crate::rng::{ms_between, normal, uniform, SimRng};
+use crate::time::MINUTE_MS;
+use wastewatch_contract::geo::{self, LatLon, Polyline};
+use wastewatch_contract::pb::{envelope::Body, TruckFix, WasteCategory};
+use wastewatch_contract::registry::{Permit, RouteSegment, SiteType};
+use wastewatch_contract::topic::Channel;
 
 use rand::Rng;
 

@@ -2,19 +2,20 @@
 //! smart bins, hazardous-waste storage points and truck terminals that
 //! produces the exact MQTT messages real devices would publish.
 //!
-//! It sits in front of the whole pipeline — it is what `ingest/` receives —
-//! and it is compiled into the `wastewatch` library (so it can use the
-//! registry, the geometry and the wire contract directly) while the
-//! `firmware-sim` binary is a thin CLI over it. The core ([`Fleet`]) is pure:
-//! it reads the zone [`Registry`](crate::registry::Registry), takes simulated
+//! It sits in front of the whole pipeline — it is what `ingest/` receives.
+//! It depends only on the contract (`wastewatch-contract`: schema, topic
+//! grammar, JSON codec, registry, geometry), never on the service; the
+//! `firmware-sim` binary is a thin CLI over it, and `wastewatch demo` uses
+//! it behind its `demo` feature. The core ([`Fleet`]) is pure:
+//! it reads the zone [`Registry`](wastewatch_contract::registry::Registry), takes simulated
 //! time as an argument and returns [`OutMsg`]s, so every behaviour is unit
 //! tested without a broker. [`publish`] is the async shell that sends those
 //! messages over MQTT 5 with QoS 1, rate control and broker-ack accounting.
 //!
 //! Guarantees: the same seed, zone and configuration give byte-identical
 //! messages; every message not marked [`OutMsg::expect_quarantine`] decodes
-//! cleanly with [`crate::decode::Decoder`] against the zone it was built
-//! from; `seq` starts at 1 per device and grows by one per recorded message.
+//! cleanly with the service's decoder (checked by this crate's tests)
+//! against the zone it was built from; `seq` starts at 1 per device and grows by one per recorded message.
 //! Scenarios and the alerts they must and must not produce are documented in
 //! `firmware-sim/SCENARIOS.md`.
 

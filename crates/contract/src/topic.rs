@@ -6,7 +6,7 @@
 //! checks every id against the id grammar, so an id that reaches a
 //! line-protocol tag is always made of safe characters.
 
-use super::error::{DecodeError, ErrorKind};
+use crate::error::{DecodeError, ErrorKind};
 use crate::pb::DeviceKind;
 
 /// Topic prefix including the contract version.

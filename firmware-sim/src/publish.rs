@@ -51,8 +51,8 @@ use super::config::SimConfig;
 use super::fleet::{Fleet, OutMsg};
 use super::summary::{DeviceSummary, RangeSet, Summary};
 use super::time::wall_now_ms;
-use crate::decode::topic::kind_segment;
-use crate::pb::DeviceKind;
+use wastewatch_contract::pb::DeviceKind;
+use wastewatch_contract::topic::kind_segment;
 
 /// Most generated messages kept waiting for the rate limit before
 /// simulated time stops advancing.

@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let dir = PathBuf::from("proto");
+    // The schema lives at the top of the repository (`proto/`), shared by
+    // everything that speaks the contract.
+    let dir = PathBuf::from("../../proto");
     let files = [
         "wastewatch/v1/common.proto",
         "wastewatch/v1/envelope.proto",
@@ -15,10 +17,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "wastewatch/v1/status.proto",
         "wastewatch/v1/internal.proto",
     ];
-    println!("cargo:rerun-if-changed=proto");
+    println!("cargo:rerun-if-changed=../../proto");
     let fds = protox::compile(files, [&dir])?;
     let mut config = prost_build::Config::new();
-    // These bodies have no enum fields, so the JSON variant (src/decode/json.rs)
+    // These bodies have no enum fields, so the JSON variant (src/json.rs)
     // uses the generated structs directly: one definition, no drift.
     for msg in ["BinReading", "StorageReading", "TruckFix"] {
         config.type_attribute(

@@ -9,9 +9,9 @@
 //! naming another device than its topic (`id_mismatch`) and a device the
 //! registry does not know (`unknown_device`).
 
-use crate::decode::ErrorKind;
-use crate::geo::LatLon;
-use crate::pb::{self, envelope::Body, DeviceKind};
+use wastewatch_contract::geo::LatLon;
+use wastewatch_contract::pb::{self, envelope::Body, DeviceKind};
+use wastewatch_contract::ErrorKind;
 
 /// The faults in the order the injector cycles through them.
 pub(crate) const CYCLE: [ErrorKind; 5] = [

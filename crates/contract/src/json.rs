@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::error::{DecodeError, ErrorKind};
+use crate::error::{DecodeError, ErrorKind};
 use crate::pb;
 
 /// JSON form of [`pb::Envelope`].

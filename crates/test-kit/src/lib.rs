@@ -1,8 +1,9 @@
-//! Shared harness for the integration tests: real servers started by
-//! `scripts/services.sh` (the env vars below come from `scripts/test.sh`),
-//! the real `wastewatch` binary, a real MQTT publisher. A missing server is a
-//! failure, never a skip.
-#![allow(dead_code)]
+//! The test kit of the integration tests (`tests/`) and the load harness
+//! (`benches/e2e_load.rs`): real servers started by `scripts/services.sh`
+//! (the env vars below come from `scripts/test.sh`), the real `wastewatch`
+//! binary, a real MQTT publisher. A missing server is a failure, never a
+//! skip; a metric that does not exist is a failure, never a zero.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeSet;
 use std::io::Write as _;
@@ -14,8 +15,30 @@ use prost::Message;
 use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
-use wastewatch::decode::{Channel, Topic};
-use wastewatch::pb::{self, envelope::Body, DeviceKind};
+use wastewatch_contract::pb::{self, envelope::Body, DeviceKind};
+use wastewatch_contract::topic::{Channel, Topic};
+
+/// The `wastewatch` binary cargo built next to the running test or bench
+/// (`target/<profile>/wastewatch`; cargo builds a package's binaries before
+/// its integration tests and benches), or `WASTEWATCH_BIN`.
+pub fn wastewatch_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("WASTEWATCH_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("path of the test executable");
+    // target/<profile>/deps/<test> -> target/<profile>/wastewatch
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("wastewatch"))
+        .expect("test executable under target/<profile>/deps");
+    assert!(
+        bin.exists(),
+        "{} not found: run the tests with cargo (it builds the binary first) or set WASTEWATCH_BIN",
+        bin.display()
+    );
+    bin
+}
 
 /// Reads a required env var set by scripts/test.sh.
 pub fn env(name: &str) -> String {
@@ -335,7 +358,7 @@ impl Service {
             .append(true)
             .open(&log_path)
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_wastewatch"))
+        let child = Command::new(wastewatch_bin())
             .args(args)
             .envs(envs.iter().cloned())
             .env("RUST_LOG", "info")
@@ -416,6 +439,9 @@ impl Drop for Service {
     }
 }
 
+///
+/// Panics when the metric is not there: a renamed or missing metric must
+/// fail the test, not read as zero.
 pub fn metric_value(text: &str, name: &str) -> u64 {
     text.lines()
         .find_map(|l| {
@@ -424,7 +450,14 @@ pub fn metric_value(text: &str, name: &str) -> u64 {
                 .and_then(|v| v.trim().parse::<f64>().ok())
         })
         .map(|v| v as u64)
-        .unwrap_or(0)
+        .unwrap_or_else(|| {
+            let names: BTreeSet<&str> = text
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .filter_map(|l| l.split([' ', '{']).next())
+                .collect();
+            panic!("metric {name:?} not in /metrics; it has: {names:?}")
+        })
 }
 
 /// POSTs a JSON body; returns the HTTP status and the response body.
@@ -566,9 +599,9 @@ pub fn append_note(path: &Path, s: &str) {
 }
 
 /// The zone shipped in `zone/`: its directory and the loaded registry.
-pub fn shipped_zone() -> (String, wastewatch::registry::Registry) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("zone");
-    let registry = wastewatch::registry::Registry::load_dir(&dir).unwrap();
+pub fn shipped_zone() -> (String, wastewatch_contract::registry::Registry) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../zone");
+    let registry = wastewatch_contract::registry::Registry::load_dir(&dir).unwrap();
     (dir.display().to_string(), registry)
 }
 

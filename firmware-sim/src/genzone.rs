@@ -21,7 +21,7 @@ use std::path::Path;
 use serde_json::{json, Value};
 
 use super::config::SimError;
-use crate::registry::Registry;
+use wastewatch_contract::registry::Registry;
 
 /// Relative weights of the synthetic device kinds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -856,7 +856,7 @@ fn a_site_centre_is_the_middle_of_its_geofence() {
 // ---- the shipped example zone ----
 
 fn shipped_zone() -> Registry {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("zone");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../zone");
     match Registry::load_dir(&dir) {
         Ok(reg) => reg,
         Err(errors) => panic!("zone/ has errors:\n{errors}"),

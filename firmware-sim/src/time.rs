@@ -6,7 +6,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::registry::{
+use wastewatch_contract::registry::{
     local_days_since_epoch, local_minute_of_day, CivilDate, CHINA_STANDARD_TIME_OFFSET_MIN,
 };
 

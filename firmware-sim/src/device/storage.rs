@@ -14,11 +14,11 @@
 use std::collections::VecDeque;
 
 use super::{ambient_c, deci_c, round1, Cross, Reading, StepOut, TicketReq, World};
-use crate::decode::topic::Channel;
-use crate::pb::{envelope::Body, StorageReading, WasteCategory};
-use crate::registry::{SiteType, SMALL_STORAGE_POINT_LIMIT_KG};
-use crate::sim::rng::{exp_ms, ms_between, normal, uniform, SimRng};
-use crate::sim::time::{local_hour, next_local_minute, DAY_MS, HOUR_MS, MINUTE_MS};
+use crate::rng::{exp_ms, ms_between, normal, uniform, SimRng};
+use crate::time::{local_hour, next_local_minute, DAY_MS, HOUR_MS, MINUTE_MS};
+use wastewatch_contract::pb::{envelope::Body, StorageReading, WasteCategory};
+use wastewatch_contract::registry::{SiteType, SMALL_STORAGE_POINT_LIMIT_KG};
+use wastewatch_contract::topic::Channel;
 
 /// Most stock the simulator lets a store hold, kg: the decoder refuses
 /// weights above 200 t as implausible.
