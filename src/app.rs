@@ -27,6 +27,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::alert::snapshot::{self, Checkpoint};
 use crate::alert::stage::{AlertsHandle, Stage, StageSettings};
 use crate::alert::AlertStore;
 use crate::clock::Clock;
@@ -36,7 +37,6 @@ use crate::log::{Log, CURSOR_RULES};
 use crate::metrics::Metrics;
 use crate::notify::dispatch::{self, Receivers};
 use crate::registry::Registry;
-use crate::rules::snapshot::{self, Checkpoint};
 use crate::rules::RuleEngine;
 use crate::sink::writer::Writer;
 
@@ -130,7 +130,11 @@ fn restore(settings: &Settings, registry: Arc<Registry>, log: &Log) -> anyhow::R
         checkpoint: None,
         offset: snap.offset,
         // Outboxes of a version that kept them in the snapshot.
-        outboxes: saved_outboxes.unwrap_or(snap.outboxes),
+        outboxes: saved_outboxes.unwrap_or_else(|| {
+            snap.outboxes
+                .and_then(|v| serde_json::from_value(v).ok())
+                .unwrap_or_default()
+        }),
         legacy_points: snap.pending_points,
     })
 }

@@ -18,12 +18,15 @@ pub mod app;
 pub mod backoff;
 pub mod clock;
 pub mod config;
+pub mod credentials;
 pub mod decode;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod fsutil;
 pub mod ingest;
 pub mod log;
 pub mod metrics;
 pub mod notify;
 pub mod rules;
+pub mod secret;
 pub mod sink;

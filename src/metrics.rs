@@ -1,10 +1,13 @@
-//! Pipeline counters: lock-free atomics, rendered as Prometheus text on
-//! `/metrics` and written to InfluxDB as `wastewatch_pipeline` so the
-//! pipeline-health dashboard needs nothing else. Label sets are bounded:
-//! quarantine reasons come from the closed [`ErrorKind`] set, never ids.
+//! Pipeline metrics: lock-free atomics, declared once in [`TABLE`] and
+//! rendered from it twice under the same names — as Prometheus text on
+//! `/metrics`, and as the fields of the `wastewatch_pipeline` point the TSDB
+//! writer stores, so the pipeline-health dashboard needs nothing else. Label
+//! sets are bounded: quarantine reasons come from the closed [`ErrorKind`]
+//! set, rule-skip reasons from the engine's fixed counters; never ids.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
 
 use crate::decode::ErrorKind;
 use crate::log::LogStats;
@@ -23,7 +26,7 @@ pub struct Metrics {
     /// Quarantined messages, by [`ErrorKind`] index; the extra last slot is
     /// "tsdb_rejected" (lines the TSDB refused with 400/422).
     pub quarantined: [AtomicU64; ErrorKind::ALL.len() + 1],
-    /// PUBACKs handed to the MQTT client.
+    /// PUBACKs written to the broker.
     pub acks: AtomicU64,
     /// Acks skipped because the connection they belonged to was gone.
     pub acks_stale_dropped: AtomicU64,
@@ -70,10 +73,277 @@ pub struct Metrics {
     pub notify_dropped: AtomicU64,
     /// Notifications waiting in the outboxes.
     pub notify_outbox: AtomicU64,
-    /// The rule engine's counters (records judged, and skipped by reason),
-    /// copied by the rules task.
-    pub rules: std::sync::Mutex<crate::rules::EngineStats>,
+    /// Records the rule engine judged.
+    pub rules_records: AtomicU64,
+    /// The rule engine's skip counters, by reason, as the rules shell last
+    /// copied them (a fixed set of names).
+    pub rules_skipped: Mutex<Vec<(String, u64)>>,
 }
+
+/// Counter (only goes up) or gauge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Monotonic.
+    Counter,
+    /// Goes up and down.
+    Gauge,
+}
+
+/// What a metric is read from at render time.
+pub struct View<'a> {
+    /// The counters.
+    pub m: &'a Metrics,
+    /// The log's numbers (absent when the log is not open).
+    pub log: Option<LogStats>,
+    /// Uncommitted records per log consumer.
+    pub lags: &'a [(String, u64)],
+}
+
+/// One declared metric.
+pub struct Def {
+    /// Name in `/metrics` and field name in `wastewatch_pipeline`.
+    pub name: &'static str,
+    /// Counter or gauge.
+    pub kind: Kind,
+    /// `# HELP` text.
+    pub help: &'static str,
+    /// Its value now; `None` when it does not apply (no log).
+    pub read: fn(&View<'_>) -> Option<u64>,
+}
+
+fn lag(v: &View<'_>, consumer: &str) -> Option<u64> {
+    v.lags.iter().find(|(n, _)| n == consumer).map(|(_, l)| *l)
+}
+
+macro_rules! atomic {
+    ($name:literal, $kind:ident, $help:literal, $field:ident) => {
+        Def {
+            name: $name,
+            kind: Kind::$kind,
+            help: $help,
+            read: |v| Some(v.m.$field.load(Relaxed)),
+        }
+    };
+}
+
+/// Every unlabelled metric, in rendering order. The labelled families
+/// (`ingest_quarantined_total{reason}`, `rules_skipped_total{reason}`) and
+/// the latency histogram are rendered after them; their totals are in the
+/// pipeline point.
+pub const TABLE: &[Def] = &[
+    atomic!(
+        "ingest_received_total",
+        Counter,
+        "MQTT messages received, redeliveries included.",
+        received
+    ),
+    atomic!(
+        "ingest_decoded_total",
+        Counter,
+        "Messages decoded into records.",
+        decoded
+    ),
+    Def {
+        name: "ingest_quarantined_total",
+        kind: Kind::Counter,
+        help: "Messages quarantined (every reason; by reason: the labelled family).",
+        read: |v| Some(v.m.quarantined_total()),
+    },
+    atomic!(
+        "ingest_acks_total",
+        Counter,
+        "PUBACKs written after the durable commit.",
+        acks
+    ),
+    atomic!(
+        "ingest_acks_stale_dropped_total",
+        Counter,
+        "Acks not sent because their connection was gone (the broker redelivers).",
+        acks_stale_dropped
+    ),
+    atomic!(
+        "log_commits_total",
+        Counter,
+        "Group commits to the durable log.",
+        log_commits
+    ),
+    atomic!(
+        "log_full_events_total",
+        Counter,
+        "Appends refused because the log was full.",
+        log_full_events
+    ),
+    atomic!(
+        "log_append_errors_total",
+        Counter,
+        "Appends that failed on a storage error (retried; messages stay unacked).",
+        log_append_errors
+    ),
+    atomic!(
+        "log_corrupt_records_total",
+        Counter,
+        "Records found damaged on read, skipped and quarantined.",
+        log_corrupt_records
+    ),
+    atomic!(
+        "mqtt_connection_errors_total",
+        Counter,
+        "MQTT connection errors.",
+        mqtt_connection_errors
+    ),
+    atomic!(
+        "tsdb_batches_total",
+        Counter,
+        "Batches written to the TSDB.",
+        tsdb_batches
+    ),
+    atomic!(
+        "tsdb_points_total",
+        Counter,
+        "Points written to the TSDB.",
+        tsdb_points
+    ),
+    atomic!(
+        "tsdb_retryable_errors_total",
+        Counter,
+        "TSDB requests that failed and will be retried.",
+        tsdb_retryable_errors
+    ),
+    atomic!(
+        "tsdb_splits_total",
+        Counter,
+        "Batches split after 413 or 400/422.",
+        tsdb_splits
+    ),
+    atomic!(
+        "alert_events_total",
+        Counter,
+        "Alert state changes recorded.",
+        alert_events
+    ),
+    atomic!(
+        "notify_queued_total",
+        Counter,
+        "Alert events queued for notification (once per event).",
+        alerts_notified
+    ),
+    atomic!(
+        "notify_delivered_total",
+        Counter,
+        "Notifications delivered to a receiver.",
+        notify_delivered
+    ),
+    atomic!(
+        "notify_failures_total",
+        Counter,
+        "Delivery attempts that failed (retried with backoff).",
+        notify_failures
+    ),
+    atomic!(
+        "notify_dropped_total",
+        Counter,
+        "Notifications dropped from a full outbox (oldest first).",
+        notify_dropped
+    ),
+    atomic!(
+        "rules_records_total",
+        Counter,
+        "Records the rule engine judged.",
+        rules_records
+    ),
+    atomic!(
+        "notify_outbox",
+        Gauge,
+        "Notifications waiting for their receiver.",
+        notify_outbox
+    ),
+    atomic!(
+        "mqtt_connected",
+        Gauge,
+        "1 while the MQTT session is up.",
+        mqtt_connected
+    ),
+    atomic!(
+        "log_full",
+        Gauge,
+        "1 while ingest is stalled on a full log.",
+        log_full
+    ),
+    atomic!(
+        "tsdb_up",
+        Gauge,
+        "1 when the last TSDB request succeeded.",
+        tsdb_up
+    ),
+    Def {
+        name: "log_depth_records",
+        kind: Kind::Gauge,
+        help: "Records not yet consumed by every consumer.",
+        read: |v| v.log.map(|s| s.depth),
+    },
+    Def {
+        name: "log_tsdb_lag_records",
+        kind: Kind::Gauge,
+        help: "Records the TSDB writer has still to commit (grows while the TSDB is away).",
+        read: |v| lag(v, crate::log::CURSOR_TSDB),
+    },
+    Def {
+        name: "log_rules_lag_records",
+        kind: Kind::Gauge,
+        help: "Records the rule engine has still to commit (its cursor moves with each snapshot).",
+        read: |v| lag(v, crate::log::CURSOR_RULES),
+    },
+    Def {
+        name: "log_bytes",
+        kind: Kind::Gauge,
+        help: "Bytes of unconsumed records.",
+        read: |v| v.log.map(|s| s.live_bytes),
+    },
+    Def {
+        name: "log_max_bytes",
+        kind: Kind::Gauge,
+        help: "Byte bound of the log (records + quarantine).",
+        read: |v| v.log.map(|s| s.max_bytes),
+    },
+    Def {
+        name: "log_head_offset",
+        kind: Kind::Gauge,
+        help: "Next log offset.",
+        read: |v| v.log.map(|s| s.head),
+    },
+    Def {
+        name: "log_segments",
+        kind: Kind::Gauge,
+        help: "Record segment files on disk.",
+        read: |v| v.log.map(|s| s.segments),
+    },
+    Def {
+        name: "log_storage_error",
+        kind: Kind::Gauge,
+        help: "1 while log writes fail (ENOSPC, EIO); ingest is not acking.",
+        read: |v| v.log.map(|s| u64::from(s.storage_error)),
+    },
+    Def {
+        name: "quarantine_records",
+        kind: Kind::Gauge,
+        help: "Messages held in quarantine.",
+        read: |v| v.log.map(|s| s.quarantined),
+    },
+    Def {
+        name: "quarantine_bytes",
+        kind: Kind::Gauge,
+        help: "Bytes of the quarantine on disk (counted in the log bound).",
+        read: |v| v.log.map(|s| s.quarantine_bytes),
+    },
+];
+
+/// Names of the labelled families and the histogram (for the checks that
+/// every name the dashboards and docs use exists).
+pub const FAMILIES: &[&str] = &[
+    "ingest_quarantined_total",
+    "rules_skipped_total",
+    "tsdb_write_latency_seconds",
+];
 
 impl Metrics {
     /// Counts one quarantined message.
@@ -104,6 +374,15 @@ impl Metrics {
             .fetch_add(d.as_micros() as u64, Relaxed);
     }
 
+    /// Copies the rule engine's counters: records judged and skips by
+    /// reason.
+    pub fn set_rules(&self, records: u64, skipped: Vec<(String, u64)>) {
+        self.rules_records.store(records, Relaxed);
+        if let Ok(mut s) = self.rules_skipped.lock() {
+            *s = skipped;
+        }
+    }
+
     fn reason(i: usize) -> &'static str {
         ErrorKind::ALL
             .get(i)
@@ -111,147 +390,38 @@ impl Metrics {
             .unwrap_or("tsdb_rejected")
     }
 
+    /// Every table metric that applies, with its value now.
+    pub fn values(
+        &self,
+        log: Option<LogStats>,
+        lags: &[(String, u64)],
+    ) -> Vec<(&'static str, u64)> {
+        let v = View { m: self, log, lags };
+        TABLE
+            .iter()
+            .filter_map(|d| (d.read)(&v).map(|x| (d.name, x)))
+            .collect()
+    }
+
     /// Prometheus text exposition.
-    pub fn render_prometheus(&self, log: Option<LogStats>) -> String {
+    pub fn render_prometheus(&self, log: Option<LogStats>, lags: &[(String, u64)]) -> String {
         let mut o = String::with_capacity(4096);
-        let counter = |o: &mut String, name: &str, help: &str, v: u64| {
-            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
-        };
-        counter(
-            &mut o,
-            "ingest_received_total",
-            "MQTT messages received, redeliveries included.",
-            self.received.load(Relaxed),
-        );
-        counter(
-            &mut o,
-            "ingest_decoded_total",
-            "Messages decoded into records.",
-            self.decoded.load(Relaxed),
-        );
-        counter(
-            &mut o,
-            "ingest_acks_total",
-            "PUBACKs sent after the durable commit.",
-            self.acks.load(Relaxed),
-        );
-        counter(
-            &mut o,
-            "ingest_acks_stale_dropped_total",
-            "Acks not sent because their connection was gone (the broker redelivers).",
-            self.acks_stale_dropped.load(Relaxed),
-        );
-        counter(
-            &mut o,
-            "log_commits_total",
-            "Group commits to the durable log.",
-            self.log_commits.load(Relaxed),
-        );
-        counter(
-            &mut o,
-            "log_full_events_total",
-            "Appends refused because the log was full.",
-            self.log_full_events.load(Relaxed),
-        );
-        counter(
-            &mut o,
-            "log_append_errors_total",
-            "Appends that failed on a storage error (retried; messages stay unacked).",
-            self.log_append_errors.load(Relaxed),
-        );
-        counter(
-            &mut o,
-            "log_corrupt_records_total",
-            "Records found damaged on read, skipped and quarantined.",
-            self.log_corrupt_records.load(Relaxed),
-        );
-        counter(
-            &mut o,
-            "mqtt_connection_errors_total",
-            "MQTT connection errors.",
-            self.mqtt_connection_errors.load(Relaxed),
-        );
-        counter(
-            &mut o,
-            "tsdb_batches_total",
-            "Batches written to the TSDB.",
-            self.tsdb_batches.load(Relaxed),
-        );
-        counter(
-            &mut o,
-            "tsdb_points_total",
-            "Points written to the TSDB.",
-            self.tsdb_points.load(Relaxed),
-        );
-        counter(
-            &mut o,
-            "tsdb_retryable_errors_total",
-            "TSDB requests that failed and will be retried.",
-            self.tsdb_retryable_errors.load(Relaxed),
-        );
-        counter(
-            &mut o,
-            "tsdb_splits_total",
-            "Batches split after 413 or 400/422.",
-            self.tsdb_splits.load(Relaxed),
-        );
-        counter(
-            &mut o,
-            "alert_events_total",
-            "Alert state changes recorded.",
-            self.alert_events.load(Relaxed),
-        );
-        counter(
-            &mut o,
-            "notify_queued_total",
-            "Alert events queued for notification.",
-            self.alerts_notified.load(Relaxed),
-        );
-        counter(
-            &mut o,
-            "notify_delivered_total",
-            "Notifications a receiver accepted.",
-            self.notify_delivered.load(Relaxed),
-        );
-        counter(
-            &mut o,
-            "notify_failures_total",
-            "Notification deliveries that failed and will be retried.",
-            self.notify_failures.load(Relaxed),
-        );
-        counter(
-            &mut o,
-            "notify_dropped_total",
-            "Notifications dropped from a full outbox.",
-            self.notify_dropped.load(Relaxed),
-        );
-        let rules = self
-            .rules
-            .lock()
-            .map(|g| g.clone())
-            .unwrap_or_else(|p| p.into_inner().clone());
-        counter(
-            &mut o,
-            "rules_records_total",
-            "Records judged by the rule engine (after dedup).",
-            rules.records,
-        );
-        let _ = writeln!(
-            o,
-            "# HELP rules_skipped_total Records or fixes the rule engine did not judge, by reason.\n# TYPE rules_skipped_total counter"
-        );
-        if let Ok(serde_json::Value::Object(m)) = serde_json::to_value(&rules) {
-            for (reason, v) in m {
-                if reason == "records" || reason == "late_fixes_counted" {
-                    continue;
-                }
+        let v = View { m: self, log, lags };
+        for d in TABLE {
+            if let Some(x) = (d.read)(&v) {
+                let kind = match d.kind {
+                    Kind::Counter => "counter",
+                    Kind::Gauge => "gauge",
+                };
                 let _ = writeln!(
                     o,
-                    "rules_skipped_total{{reason=\"{reason}\"}} {}",
-                    v.as_u64().unwrap_or(0)
+                    "# HELP {n} {h}\n# TYPE {n} {kind}\n{n} {x}",
+                    n = d.name,
+                    h = d.help
                 );
             }
         }
+        // Labelled families: the totals above, the breakdown here.
         let _ = writeln!(o, "# HELP ingest_quarantined_total Messages quarantined, by reason.\n# TYPE ingest_quarantined_total counter");
         for (i, a) in self.quarantined.iter().enumerate() {
             let _ = writeln!(
@@ -261,77 +431,11 @@ impl Metrics {
                 a.load(Relaxed)
             );
         }
-        let gauge = |o: &mut String, name: &str, help: &str, v: u64| {
-            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
-        };
-        gauge(
-            &mut o,
-            "notify_outbox",
-            "Notifications waiting for their receiver.",
-            self.notify_outbox.load(Relaxed),
-        );
-        gauge(
-            &mut o,
-            "mqtt_connected",
-            "1 while the MQTT session is up.",
-            self.mqtt_connected.load(Relaxed),
-        );
-        gauge(
-            &mut o,
-            "log_full",
-            "1 while ingest is stalled on a full log.",
-            self.log_full.load(Relaxed),
-        );
-        gauge(
-            &mut o,
-            "tsdb_up",
-            "1 when the last TSDB request succeeded.",
-            self.tsdb_up.load(Relaxed),
-        );
-        if let Some(s) = log {
-            gauge(
-                &mut o,
-                "log_depth_records",
-                "Records not yet consumed by every consumer.",
-                s.depth,
-            );
-            gauge(
-                &mut o,
-                "log_bytes",
-                "Bytes of unconsumed records.",
-                s.live_bytes,
-            );
-            gauge(
-                &mut o,
-                "log_max_bytes",
-                "Byte bound of the log.",
-                s.max_bytes,
-            );
-            gauge(&mut o, "log_head_offset", "Next log offset.", s.head);
-            gauge(
-                &mut o,
-                "quarantine_records",
-                "Messages held in quarantine.",
-                s.quarantined,
-            );
-            gauge(
-                &mut o,
-                "quarantine_bytes",
-                "Bytes of the quarantine on disk (counted in the log bound).",
-                s.quarantine_bytes,
-            );
-            gauge(
-                &mut o,
-                "log_segments",
-                "Record segment files on disk.",
-                s.segments,
-            );
-            gauge(
-                &mut o,
-                "log_storage_error",
-                "1 while log writes fail (ENOSPC, EIO); ingest is not acking.",
-                u64::from(s.storage_error),
-            );
+        let _ = writeln!(o, "# HELP rules_skipped_total Records or fixes the rule engine did not judge, by reason.\n# TYPE rules_skipped_total counter");
+        if let Ok(s) = self.rules_skipped.lock() {
+            for (reason, n) in s.iter() {
+                let _ = writeln!(o, "rules_skipped_total{{reason=\"{reason}\"}} {n}");
+            }
         }
         let _ = writeln!(o, "# HELP tsdb_write_latency_seconds TSDB write request latency.\n# TYPE tsdb_write_latency_seconds histogram");
         let mut cum = 0;
@@ -352,40 +456,6 @@ impl Metrics {
         let _ = writeln!(o, "tsdb_write_latency_seconds_count {count}");
         o
     }
-
-    /// One `wastewatch_pipeline` line-protocol point with the same counters.
-    pub fn pipeline_point(
-        &self,
-        instance: &str,
-        log: Option<LogStats>,
-        now_ms: i64,
-        buf: &mut String,
-    ) {
-        use crate::sink::line_protocol::{FieldValue as F, LineBuilder};
-        let i = |a: &AtomicU64| F::I64(i64::try_from(a.load(Relaxed)).unwrap_or(i64::MAX));
-        let mut b = LineBuilder::new(buf, "wastewatch_pipeline")
-            .tag("instance", instance)
-            .field("received", i(&self.received))
-            .field("decoded", i(&self.decoded))
-            .field("quarantined", F::I64(self.quarantined_total() as i64))
-            .field("acks", i(&self.acks))
-            .field("log_commits", i(&self.log_commits))
-            .field("log_full", i(&self.log_full))
-            .field("mqtt_connected", i(&self.mqtt_connected))
-            .field("mqtt_connection_errors", i(&self.mqtt_connection_errors))
-            .field("tsdb_batches", i(&self.tsdb_batches))
-            .field("tsdb_points", i(&self.tsdb_points))
-            .field("tsdb_retryable_errors", i(&self.tsdb_retryable_errors));
-        if let Some(s) = log {
-            b = b
-                .field("log_depth_records", F::I64(s.depth as i64))
-                .field("log_bytes", F::I64(s.live_bytes as i64))
-                .field("quarantine_records", F::I64(s.quarantined as i64))
-                .field("quarantine_bytes", F::I64(s.quarantine_bytes as i64))
-                .field("log_storage_error", F::I64(i64::from(s.storage_error)));
-        }
-        let _ = b.finish(now_ms);
-    }
 }
 
 #[cfg(test)]
@@ -395,14 +465,15 @@ mod tests {
     #[test]
     fn rule_engine_counters_are_rendered_by_reason() {
         let m = Metrics::default();
-        {
-            let mut r = m.rules.lock().unwrap();
-            r.records = 5;
-            r.duplicates = 3;
-            r.restamped_fixes = 2;
-            r.late_fixes_counted = 9;
-        }
-        let text = m.render_prometheus(None);
+        m.set_rules(
+            5,
+            vec![
+                ("duplicates".into(), 3),
+                ("restamped_fixes".into(), 2),
+                ("implausible_fixes".into(), 0),
+            ],
+        );
+        let text = m.render_prometheus(None, &[]);
         for want in [
             "rules_records_total 5",
             "rules_skipped_total{reason=\"duplicates\"} 3",
@@ -411,7 +482,113 @@ mod tests {
         ] {
             assert!(text.contains(want), "{want} missing:\n{text}");
         }
-        assert!(!text.contains("late_fixes_counted"));
-        assert!(!text.contains("reason=\"records\""));
+    }
+
+    #[test]
+    fn metric_names_are_unique_and_well_formed() {
+        let mut seen = std::collections::BTreeSet::new();
+        for d in TABLE {
+            assert!(seen.insert(d.name), "{} declared twice", d.name);
+            assert!(
+                d.name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{}",
+                d.name
+            );
+            if d.kind == Kind::Counter {
+                assert!(
+                    d.name.ends_with("_total"),
+                    "counter {} must end in _total",
+                    d.name
+                );
+            }
+        }
+    }
+
+    /// Every name the dashboards and the docs use is a metric we render:
+    /// a renamed metric must not leave a panel or a doc line behind.
+    #[test]
+    fn every_metric_the_dashboards_and_docs_name_exists() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let known: std::collections::BTreeSet<&str> = TABLE
+            .iter()
+            .map(|d| d.name)
+            .chain(FAMILIES.iter().copied())
+            .collect();
+        let looks_like_metric = |w: &str| {
+            let prefixes = [
+                "ingest_",
+                "log_",
+                "tsdb_",
+                "mqtt_",
+                "notify_",
+                "rules_",
+                "alert_events",
+                "quarantine_",
+            ];
+            prefixes.iter().any(|p| w.starts_with(p))
+                && w.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        };
+        let mut checked = 0;
+        // Fields of the pipeline point the dashboards query.
+        for entry in std::fs::read_dir(root.join("dashboards")).unwrap() {
+            let p = entry.unwrap().path();
+            if p.extension().is_some_and(|e| e == "json") {
+                let text = std::fs::read_to_string(&p).unwrap();
+                for q in text.split("\"query\"").skip(1) {
+                    let q = q.split('\n').next().unwrap_or("");
+                    if !q.contains("wastewatch_pipeline") {
+                        continue;
+                    }
+                    for w in q.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                        if looks_like_metric(w) {
+                            checked += 1;
+                            assert!(
+                                known.contains(w),
+                                "{} queries {w:?}, which is not a metric",
+                                p.display()
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        // Names in backticks in the operations and schema docs.
+        for doc in [
+            "docs/OPERATIONS.md",
+            "docs/SCHEMA.md",
+            "docs/ARCHITECTURE.md",
+        ] {
+            let text = std::fs::read_to_string(root.join(doc)).unwrap();
+            // Docs also name reasons and config keys with these prefixes:
+            // check the names with a metric's suffix.
+            let suffixed = |w: &str| {
+                [
+                    "_total",
+                    "_records",
+                    "_bytes",
+                    "_offset",
+                    "_segments",
+                    "_seconds",
+                    "_lag",
+                ]
+                .iter()
+                .any(|s| w.ends_with(s))
+            };
+            for (i, part) in text.split('`').enumerate() {
+                let w = part.split('{').next().unwrap_or("");
+                if i % 2 == 1 && looks_like_metric(w) && suffixed(w) {
+                    checked += 1;
+                    assert!(
+                        known.contains(w),
+                        "{doc} names `{w}`, which is not a metric"
+                    );
+                }
+            }
+        }
+        assert!(
+            checked > 10,
+            "the check found only {checked} names: is it still reading the right files?"
+        );
     }
 }

@@ -98,16 +98,18 @@ async fn refused_lines_are_quarantined_and_the_rest_is_written() {
 
     // Pipeline counters arrive as a measurement of their own.
     assert!(
-        eventually(Duration::from_secs(10), || influx_rows(
+        eventually(Duration::from_secs(10), || {
+            influx_rows(
             &db,
             &format!(
-                "SELECT last(\"decoded\") FROM wastewatch_pipeline WHERE instance = 'ww-{tag}'"
+                "SELECT last(\"ingest_decoded_total\") FROM wastewatch_pipeline WHERE instance = 'ww-{tag}'"
             )
         )
         .first()
         .and_then(|r| r["last"].as_i64())
-            == Some(55)),
-        "wastewatch_pipeline point with decoded=55 not found"
+            == Some(55)
+        }),
+        "wastewatch_pipeline point with ingest_decoded_total=55 not found"
     );
     svc.stop();
 }

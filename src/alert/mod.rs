@@ -11,6 +11,7 @@
 mod key;
 mod lifecycle;
 mod policy;
+pub mod snapshot;
 pub mod stage;
 mod store;
 mod transition;

@@ -26,15 +26,34 @@ use prost::Message;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{error, info, warn};
 
+use super::snapshot::{self, Checkpoint, Snapshot};
 use super::{AckError, Alert, AlertEvent, AlertFilter, AlertState, AlertStore, EventReason};
 use crate::clock::Clock;
 use crate::log::{AppendBatch, Class, Durability, Log, CURSOR_RULES};
 use crate::metrics::Metrics;
-use crate::notify::dispatch::NotifyIn;
 use crate::pb;
 use crate::registry::Registry;
-use crate::rules::shell::RulesOut;
-use crate::rules::snapshot::{self, Checkpoint, Snapshot};
+
+/// What the rules shell hands to the alert stage.
+#[derive(Debug)]
+pub enum RulesOut {
+    /// Transitions, in the order the engine made them.
+    Transitions(Vec<super::Transition>),
+    /// Engine state covering everything sent before it.
+    Checkpoint(Checkpoint),
+}
+
+/// What the alert stage hands to notification dispatch.
+#[derive(Debug)]
+pub enum ToDispatch {
+    /// Tell the receivers that want it about this alert's new state.
+    Queue(Box<Alert>),
+    /// Re-post these (Alertmanager expects active alerts again and a tail
+    /// of resolved ones; webhooks are not re-sent).
+    Resend(Vec<Alert>),
+    /// Save the outboxes, then answer.
+    Flush(oneshot::Sender<Result<(), String>>),
+}
 
 /// Shared alert state, for the HTTP API and the demo.
 #[derive(Clone)]
@@ -134,7 +153,7 @@ pub struct Stage {
     /// From the rules shell.
     pub rules: mpsc::Receiver<RulesOut>,
     /// To notification dispatch.
-    pub notify: mpsc::Sender<NotifyIn>,
+    pub notify: mpsc::Sender<ToDispatch>,
     /// Where alert records go.
     pub log: Arc<Log>,
     /// For the site of an alert's entity.
@@ -205,11 +224,11 @@ pub async fn run(mut s: Stage) {
                     store.due_repeats(now)
                 };
                 for a in repeats {
-                    let _ = s.notify.send(NotifyIn::Queue(Box::new(a))).await;
+                    let _ = s.notify.send(ToDispatch::Queue(Box::new(a))).await;
                 }
                 if s.resends && last_resend.elapsed() >= s.settings.resend_interval {
                     last_resend = tokio::time::Instant::now();
-                    let _ = s.notify.send(NotifyIn::Resend(resend_set(&s.handle.store, now))).await;
+                    let _ = s.notify.send(ToDispatch::Resend(resend_set(&s.handle.store, now))).await;
                 }
             }
         }
@@ -269,7 +288,7 @@ async fn handle(s: &Stage, events: &[AlertEvent], points: &mut AppendBatch) {
         if ev.notify() {
             let _ = s
                 .notify
-                .send(NotifyIn::Queue(Box::new(ev.alert.clone())))
+                .send(ToDispatch::Queue(Box::new(ev.alert.clone())))
                 .await;
             s.metrics.alerts_notified.fetch_add(1, Relaxed);
             if ev.to_state == AlertState::Firing && ev.from_state != Some(AlertState::Firing) {
@@ -336,7 +355,7 @@ async fn save(s: &Stage) -> Result<(), String> {
         return Err("no engine checkpoint yet".into());
     };
     let (tx, rx) = oneshot::channel();
-    if s.notify.send(NotifyIn::Flush(tx)).await.is_ok() {
+    if s.notify.send(ToDispatch::Flush(tx)).await.is_ok() {
         match rx.await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(format!("notification outbox not saved: {e}")),

@@ -99,7 +99,9 @@ async fn readyz(State(s): State<ApiState>) -> Response {
 }
 
 async fn metrics(State(s): State<ApiState>) -> Response {
-    let body = s.metrics.render_prometheus(Some(s.log.stats()));
+    let body = s
+        .metrics
+        .render_prometheus(Some(s.log.stats()), &s.log.consumer_lags());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

@@ -1,7 +1,6 @@
 //! Validated settings: typed durations, non-zero sizes, parsed URLs, and
 //! secrets that never print.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
@@ -11,34 +10,7 @@ use super::raw::RawConfig;
 use super::ConfigErrors;
 use crate::decode::{ClockAction, ClockPolicy, DecodePolicy, ValidationLimits};
 
-/// A secret string: `Debug` and `Display` print `[redacted]`.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-    /// The secret value, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-    /// True when no secret is set.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() {
-            "\"\""
-        } else {
-            "[redacted]"
-        })
-    }
-}
+pub use crate::secret::Secret;
 
 /// True when the TSDB is on this host (a loopback address or `localhost`).
 fn target_is_loopback(t: &TsdbTarget) -> bool {

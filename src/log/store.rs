@@ -701,6 +701,19 @@ impl Log {
         }
     }
 
+    /// Records each consumer has still to commit (head − its committed
+    /// cursor), by consumer name, sorted by name.
+    pub fn consumer_lags(&self) -> Vec<(String, u64)> {
+        let st = self.inner.lock();
+        let mut v: Vec<(String, u64)> = st
+            .cursors
+            .iter()
+            .map(|(n, c)| (n.clone(), st.head.saturating_sub(c.mem.offset)))
+            .collect();
+        v.sort();
+        v
+    }
+
     /// The storage error of the current episode, if any.
     pub fn storage_error(&self) -> Option<String> {
         self.inner.lock().storage_error.clone()

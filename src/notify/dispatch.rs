@@ -15,13 +15,14 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::alertmanager::Alertmanager;
 use super::webhook::{Webhook, WebhookSettings};
 use super::{Notifier, Outboxes};
+use crate::alert::stage::ToDispatch as NotifyIn;
 use crate::alert::Alert;
 use crate::backoff::Backoff;
 use crate::clock::Clock;
@@ -32,18 +33,6 @@ const BATCH: usize = 500;
 
 /// File of the saved outboxes, in the log directory.
 pub const OUTBOX_FILE: &str = "notify-outbox.json";
-
-/// Input of the dispatch stage.
-#[derive(Debug)]
-pub enum NotifyIn {
-    /// Tell the receivers that want it about this alert's new state.
-    Queue(Box<Alert>),
-    /// Re-post these (Alertmanager expects active alerts again and a tail
-    /// of resolved ones; webhooks are not re-sent).
-    Resend(Vec<Alert>),
-    /// Save the outboxes, then answer.
-    Flush(oneshot::Sender<Result<(), String>>),
-}
 
 /// The receivers to build.
 #[derive(Clone, Debug, Default)]
@@ -89,7 +78,7 @@ pub fn load(dir: &Path) -> Result<Option<Outboxes>, String> {
 }
 
 fn save(dir: &Path, o: &Outboxes) -> std::io::Result<()> {
-    crate::rules::snapshot::write_atomic(
+    crate::fsutil::write_atomic(
         &dir.join(OUTBOX_FILE),
         &serde_json::to_vec(o).map_err(std::io::Error::other)?,
     )

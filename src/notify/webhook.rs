@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::alert::{Alert, AlertState, Severity};
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// Most alert lines in one chat message.
 pub const MAX_LINES: usize = 20;

@@ -87,6 +87,22 @@ pub struct EngineStats {
     pub restamped_fixes: u64,
 }
 
+impl EngineStats {
+    /// The skip counters, by reason (every counter but `records` and
+    /// `late_fixes_counted`, which count judged records), for `/metrics`.
+    pub fn skipped(&self) -> Vec<(String, u64)> {
+        let mut out = Vec::new();
+        if let Ok(serde_json::Value::Object(m)) = serde_json::to_value(self) {
+            for (reason, v) in m {
+                if reason != "records" && reason != "late_fixes_counted" {
+                    out.push((reason, v.as_u64().unwrap_or(0)));
+                }
+            }
+        }
+        out
+    }
+}
+
 /// Everything the engine remembers about one device.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]

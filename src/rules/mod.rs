@@ -32,7 +32,6 @@ mod weighbridge;
 mod testkit;
 
 pub mod shell;
-pub mod snapshot;
 
 pub use crate::alert::RuleId;
 pub use config::{

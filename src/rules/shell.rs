@@ -20,8 +20,9 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
-use super::snapshot::Checkpoint;
 use super::RuleEngine;
+use crate::alert::snapshot::Checkpoint;
+use crate::alert::stage::RulesOut;
 use crate::alert::Transition;
 use crate::clock::Clock;
 use crate::log::{LogError, LogReader};
@@ -30,15 +31,6 @@ use crate::pb;
 
 /// Most records handled between two looks at the tick and the channel.
 const READ_BATCH: usize = 2000;
-
-/// What the rules shell hands to the alert stage.
-#[derive(Debug)]
-pub enum RulesOut {
-    /// Transitions, in the order the engine made them.
-    Transitions(Vec<Transition>),
-    /// Engine state covering everything sent before it.
-    Checkpoint(Checkpoint),
-}
 
 /// Runs until cancelled; then reads up to the head, sends a last
 /// checkpoint and returns.
@@ -82,9 +74,8 @@ pub async fn run(
             // Stopping and caught up.
             else => {}
         }
-        if let Ok(mut m) = metrics.rules.lock() {
-            m.clone_from(engine.stats());
-        }
+        let stats = engine.stats();
+        metrics.set_rules(stats.records, stats.skipped());
         let caught_up = *head.borrow() <= reader.offset();
         let due = tokio::time::Instant::now() >= checkpoint_at;
         if due || (stopping && caught_up) {

@@ -430,7 +430,25 @@ async fn quarantine_refused(
     }
 }
 
-/// Periodically writes the pipeline counters as `wastewatch_pipeline`.
+/// The `wastewatch_pipeline` point: every metric of
+/// [`crate::metrics::TABLE`] as an integer field under its `/metrics` name.
+pub fn pipeline_point(
+    instance: &str,
+    values: &[(&'static str, u64)],
+    now_ms: i64,
+    buf: &mut String,
+) {
+    use super::line_protocol::{FieldValue as F, LineBuilder};
+    let mut b = LineBuilder::new(buf, "wastewatch_pipeline").tag("instance", instance);
+    for (name, v) in values {
+        b = b.field(name, F::I64(i64::try_from(*v).unwrap_or(i64::MAX)));
+    }
+    let _ = b.finish(now_ms);
+}
+
+/// Periodically writes the pipeline counters as `wastewatch_pipeline`
+/// (best effort: a point that cannot be written is skipped, the next one
+/// carries the counters on).
 pub async fn run_stats(
     writer: Arc<Writer>,
     metrics: Arc<Metrics>,
@@ -446,9 +464,9 @@ pub async fn run_stats(
             _ = stop.cancelled() => return,
         }
         let mut buf = String::new();
-        metrics.pipeline_point(
+        pipeline_point(
             &instance,
-            Some(log.stats()),
+            &metrics.values(Some(log.stats()), &log.consumer_lags()),
             crate::ingest::now_ms(),
             &mut buf,
         );

@@ -7,13 +7,11 @@
 //! with) and ignores transitions it has already applied, so alerts are
 //! neither lost nor duplicated.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::log::Position;
-use crate::notify::Outboxes;
 
 /// The file in the log directory.
 pub const FILE: &str = "rules-snapshot.json";
@@ -27,10 +25,10 @@ pub struct Snapshot {
     pub engine: String,
     /// Alert store (its own JSON).
     pub alerts: String,
-    /// Outboxes saved by a version that kept them here; read once, then
-    /// the notification stage keeps them in its own file.
-    #[serde(default, skip_serializing_if = "Outboxes::is_empty")]
-    pub outboxes: Outboxes,
+    /// Outboxes saved by a version that kept them here (kept as JSON: the
+    /// notification stage reads them once, then keeps its own file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outboxes: Option<serde_json::Value>,
     /// Unwritten alert points (line protocol) of a version that kept them
     /// here; read once and written out as they are.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -38,7 +36,7 @@ pub struct Snapshot {
 }
 
 /// An engine state with the log position it covers, as the rules shell
-/// hands it on.
+/// hands it to the alert stage.
 #[derive(Clone, Debug)]
 pub struct Checkpoint {
     /// Engine state (JSON).
@@ -68,24 +66,8 @@ pub fn read(dir: &Path) -> Result<Option<Snapshot>, String> {
 
 /// Writes the snapshot (write, fsync, rename, fsync the directory).
 pub fn write(dir: &Path, s: &Snapshot) -> std::io::Result<()> {
-    write_atomic(
+    crate::fsutil::write_atomic(
         &path(dir),
         &serde_json::to_vec(s).map_err(std::io::Error::other)?,
     )
-}
-
-/// Replaces `path` with `bytes` so that a crash leaves the old or the new
-/// content, never a mix.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(d) = path.parent() {
-        if let Ok(d) = std::fs::File::open(d) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
 }
