@@ -71,10 +71,40 @@ enum Cmd {
         #[arg(long, default_value_t = 30.0)]
         speedup: f64,
     },
+    /// Device identities for the broker (see docs/SECURITY.md).
+    Devices {
+        #[command(subcommand)]
+        cmd: DevicesCmd,
+    },
     /// Inspect or replay quarantined messages (service must be stopped).
     Quarantine {
         #[command(subcommand)]
         cmd: QuarantineCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum DevicesCmd {
+    /// Write the broker's password file (Mosquitto format) with a password
+    /// for every registered device and each ingest identity, and the
+    /// per-device secrets for provisioning. Passwords already issued are
+    /// kept; reload the broker afterwards (SIGHUP).
+    Credentials {
+        /// TOML config file: the registry is its decode.registry_dir.
+        #[arg(long, short, conflicts_with = "zone")]
+        config: Option<PathBuf>,
+        /// Zone directory (sites.json, devices.json, permits.json) instead of --config.
+        #[arg(long)]
+        zone: Option<PathBuf>,
+        /// Output directory (mosquitto.passwd, device-secrets.txt, <ingest-user>.password).
+        #[arg(long)]
+        out: PathBuf,
+        /// Ingest identity (repeatable); the shipped ACL names wastewatch-ingest.
+        #[arg(long = "ingest-user", default_value = wastewatch::credentials::DEFAULT_INGEST_USER)]
+        ingest_users: Vec<String>,
+        /// Issue a new password for this device or ingest user (repeatable).
+        #[arg(long)]
+        rotate: Vec<String>,
     },
 }
 
@@ -219,6 +249,13 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Cmd::Devices { cmd } => match devices(cmd) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Cmd::Quarantine { cmd } => match quarantine(cmd) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -271,6 +308,42 @@ fn check_config(config: Option<&PathBuf>) -> ExitCode {
             eprintln!("  - {e}");
         }
         ExitCode::from(2)
+    }
+}
+
+fn devices(cmd: DevicesCmd) -> anyhow::Result<()> {
+    match cmd {
+        DevicesCmd::Credentials {
+            config,
+            zone,
+            out,
+            ingest_users,
+            rotate,
+        } => {
+            let dir = match zone {
+                Some(z) => z,
+                None => load(config.as_ref())?.registry_dir,
+            };
+            let registry = wastewatch::registry::Registry::load_dir(&dir)
+                .map_err(|e| anyhow::anyhow!("registry {}: {e}", dir.display()))?;
+            let req = wastewatch::credentials::Request {
+                out: out.clone(),
+                ingest_users,
+                rotate,
+            };
+            let report = wastewatch::credentials::generate(&registry, &req)?;
+            println!("wrote {}: {report}", out.display());
+            for d in &report.removed {
+                println!("  removed (no longer registered): {d}");
+            }
+            println!(
+                "install {}/{} as the broker's password_file and reload it (SIGHUP); give each device its line of {}",
+                out.display(),
+                wastewatch::credentials::PASSWD_FILE,
+                wastewatch::credentials::DEVICE_SECRETS_FILE
+            );
+            Ok(())
+        }
     }
 }
 
