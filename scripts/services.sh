@@ -7,11 +7,15 @@
 #   scripts/services.sh restart NAME...      stop + start, KEEPING the data
 #   scripts/services.sh status               show what runs
 #   scripts/services.sh env                  print the env file for tests
+#   scripts/services.sh mqtt-users PASSWD ACL
+#                                            add test identities to the broker
 #
 # NAME: mosquitto | influxdb | victoria-metrics | alertmanager
 #
 #   mosquitto         127.0.0.1:18830  MQTT, config derived from
 #                                      deploy/mosquitto/wastewatch.conf
+#                     127.0.0.1:18883  MQTT over TLS (password)
+#                     127.0.0.1:18884  MQTT over TLS (client certificate)
 #   influxdb          127.0.0.1:18086  InfluxDB 1.x HTTP (RPC on :18088),
 #                                      database `wastewatch` created on start
 #   victoria-metrics  127.0.0.1:18428  VictoriaMetrics (InfluxDB v2 write API,
@@ -27,10 +31,23 @@
 # (or fails, printing the log tail). Commands are serialised with a lock, so
 # tests running in parallel may call this script.
 #
+# The broker authenticates every client, as shipped. Its test files live in
+# <services dir>/mosquitto/: auth/passwd (password file), auth/acl (the
+# shipped deploy/mosquitto/wastewatch.acl followed by the test identities of
+# auth/acl.tests), tls/ (a throw-away CA and a server certificate for
+# 127.0.0.1, made with openssl at the first start). `mqtt-users PASSWD ACL`
+# merges a password file (lines of the same user replaced) and appends ACL
+# lines, then makes the broker re-read both (SIGHUP); the test kit calls it
+# for the identities of each test zone. The readiness probe logs in as
+# ww-selftest-pub / ww-selftest-sub (test-only identities on a topic outside
+# wastewatch/v1/).
+#
 # Tests read the addresses from the env file (`services.sh env`):
 #   WW_TEST_MQTT, WW_TEST_INFLUXDB, WW_TEST_INFLUXDB_DB, WW_TEST_VM,
 #   WW_TEST_ALERTMANAGER, WW_TEST_ALERTMANAGER_WEBHOOK, WW_SERVICES_SCRIPT,
-#   WW_SERVICES_DIR
+#   WW_SERVICES_DIR, WW_TEST_MQTT_TLS, WW_TEST_MQTT_TLS_CERT (host:port of
+#   the two TLS listeners), WW_TEST_MQTT_CA, WW_TEST_MQTT_CA_KEY (the test CA,
+#   to issue client certificates)
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -45,6 +62,7 @@ ALL=(mosquitto influxdb victoria-metrics alertmanager)
 
 MOSQUITTO_PORT=18830
 MOSQUITTO_TLS_PORT=18883
+MOSQUITTO_TLS_CERT_PORT=18884
 INFLUXDB_PORT=18086
 INFLUXDB_RPC_PORT=18088
 VM_PORT=18428
@@ -53,6 +71,7 @@ ALERTMANAGER_WEBHOOK=$HOST:19099 # the receiver in deploy/alertmanager/alertmana
 INFLUXDB_DB=wastewatch
 
 MOSQUITTO_CONF_SRC=$REPO/deploy/mosquitto/wastewatch.conf
+MOSQUITTO_ACL_SRC=$REPO/deploy/mosquitto/wastewatch.acl
 INFLUXDB_CONF_SRC=$REPO/deploy/influxdb/influxdb.conf
 ALERTMANAGER_CONF=$REPO/deploy/alertmanager/alertmanager.yml
 
@@ -206,14 +225,18 @@ svc_ready() {
             port_open "$MOSQUITTO_PORT" || return 1
             # A real MQTT round trip: publish a retained message, read it back
             # with a new subscriber, then clear it.
-            local topic token got
+            # as the test-only selftest identities (the broker refuses
+            # anonymous clients).
+            local topic token got auth pw
+            auth=$(svc_dir mosquitto)/auth
+            pw=$(cat "$auth/selftest.password" 2>/dev/null) || return 1
             topic="wastewatch-selftest/ready"
             token="ready-$$-$RANDOM"
-            mosquitto_pub -h "$HOST" -p "$MOSQUITTO_PORT" -i "ww-ready-pub-$$" -q 1 -r \
+            mosquitto_pub -h "$HOST" -p "$MOSQUITTO_PORT" -u ww-selftest-pub -P "$pw" -q 1 -r \
                 -t "$topic" -m "$token" 2>/dev/null || return 1
-            got=$(mosquitto_sub -h "$HOST" -p "$MOSQUITTO_PORT" -i "ww-ready-sub-$$" \
+            got=$(mosquitto_sub -h "$HOST" -p "$MOSQUITTO_PORT" -u ww-selftest-sub -P "$pw" \
                 -t "$topic" -C 1 -W 3 2>/dev/null) || return 1
-            mosquitto_pub -h "$HOST" -p "$MOSQUITTO_PORT" -i "ww-ready-pub-$$" -q 1 -r \
+            mosquitto_pub -h "$HOST" -p "$MOSQUITTO_PORT" -u ww-selftest-pub -P "$pw" -q 1 -r \
                 -t "$topic" -n 2>/dev/null || true
             [[ $got == "$token" ]]
             ;;
@@ -233,12 +256,69 @@ svc_ready() {
 # per-service setup: generate config, print the command line
 # ---------------------------------------------------------------------------
 
-# Test broker config = the shipped config with only the listener, the
-# persistence location and logging redirected.
+# Test certificates (once per fresh start): a CA, and a server certificate
+# for 127.0.0.1 only (IP SAN, no DNS name: a client asking for "localhost"
+# must refuse it).
+gen_mosquitto_tls() {
+    local tls=$1/tls
+    [[ -f $tls/server.pem && -f $tls/ca.key ]] && return 0
+    mkdir -p "$tls"
+    (
+        cd "$tls"
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+            -subj "/CN=wastewatch-test-ca" -keyout ca.key -out ca.pem
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+            -subj "/CN=127.0.0.1" -keyout server.key -out server.csr
+        printf 'subjectAltName=IP:%s\nextendedKeyUsage=serverAuth\n' "$HOST" >server.ext
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+            -days 30 -extfile server.ext -out server.pem
+    ) >>"$1/tls.log" 2>&1 || die "mosquitto: cannot make test certificates (see $1/tls.log)"
+    chmod 600 "$tls"/*.key
+}
+
+# The live ACL: the shipped one, then the test identities.
+gen_mosquitto_acl() {
+    local auth=$1/auth
+    [[ -f $MOSQUITTO_ACL_SRC ]] || die "missing $MOSQUITTO_ACL_SRC"
+    {
+        echo "# GENERATED by scripts/services.sh: deploy/mosquitto/wastewatch.acl + test identities; do not edit."
+        cat "$MOSQUITTO_ACL_SRC"
+        echo
+        echo "# --- test identities (scripts/services.sh, the test kit) ---"
+        echo "user ww-selftest-pub"
+        echo "topic write wastewatch-selftest/#"
+        echo "user ww-selftest-sub"
+        echo "topic read wastewatch-selftest/#"
+        cat "$auth/acl.tests" 2>/dev/null || true
+    } >"$auth/acl.new"
+    mv -f "$auth/acl.new" "$auth/acl"
+}
+
+# Password file and ACL of the test broker; existing identities are kept
+# (a `restart` must not log out the tests' identities).
+gen_mosquitto_auth() {
+    local auth=$1/auth pw
+    mkdir -p "$auth"
+    chmod 700 "$auth"
+    if [[ ! -f $auth/passwd ]]; then
+        pw=$(openssl rand -hex 16)
+        printf '%s\n' "$pw" >"$auth/selftest.password"
+        : >"$auth/passwd.new"
+        mosquitto_passwd -b "$auth/passwd.new" ww-selftest-pub "$pw" >/dev/null
+        mosquitto_passwd -b "$auth/passwd.new" ww-selftest-sub "$pw" >/dev/null
+        mv -f "$auth/passwd.new" "$auth/passwd"
+    fi
+    gen_mosquitto_acl "$1"
+}
+
+# Test broker config = the shipped config with only the listeners, the file
+# locations and the run-as user replaced.
 gen_mosquitto_conf() {
-    local dir=$1 out=$1/mosquitto.conf line port
+    local dir=$1 out=$1/mosquitto.conf line port key
     [[ -f $MOSQUITTO_CONF_SRC ]] || die "missing $MOSQUITTO_CONF_SRC"
     mkdir -p "$dir/data"
+    gen_mosquitto_tls "$dir"
+    gen_mosquitto_auth "$dir"
     {
         echo "# GENERATED by scripts/services.sh from deploy/mosquitto/wastewatch.conf; do not edit."
         while IFS= read -r line || [[ -n $line ]]; do
@@ -247,7 +327,17 @@ gen_mosquitto_conf() {
                 case $port in
                     1883) echo "listener $MOSQUITTO_PORT $HOST" ;;
                     8883) echo "listener $MOSQUITTO_TLS_PORT $HOST" ;;
-                    *) die "mosquitto config: services.sh does not know where to put 'listener $port' for tests (only 1883 and 8883 are mapped)" ;;
+                    8884) echo "listener $MOSQUITTO_TLS_CERT_PORT $HOST" ;;
+                    *) die "mosquitto config: services.sh does not know where to put 'listener $port' for tests (only 1883, 8883 and 8884 are mapped)" ;;
+                esac
+            elif [[ $line =~ ^[[:space:]]*(password_file|acl_file|cafile|certfile|keyfile)[[:space:]] ]]; then
+                key=${BASH_REMATCH[1]}
+                case $key in
+                    password_file) echo "password_file $dir/auth/passwd" ;;
+                    acl_file) echo "acl_file $dir/auth/acl" ;;
+                    cafile) echo "cafile $dir/tls/ca.pem" ;;
+                    certfile) echo "certfile $dir/tls/server.pem" ;;
+                    keyfile) echo "keyfile $dir/tls/server.key" ;;
                 esac
             elif [[ $line =~ ^[[:space:]]*(persistence_location|log_dest|user|pid_file)([[:space:]]|$) ]]; then
                 echo "# (replaced for tests) $line"
@@ -263,9 +353,15 @@ gen_mosquitto_conf() {
         # switch to user 'mosquitto', which can't write the data dir).
         echo "user $(id -un)"
     } >"$out"
-    # Every listener must be on loopback.
+    # Every listener must be on loopback, and no listener setting may come
+    # before the first `listener` line (Mosquitto would open an extra
+    # listener on port 1883 of every interface for it).
     if grep -E '^[[:space:]]*listener([[:space:]]|$)' "$out" | grep -Ev "^listener [0-9]+ $HOST\$" | grep -q .; then
         die "mosquitto config: non-loopback listener in $out"
+    fi
+    if sed '/^[[:space:]]*listener[[:space:]]/,$d' "$out" |
+        grep -Eq '^[[:space:]]*(use_username_as_clientid|require_certificate|use_identity_as_username|cafile|certfile|keyfile|tls_version|bind_interface|port|protocol|mount_point)([[:space:]]|$)'; then
+        die "mosquitto config: a listener setting comes before the first 'listener' line in $MOSQUITTO_CONF_SRC (it would open a default listener on every interface)"
     fi
     echo "$out"
 }
@@ -419,6 +515,10 @@ WW_TEST_ALERTMANAGER=http://$HOST:$ALERTMANAGER_PORT
 WW_TEST_ALERTMANAGER_WEBHOOK=$ALERTMANAGER_WEBHOOK
 WW_SERVICES_SCRIPT=$SCRIPT
 WW_SERVICES_DIR=$SERVICES_DIR
+WW_TEST_MQTT_TLS=$HOST:$MOSQUITTO_TLS_PORT
+WW_TEST_MQTT_TLS_CERT=$HOST:$MOSQUITTO_TLS_CERT_PORT
+WW_TEST_MQTT_CA=$(svc_dir mosquitto)/tls/ca.pem
+WW_TEST_MQTT_CA_KEY=$(svc_dir mosquitto)/tls/ca.key
 EOF
 }
 
@@ -493,6 +593,29 @@ cmd_status() {
     return $rc
 }
 
+# Adds test identities: merges the password file $1 into the broker's (a
+# user's old line is replaced), appends the ACL lines of $2 (may be empty),
+# regenerates the live ACL and sends SIGHUP. The broker applies it
+# asynchronously: callers confirm by logging in.
+cmd_mqtt_users() {
+    (($# == 2)) || die "mqtt-users needs PASSWD ACL (files; ACL may be empty)"
+    local add=$1 acl=$2 dir auth pid
+    [[ -f $add && -f $acl ]] || die "mqtt-users: $add or $acl is not a file"
+    lock
+    dir=$(svc_dir mosquitto)
+    auth=$dir/auth
+    [[ -f $auth/passwd ]] || die "mqtt-users: no $auth/passwd; start mosquitto first"
+    awk -F: 'NR==FNR { if ($1 != "") new[$1]=1; next } !($1 in new)' "$add" "$auth/passwd" >"$auth/passwd.new"
+    grep -v '^[[:space:]]*$' "$add" >>"$auth/passwd.new" || true
+    chmod 600 "$auth/passwd.new"
+    mv -f "$auth/passwd.new" "$auth/passwd"
+    cat "$acl" >>"$auth/acl.tests"
+    gen_mosquitto_acl "$dir"
+    if pid=$(svc_pid mosquitto); then
+        kill -HUP "$pid"
+    fi
+}
+
 cmd_env() {
     write_env
     cat "$(env_file)"
@@ -509,6 +632,7 @@ main() {
         restart) cmd_restart "$@" ;;
         status) cmd_status ;;
         env) cmd_env ;;
+        mqtt-users) cmd_mqtt_users "$@" ;;
         -h | --help | help) usage ;;
         *)
             log "unknown command '$cmd'"

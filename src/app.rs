@@ -185,6 +185,7 @@ pub async fn start(settings: Settings, registry: Registry) -> anyhow::Result<Run
                 ),
             };
             let app = crate::api::router(state);
+                auth: settings.http_auth.clone(),
             let token = stop.http.clone();
             let h = tokio::spawn(async move {
                 if let Err(e) = axum::serve(listener, app)

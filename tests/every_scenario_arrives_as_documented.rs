@@ -20,7 +20,13 @@ async fn every_scenario_arrives_as_the_simulator_documents() {
 
     // Start just before the permits' night window so truck scenarios drive.
     let start = sim::last_local_time_before(now_ms() - 60_000, 20 * 60 + 55);
+    let publisher = format!("sim-{tag}");
     let cfg = SimConfig {
+        // One connection for the whole fleet: a test-only writer identity.
+        auth: sim::MqttAuth {
+            shared: Some((publisher.clone(), writer_identity(&publisher))),
+            ..Default::default()
+        },
         seed: 7,
         scenarios: Scenario::ALL.to_vec(),
         speedup: 600.0,
@@ -32,17 +38,9 @@ async fn every_scenario_arrives_as_the_simulator_documents() {
     let fleet = Fleet::new(&registry, &cfg).unwrap();
     let (host, port) = mqtt_addr();
     let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let summary = sim::publish(
-        fleet,
-        &host,
-        port,
-        &format!("sim-{tag}"),
-        &cfg,
-        stop_rx,
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let summary = sim::publish(fleet, &host, port, &publisher, &cfg, stop_rx, |_| {})
+        .await
+        .unwrap();
     assert_eq!(summary.acked, summary.sent, "the broker acked everything");
     assert!(
         summary.expected_quarantined > 0 && summary.duplicates_sent > 0,

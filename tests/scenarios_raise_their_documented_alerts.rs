@@ -124,17 +124,13 @@ async fn run(
         .collect();
     let (host, port) = mqtt_addr();
     let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let summary = sim::publish(
-        fleet,
-        &host,
-        port,
-        &format!("sim-{tag}"),
-        cfg,
-        stop_rx,
-        |_| {},
-    )
-    .await
-    .unwrap();
+    // One connection for the whole fleet: a test-only writer identity.
+    let publisher = format!("sim-{tag}");
+    let mut cfg = cfg.clone();
+    cfg.auth.shared = Some((publisher.clone(), writer_identity(&publisher)));
+    let summary = sim::publish(fleet, &host, port, &publisher, &cfg, stop_rx, |_| {})
+        .await
+        .unwrap();
     assert_eq!(summary.acked, summary.sent);
     assert!(eventually(Duration::from_secs(90), || svc
         .metric("ingest_received_total")

@@ -58,6 +58,8 @@ pub struct SimConfig {
     /// MQTT 5 session expiry, seconds: the broker keeps the session (and the
     /// unacked QoS 1 messages) across reconnects for this long.
     pub session_expiry_s: u32,
+    /// Who to log in to the broker as (none: anonymous).
+    pub auth: super::auth::MqttAuth,
 }
 
 impl SimConfig {
@@ -121,6 +123,15 @@ impl SimConfig {
         if self.connections == 0 {
             e.push("connections is 0; use at least 1".to_owned());
         }
+        if self.connections > 1 && !self.per_device_connections && self.auth.shared.is_some() {
+            // A broker that makes the user name the client id (the shipped
+            // Mosquitto config does) would let them take each other's
+            // session in turn.
+            e.push(format!(
+                "connections is {} with one user name; brokers that use the user name as the client id (use_username_as_clientid) let such connections take each other's session: use 1 connection, or per-device connections with device credentials",
+                self.connections
+            ));
+        }
         if self.session_expiry_s == 0 {
             e.push(
                 "session_expiry_s is 0; a persistent session needs a non-zero expiry".to_owned(),
@@ -151,6 +162,7 @@ impl Default for SimConfig {
             per_device_connections: false,
             keep_alive: Duration::from_secs(30),
             session_expiry_s: 3600,
+            auth: super::auth::MqttAuth::default(),
         }
     }
 }

@@ -19,6 +19,7 @@
 //! Scenarios and the alerts they must and must not produce are documented in
 //! `firmware-sim/SCENARIOS.md`.
 
+mod auth;
 mod bucket;
 mod config;
 mod device;
@@ -34,6 +35,7 @@ mod time;
 #[cfg(test)]
 mod tests;
 
+pub use auth::{read_device_secrets, read_password_file, MqttAuth};
 pub use bucket::TokenBucket;
 pub use config::{SimConfig, SimError};
 pub use fleet::{Assignment, Fleet, OutMsg};

@@ -101,6 +101,18 @@ struct RunArgs {
     /// One connection per device with its LAST_WILL as MQTT will (small fleets only).
     #[arg(long)]
     per_device_connections: bool,
+    /// MQTT user name of the shared connections (a gateway identity the
+    /// broker lets write for every simulated device).
+    #[arg(long, requires = "password_file")]
+    username: Option<String>,
+    /// File holding the password of --username (first line).
+    #[arg(long, requires = "username")]
+    password_file: Option<PathBuf>,
+    /// Per-device passwords (`device-secrets.txt` of `wastewatch devices
+    /// credentials`): with --per-device-connections each device logs in as
+    /// itself.
+    #[arg(long)]
+    credentials: Option<PathBuf>,
     /// MQTT keep-alive, seconds.
     #[arg(long, default_value_t = 30)]
     keep_alive_s: u64,
@@ -148,6 +160,16 @@ fn sim_config(a: &RunArgs) -> anyhow::Result<SimConfig> {
         }
         (None, None) => wall,
     };
+    let auth = sim::MqttAuth {
+        shared: match (&a.username, &a.password_file) {
+            (Some(u), Some(f)) => Some((u.clone(), sim::read_password_file(f)?)),
+            _ => None,
+        },
+        devices: match &a.credentials {
+            Some(f) => sim::read_device_secrets(f)?,
+            None => Default::default(),
+        },
+    };
     Ok(SimConfig {
         seed: a.seed,
         scenarios: a.scenario.clone(),
@@ -167,6 +189,7 @@ fn sim_config(a: &RunArgs) -> anyhow::Result<SimConfig> {
         per_device_connections: a.per_device_connections,
         keep_alive: Duration::from_secs(a.keep_alive_s.max(1)),
         session_expiry_s: a.session_expiry_s,
+        auth,
     })
 }
 

@@ -231,8 +231,12 @@ fn options(
     port: u16,
     cfg: &SimConfig,
     will: Option<&OutMsg>,
+    login: Option<(&str, &str)>,
 ) -> MqttOptions {
     let mut o = MqttOptions::new(client_id, host, port);
+    if let Some((user, password)) = login {
+        o.set_credentials(user, password);
+    }
     o.set_keep_alive(cfg.keep_alive);
     o.set_clean_start(false);
     o.set_session_expiry_interval(Some(cfg.session_expiry_s));
@@ -269,10 +273,13 @@ fn connect(
     port: u16,
     cfg: &SimConfig,
     will: Option<&OutMsg>,
+    login: Option<(&str, &str)>,
     book: Arc<Mutex<Book>>,
 ) -> Conn {
-    let (client, eventloop) =
-        AsyncClient::new(options(client_id, host, port, cfg, will), CLIENT_QUEUE);
+    let (client, eventloop) = AsyncClient::new(
+        options(client_id, host, port, cfg, will, login),
+        CLIENT_QUEUE,
+    );
     let (meta_tx, meta_rx) = mpsc::unbounded_channel();
     let (kill, kill_rx) = watch::channel(false);
     let up = Arc::new(AtomicBool::new(false));
@@ -399,6 +406,7 @@ pub async fn publish(
                 port,
                 cfg,
                 will.as_ref(),
+                cfg.auth.device(id),
                 book.clone(),
             ));
         }
@@ -409,6 +417,7 @@ pub async fn publish(
             port,
             cfg,
             None,
+            cfg.auth.shared(),
             book.clone(),
         ));
     } else {
@@ -419,7 +428,15 @@ pub async fn publish(
             } else {
                 format!("{client_id}-{k}")
             };
-            conns.push(connect(&cid, mqtt_host, port, cfg, None, book.clone()));
+            conns.push(connect(
+                &cid,
+                mqtt_host,
+                port,
+                cfg,
+                None,
+                cfg.auth.shared(),
+                book.clone(),
+            ));
         }
     }
     info!(connections = conns.len(), devices = fleet.device_count(), host = %mqtt_host, port, "firmware-sim publishing");

@@ -53,6 +53,13 @@ pub struct ReplayArgs {
     /// Client id of the publishing connection.
     #[arg(long, default_value = "firmware-sim-replay")]
     client_id: String,
+    /// MQTT user name (an identity the broker lets write for every device
+    /// of the capture).
+    #[arg(long, requires = "password_file")]
+    username: Option<String>,
+    /// File holding the password of --username (first line).
+    #[arg(long, requires = "username")]
+    password_file: Option<PathBuf>,
     /// QoS of the publishes (0 or 1).
     #[arg(long, default_value_t = 1)]
     qos: u8,
@@ -144,6 +151,9 @@ pub async fn replay(a: ReplayArgs) -> anyhow::Result<()> {
     }
 
     let mut o = MqttOptions::new(a.client_id.clone(), a.host.clone(), a.port);
+    if let (Some(user), Some(file)) = (&a.username, &a.password_file) {
+        o.set_credentials(user.clone(), firmware_sim::read_password_file(file)?);
+    }
     o.set_keep_alive(Duration::from_secs(30));
     o.set_clean_start(true);
     o.set_session_expiry_interval(Some(0));

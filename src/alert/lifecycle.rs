@@ -96,6 +96,27 @@ pub struct Alert {
     /// retention period. `None` while active.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retained_since_ms: Option<i64>,
+    /// What people did to it, every episode, oldest first (at most
+    /// [`HISTORY_MAX`]): who acknowledged it, when, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<HistoryEntry>,
+}
+
+/// Entries kept in [`Alert::history`]; the oldest go first.
+pub const HISTORY_MAX: usize = 50;
+
+/// One thing a person did to an alert.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// When, Unix ms.
+    pub at_ms: i64,
+    /// What (`acknowledged`).
+    pub event: EventReason,
+    /// Who: the name of the API token used.
+    pub by: String,
+    /// Why, as they said it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Why an event was emitted.

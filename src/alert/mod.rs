@@ -17,7 +17,7 @@ mod store;
 mod transition;
 
 pub use key::{AlertKey, RuleId, Severity};
-pub use lifecycle::{Alert, AlertEvent, AlertState, EventReason};
+pub use lifecycle::{Alert, AlertEvent, AlertState, EventReason, HistoryEntry, HISTORY_MAX};
 pub use policy::AlertPolicy;
 pub use store::{AckError, AlertFilter, AlertStore, SnapshotError};
 pub use transition::Transition;

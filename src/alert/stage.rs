@@ -71,8 +71,10 @@ pub struct AlertsHandle {
 pub struct AckRequest {
     /// Alert id.
     pub id: u64,
-    /// Who acknowledges.
+    /// Who acknowledges (the API token's name).
     pub by: String,
+    /// Why, if they said (kept in the alert's history).
+    pub reason: Option<String>,
     /// Where the answer goes.
     pub reply: oneshot::Sender<AckReply>,
 }
@@ -189,7 +191,7 @@ pub async fn run(mut s: Stage) {
             Some(req) = s.acks.recv() => {
                 let now = s.clock.now_ms();
                 let mut store = lock(&s.handle.store);
-                match store.ack(req.id, now, &req.by) {
+                match store.ack_with_reason(req.id, now, &req.by, req.reason.as_deref()) {
                     Ok(Some(ev)) => {
                         replies.push((req.reply, ev.alert.clone()));
                         events.push(ev);

@@ -252,6 +252,7 @@ impl AlertStore {
                 recent_fires_ms: Vec::new(),
                 quiet_since_ms: None,
                 retained_since_ms: None,
+                history: Vec::new(),
             };
             let (to, reason) = if pending_for > 0 {
                 (AlertState::Pending, EventReason::Opened)
@@ -432,6 +433,17 @@ impl AlertStore {
     /// active but is not repeated. `Ok(None)` when it already was
     /// acknowledged (idempotent).
     pub fn ack(&mut self, id: u64, at_ms: i64, by: &str) -> Result<Option<AlertEvent>, AckError> {
+        self.ack_with_reason(id, at_ms, by, None)
+    }
+
+    /// [`AlertStore::ack`], keeping who and why in the alert's history.
+    pub fn ack_with_reason(
+        &mut self,
+        id: u64,
+        at_ms: i64,
+        by: &str,
+        reason: Option<&str>,
+    ) -> Result<Option<AlertEvent>, AckError> {
         let a = self.alerts.get_mut(&id).ok_or(AckError::NotFound { id })?;
         match a.state {
             AlertState::Resolved => Err(AckError::Resolved { id }),
@@ -442,6 +454,15 @@ impl AlertStore {
                 a.acknowledged_at_ms = Some(at_ms);
                 a.acknowledged_by = Some(by.to_owned());
                 a.last_change_ms = at_ms;
+                if a.history.len() >= super::lifecycle::HISTORY_MAX {
+                    a.history.remove(0);
+                }
+                a.history.push(super::lifecycle::HistoryEntry {
+                    at_ms,
+                    event: EventReason::Acknowledged,
+                    by: by.to_owned(),
+                    reason: reason.map(str::to_owned),
+                });
                 Ok(Some(event(
                     a,
                     Some(AlertState::Firing),

@@ -1,6 +1,9 @@
 //! HTTP: `/healthz` (process alive), `/readyz` (broker connected, log
 //! writable, TSDB reachable), `/metrics` (Prometheus text) and
-//! `/api/v1/quarantine` (what was refused and why).
+//! `/api/v1/quarantine` (what was refused and why). Access: `auth.rs`
+//! (bearer tokens; JSON-only mutations).
+
+pub mod auth;
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -28,6 +31,8 @@ pub struct ApiState {
     pub alerts: Option<crate::alert::stage::AlertsHandle>,
     /// Whether a TSDB is configured (readiness ignores it otherwise).
     pub tsdb_required: bool,
+    /// Who may call what.
+    pub auth: auth::ApiAuth,
 }
 
 /// Builds the router.
@@ -39,6 +44,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/quarantine", get(quarantine))
         .route("/api/v1/alerts", get(list_alerts))
         .route("/api/v1/alerts/{id}/ack", axum::routing::post(ack_alert))
+        .layer(axum::middleware::from_fn_with_state(
+            state.auth.clone(),
+            auth::require,
+        ))
         .with_state(state)
 }
 
@@ -149,26 +158,49 @@ async fn list_alerts(State(s): State<ApiState>, Query(q): Query<AlertsQuery>) ->
     Json(list).into_response()
 }
 
-/// Body of an acknowledgement.
+/// Longest acknowledgement reason kept, characters.
+const MAX_REASON_CHARS: usize = 500;
+
+/// Body of an acknowledgement. Who acknowledges is the token's name, not
+/// something the caller says.
 #[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct AckBody {
-    /// Who acknowledges (recorded with the alert).
-    by: Option<String>,
+    /// Why (kept in the alert's history), optional.
+    reason: Option<String>,
 }
 
 async fn ack_alert(
     State(s): State<ApiState>,
     axum::extract::Path(id): axum::extract::Path<u64>,
-    body: Option<Json<AckBody>>,
+    caller: Option<axum::Extension<auth::Caller>>,
+    Json(body): Json<AckBody>,
 ) -> Response {
     let Some(a) = &s.alerts else {
         return no_alerts();
     };
-    let by = body
-        .and_then(|b| b.0.by)
-        .unwrap_or_else(|| "api".to_owned());
+    // The middleware lets no mutation through without a token.
+    let Some(axum::Extension(auth::Caller(by))) = caller else {
+        return (StatusCode::UNAUTHORIZED, "a bearer token is required\n").into_response();
+    };
+    let reason = body
+        .reason
+        .map(|r| {
+            r.chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .take(MAX_REASON_CHARS)
+                .collect::<String>()
+                .trim()
+                .to_owned()
+        })
+        .filter(|r| !r.is_empty());
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let req = crate::alert::stage::AckRequest { id, by, reply: tx };
+    let req = crate::alert::stage::AckRequest {
+        id,
+        by,
+        reason,
+        reply: tx,
+    };
     if let Err(e) = a.acks.try_send(req) {
         let why = match e {
             tokio::sync::mpsc::error::TrySendError::Full(_) => {

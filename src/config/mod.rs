@@ -57,9 +57,19 @@ pub fn load_raw(file: Option<&Path>, env: &[(String, String)]) -> Result<RawConf
         .map_err(|e| ConfigErrors(vec![e.to_string()]))
 }
 
+/// Environment variable holding API tokens (`name:token`, comma- or
+/// newline-separated): a secret, so not a `WASTEWATCH__` config key that
+/// could also be written into the config file.
+pub const HTTP_TOKENS_ENV: &str = "WASTEWATCH_HTTP_TOKENS";
+
 /// Loads and validates.
 pub fn load(file: Option<&Path>, env: &[(String, String)]) -> Result<Settings, ConfigErrors> {
-    load_raw(file, env)?.validate()
+    let mut raw = load_raw(file, env)?;
+    raw.http.tokens_env = env
+        .iter()
+        .find(|(k, _)| k == HTTP_TOKENS_ENV)
+        .map(|(_, v)| crate::secret::Secret::new(v.clone()));
+    raw.validate()
 }
 
 #[cfg(test)]

@@ -3,6 +3,16 @@
 
 use serde::Deserialize;
 
+use crate::secret::Secret;
+
+/// Secrets are read as plain strings and held as [`Secret`] from the first
+/// moment, so not even the raw config prints them.
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret::new)
+    }
+}
+
 /// The whole file.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -88,9 +98,11 @@ pub struct RawWebhook {
     /// Lowest severity sent: `info`, `warn`, `major` (default), `critical`.
     #[serde(default = "default_min_severity")]
     pub min_severity: String,
-    /// DingTalk signing secret (secret, never logged); empty = unsigned.
+    /// Signing secret (never logged); empty = unsigned. `json`: HMAC-SHA256
+    /// of timestamp and body in the `X-Wastewatch-Signature` header;
+    /// `dingtalk`: the robot's own signature (加签). `wecom` has none.
     #[serde(default)]
-    pub sign_secret: String,
+    pub sign_secret: Secret,
 }
 
 fn default_webhook_format() -> String {
@@ -115,14 +127,22 @@ pub struct RawMqtt {
     pub subscribe: Vec<String>,
     /// Username, empty for none.
     pub username: String,
-    /// Password (secret, never logged).
-    pub password: String,
+    /// Password (secret, never logged); prefer `password_file`.
+    pub password: Secret,
+    /// File holding the password (first line), e.g. written by
+    /// `wastewatch devices credentials`; empty for none.
+    pub password_file: String,
     /// Use TLS (rustls).
     pub tls: bool,
     /// PEM CA bundle for TLS; empty = system roots.
     pub ca_file: String,
     /// Keep-alive, seconds.
     pub keep_alive_s: u64,
+    /// PEM client certificate (chain) for TLS client authentication; its
+    /// Common Name is the identity on the broker's certificate listener.
+    pub client_cert_file: String,
+    /// PEM private key of `client_cert_file` (secret file).
+    pub client_key_file: String,
     /// Session expiry, seconds; non-zero so the broker keeps the session.
     pub session_expiry_s: u32,
     /// MQTT 5 Receive Maximum: unacked QoS 1 messages the broker may send.
@@ -143,11 +163,14 @@ impl Default for RawMqtt {
             client_id: "wastewatch-ingest-1".into(),
             subscribe: vec!["wastewatch/v1/#".into()],
             username: String::new(),
-            password: String::new(),
+            password: Secret::default(),
+            password_file: String::new(),
             tls: false,
             ca_file: String::new(),
             keep_alive_s: 30,
             session_expiry_s: 7 * 24 * 3600,
+            client_cert_file: String::new(),
+            client_key_file: String::new(),
             receive_maximum: 10_000,
             max_packet_bytes: 256 * 1024,
             reconnect_min_ms: 200,
@@ -241,13 +264,13 @@ pub struct RawTsdb {
     /// v1: username, empty for none.
     pub username: String,
     /// v1: password (secret).
-    pub password: String,
+    pub password: Secret,
     /// v2: organisation.
     pub org: String,
     /// v2: bucket.
     pub bucket: String,
     /// v2: API token (secret).
-    pub token: String,
+    pub token: Secret,
     /// `file`: path of the line-protocol file.
     pub file_path: String,
     /// Most lines in one write.
@@ -275,10 +298,10 @@ impl Default for RawTsdb {
             database: "wastewatch".into(),
             retention_policy: String::new(),
             username: String::new(),
-            password: String::new(),
+            password: Secret::default(),
             org: "wastewatch".into(),
             bucket: "wastewatch".into(),
-            token: String::new(),
+            token: Secret::default(),
             file_path: "wastewatch-points.lp".into(),
             batch_max_lines: 5000,
             batch_max_age_ms: 1000,
@@ -299,12 +322,26 @@ pub struct RawHttp {
     pub listen: String,
 }
 
+    /// File of API bearer tokens, `name:token` per line (the name is
+    /// recorded as who acknowledged); never the tokens themselves here.
+    pub tokens_file: String,
+    /// Require a token for reads too (`/metrics`, `/api/v1/...`); the
+    /// health probes stay open.
+    pub protect_reads: bool,
+    /// Tokens from the environment (`WASTEWATCH_HTTP_TOKENS`, same format,
+    /// comma- or newline-separated); set by [`super::load`], never read
+    /// from the file.
+    #[serde(skip)]
+    pub tokens_env: Option<Secret>,
 impl Default for RawHttp {
     fn default() -> Self {
         RawHttp {
             listen: "127.0.0.1:9464".into(),
         }
     }
+            tokens_file: String::new(),
+            protect_reads: false,
+            tokens_env: None,
 }
 
 /// `[shutdown]`

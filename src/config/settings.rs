@@ -58,6 +58,8 @@ pub struct MqttSettings {
     pub credentials: Option<(String, Secret)>,
     /// TLS on, with this CA file.
     pub tls: Option<PathBuf>,
+    /// TLS client certificate and key files, if the broker asks for one.
+    pub client_auth: Option<(PathBuf, PathBuf)>,
     /// Keep-alive.
     pub keep_alive: Duration,
     /// Session expiry, seconds (non-zero).
@@ -169,6 +171,8 @@ pub struct Settings {
     pub tsdb: TsdbSettings,
     /// HTTP listen address, if enabled.
     pub http_listen: Option<SocketAddr>,
+    /// Who may use the HTTP API (tokens, protected reads).
+    pub http_auth: crate::api::auth::ApiAuth,
     /// Graceful shutdown deadline.
     pub shutdown_deadline: Duration,
     /// Rules, alert policy and notification.
@@ -226,9 +230,9 @@ fn webhooks(
                     ));
                     crate::alert::Severity::Major
                 });
-        if !w.sign_secret.is_empty() && format != Format::Dingtalk {
+        if !w.sign_secret.is_empty() && format == Format::Wecom {
             errors.push(format!(
-                "{key}.sign_secret is only used by format = \"dingtalk\""
+                "{key}.sign_secret is used by format = \"json\" (HMAC header) and \"dingtalk\"; WeCom robots have no signing, remove it"
             ));
         }
         out.push(WebhookSettings {
@@ -236,7 +240,7 @@ fn webhooks(
             url: Secret::new(w.url.clone()),
             format,
             min_severity,
-            sign_secret: Secret::new(w.sign_secret.clone()),
+            sign_secret: w.sign_secret.clone(),
         });
     }
     out
@@ -244,15 +248,36 @@ fn webhooks(
 
 fn url(errors: &mut Vec<String>, key: &str, v: &str) -> url::Url {
     match url::Url::parse(v) {
+/// `v` for an error message, with any user name and password replaced.
+fn shown_url(v: &str) -> String {
+    match url::Url::parse(v) {
+        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            format!("{:?} (credentials removed)", u.as_str())
+        }
+        Ok(u) => format!("{:?}", u.as_str()),
+        Err(_) if v.contains('@') => "(value not shown: it may hold credentials)".into(),
+        Err(_) => format!("{v:?}"),
+    }
+}
+
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => u,
+    let shown = shown_url(v);
         Ok(_) => {
+        Ok(u) if !u.username().is_empty() || u.password().is_some() => {
             errors.push(format!(
-                "{key} {v:?} must be an http:// or https:// URL with a host"
+                "{key} {shown} holds a user name or password; errors would print it, so give credentials in their own settings (tsdb.username / tsdb.password / tsdb.token)"
+            ));
+            fallback_url()
+        }
+            errors.push(format!(
+                "{key} {shown} must be an http:// or https:// URL with a host"
             ));
             fallback_url()
         }
         Err(e) => {
-            errors.push(format!("{key} {v:?} is not a URL: {e}"));
+            errors.push(format!("{key} {shown} is not a URL: {e}"));
             fallback_url()
         }
     }
@@ -263,8 +288,61 @@ fn fallback_url() -> url::Url {
     url::Url::parse("http://127.0.0.1/").unwrap_or_else(|_| unreachable!())
 }
 
-fn creds(user: &str, pass: &str) -> Option<(String, Secret)> {
-    (!user.is_empty()).then(|| (user.to_owned(), Secret::new(pass)))
+fn creds(user: &str, pass: &Secret) -> Option<(String, Secret)> {
+    (!user.is_empty()).then(|| (user.to_owned(), pass.clone()))
+}
+
+/// The first line of a secret file (`key` names the setting in errors).
+fn secret_file(errors: &mut Vec<String>, key: &str, path: &str) -> Secret {
+    match std::fs::read_to_string(path) {
+        Ok(t) => {
+            let first = t.lines().next().unwrap_or("").trim();
+            if first.is_empty() {
+                errors.push(format!(
+                    "{key} {path} is empty; put the secret on its first line"
+                ));
+            }
+            Secret::new(first)
+        }
+        Err(e) => {
+            errors.push(format!("cannot read {key} {path}: {e}"));
+            Secret::default()
+        }
+    }
+}
+
+/// `[http]` access: tokens from `tokens_file` and the environment; a
+/// listener other hosts can reach must have a token.
+fn http_auth(
+    errors: &mut Vec<String>,
+    h: &super::raw::RawHttp,
+    listen: Option<SocketAddr>,
+) -> crate::api::auth::ApiAuth {
+    let mut auth = crate::api::auth::ApiAuth::none();
+    auth.protect_reads = h.protect_reads;
+    if !h.tokens_file.is_empty() {
+        match std::fs::read_to_string(&h.tokens_file) {
+            Ok(t) => auth.add_tokens(&format!("http.tokens_file {}", h.tokens_file), &t, errors),
+            Err(e) => errors.push(format!(
+                "cannot read http.tokens_file {}: {e}",
+                h.tokens_file
+            )),
+        }
+    }
+    if let Some(t) = &h.tokens_env {
+        auth.add_tokens("WASTEWATCH_HTTP_TOKENS", t.expose(), errors);
+    }
+    if let Some(a) = listen {
+        if !a.ip().is_loopback() && !auth.has_tokens() {
+            errors.push(format!(
+                "http.listen {a} is reachable from other hosts but no API token is configured; set http.tokens_file (or WASTEWATCH_HTTP_TOKENS), or listen on 127.0.0.1"
+            ));
+        }
+    }
+    if h.protect_reads && !auth.has_tokens() {
+        errors.push("http.protect_reads is on but no API token is configured; set http.tokens_file (or WASTEWATCH_HTTP_TOKENS)".into());
+    }
+    auth
 }
 
 impl RawConfig {
@@ -313,20 +391,58 @@ impl RawConfig {
                 m.reconnect_min_ms, m.reconnect_max_ms
             ));
         }
-        if !m.password.is_empty() && m.username.is_empty() {
+        if !m.password.is_empty() && !m.password_file.is_empty() {
+            e.push(
+                "mqtt.password and mqtt.password_file are both set; keep only mqtt.password_file"
+                    .into(),
+            );
+        }
+        let password = if m.password_file.is_empty() {
+            m.password.clone()
+        } else {
+            secret_file(&mut e, "mqtt.password_file", &m.password_file)
+        };
+        if !password.is_empty() && m.username.is_empty() {
             e.push("mqtt.password is set but mqtt.username is empty".into());
         }
         if m.tls && m.ca_file.is_empty() {
             e.push("mqtt.tls is on but mqtt.ca_file is empty; give the PEM CA bundle that signed the broker certificate".into());
+        let client_auth = match (m.client_cert_file.is_empty(), m.client_key_file.is_empty()) {
+            (true, true) => None,
+            (false, false) => {
+                if !m.tls {
+                    e.push(
+                        "mqtt.client_cert_file is set but mqtt.tls is off; turn mqtt.tls on".into(),
+                    );
+                }
+                for (k, f) in [
+                    ("mqtt.client_cert_file", &m.client_cert_file),
+                    ("mqtt.client_key_file", &m.client_key_file),
+                ] {
+                    if !std::path::Path::new(f).exists() {
+                        e.push(format!("{k} {f} does not exist"));
+                    }
+                }
+                Some((
+                    PathBuf::from(&m.client_cert_file),
+                    PathBuf::from(&m.client_key_file),
+                ))
+            }
+            _ => {
+                e.push("mqtt.client_cert_file and mqtt.client_key_file go together; set both or neither".into());
+                None
+            }
+        };
         }
         if !m.ca_file.is_empty() && !std::path::Path::new(&m.ca_file).exists() {
             e.push(format!("mqtt.ca_file {} does not exist", m.ca_file));
         }
         let mqtt = MqttSettings {
-            credentials: creds(&m.username, &m.password),
+            credentials: creds(&m.username, &password),
             tls: m.tls.then(|| PathBuf::from(&m.ca_file)),
             host: m.host,
             port: m.port,
+            client_auth,
             client_id: m.client_id,
             subscribe: m.subscribe,
             keep_alive: Duration::from_secs(m.keep_alive_s),
@@ -466,7 +582,7 @@ impl RawConfig {
                     url: url(&mut e, "tsdb.url", &t.url),
                     org: t.org,
                     bucket: t.bucket,
-                    token: Secret::new(t.token),
+                    token: t.token,
                 }
             }
             "file" => {
@@ -529,6 +645,7 @@ impl RawConfig {
             None
         } else {
             Some(url(&mut e, "notify.alertmanager_url", &n.alertmanager_url))
+        let http_auth = http_auth(&mut e, &self.http, http_listen);
         };
         if n.resend_interval_ms < 1000 || n.snapshot_interval_ms < 100 {
             e.push(format!(
@@ -569,4 +686,5 @@ impl RawConfig {
             worker_threads: self.runtime.worker_threads,
         })
     }
+            http_auth,
 }

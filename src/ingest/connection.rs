@@ -107,7 +107,13 @@ impl Connector {
     /// up error, not a reconnect loop.
     pub fn new(settings: &MqttSettings) -> Result<Connector, super::session::SessionError> {
         let tls = match &settings.tls {
-            Some(ca) => Some(super::session::tls_connector(ca)?),
+            Some(ca) => Some(super::session::tls_connector(
+                ca,
+                settings
+                    .client_auth
+                    .as_ref()
+                    .map(|(c, k)| (c.as_path(), k.as_path())),
+            )?),
             None => None,
         };
         Ok(Connector {

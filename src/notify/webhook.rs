@@ -9,6 +9,13 @@
 //!
 //! The URL carries the robot's access token, so it is a secret: it is never
 //! logged, and errors name the receiver, never the URL.
+//!
+//! Signing: with `sign_secret` set, a JSON webhook carries
+//! `X-Wastewatch-Timestamp` (Unix seconds) and `X-Wastewatch-Signature:
+//! v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>` over the exact body
+//! bytes, so a receiver can tell our messages from forged ones and, by the
+//! timestamp, refuse replays of old ones; DingTalk robots get their own
+//! signature (加签) in the URL instead.
 
 use std::time::Duration;
 
@@ -16,6 +23,11 @@ use serde_json::json;
 
 use crate::alert::{Alert, AlertState, Severity};
 use crate::secret::Secret;
+
+/// Header of the JSON webhook's signature.
+pub const SIGNATURE_HEADER: &str = "X-Wastewatch-Signature";
+/// Header of the time the JSON webhook was signed at, Unix seconds.
+pub const TIMESTAMP_HEADER: &str = "X-Wastewatch-Timestamp";
 
 /// Most alert lines in one chat message.
 pub const MAX_LINES: usize = 20;
@@ -102,11 +114,21 @@ impl Webhook {
                 .append_pair("timestamp", &now_ms.to_string())
                 .append_pair("sign", &sign);
         }
-        let body = body(self.s.format, alerts);
-        let resp = self
+        let body = serde_json::to_vec(&body(self.s.format, alerts))
+            .map_err(|e| format!("webhook {name}: cannot encode the body: {e}"))?;
+        let mut req = self
             .http
             .post(url)
-            .json(&body)
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
+        if self.s.format == Format::Json && !self.s.sign_secret.is_empty() {
+            let ts = now_ms.div_euclid(1000);
+            req = req.header(TIMESTAMP_HEADER, ts.to_string()).header(
+                SIGNATURE_HEADER,
+                json_signature(self.s.sign_secret.expose(), ts, &body),
+            );
+        }
+        let resp = req
+            .body(body)
             .send()
             .await
             .map_err(|e| format!("webhook {name} unreachable: {}", e.without_url()))?;
@@ -131,6 +153,22 @@ impl Webhook {
             None => Err(format!("webhook {name}: answer has no errcode: {v}")),
         }
     }
+}
+
+/// The JSON webhook's signature header value: `v1=` and the hex HMAC-SHA256
+/// of `"{ts_s}." + body` under `secret`.
+pub fn json_signature(secret: &str, ts_s: i64, body: &[u8]) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
+    let mut ctx = ring::hmac::Context::with_key(&key);
+    ctx.update(format!("{ts_s}.").as_bytes());
+    ctx.update(body);
+    let tag = ctx.sign();
+    let mut out = String::with_capacity(3 + 64);
+    out.push_str("v1=");
+    for b in tag.as_ref() {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
 }
 
 /// DingTalk robot signature: base64(HMAC-SHA256(secret, "{ts}\n{secret}")).
@@ -201,6 +239,7 @@ pub fn body(format: Format, alerts: &[Alert]) -> serde_json::Value {
                 "value": a.value,
                 "threshold": a.threshold,
                 "message": a.message,
+                "acknowledged_by": a.acknowledged_by,
                 "started_at": crate::notify::rfc3339_ms(a.started_at_ms),
                 "resolved_at": a.resolved_at_ms.map(crate::notify::rfc3339_ms),
             })).collect::<Vec<_>>(),
@@ -229,6 +268,15 @@ mod tests {
         assert_eq!(
             dingtalk_sign("SECabc", 1_700_000_000_000),
             "jcUpW0QmtKduN03n4JqQ0PBosVjqnM8gU7fIIvsDmCM="
+        );
+    }
+
+    #[test]
+    fn the_json_signature_is_hmac_sha256_of_timestamp_dot_body() {
+        // Python: hmac.new(b"whsec-test", b"1700000000." + b'{"a":1}', sha256).hexdigest()
+        assert_eq!(
+            json_signature("whsec-test", 1_700_000_000, br#"{"a":1}"#),
+            "v1=fed7a1a6c799a6367d73724d76bc70c16678908a32a879cd1ded6565ac05cece"
         );
     }
 

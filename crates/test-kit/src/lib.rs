@@ -3,9 +3,20 @@
 //! (the env vars below come from `scripts/test.sh`), the real `wastewatch`
 //! binary, a real MQTT publisher. A missing server is a failure, never a
 //! skip; a metric that does not exist is a failure, never a zero.
+//!
+//! The test broker authenticates every client, as the shipped config does
+//! (deploy/mosquitto/wastewatch.conf): each service gets an ingest identity
+//! of its own (its client id; the broker makes the user name the client id),
+//! written for its zone by the real `wastewatch devices credentials`, and
+//! each zone's devices get their passwords from the same run. Publishers
+//! that must write outside one device's topics (malformed topics, the
+//! simulated fleet over one connection) log in as test-only writer
+//! identities that exist only in the test broker's ACL.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeSet;
+pub mod oracle;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -198,6 +209,64 @@ impl Zone {
         }
     }
 
+    /// Where `wastewatch devices credentials` writes this zone's credentials.
+    pub fn credentials_dir(&self) -> PathBuf {
+        self.dir.path().join("credentials")
+    }
+
+    /// Runs the real `wastewatch devices credentials` for this zone with
+    /// `ingest_user` and registers the resulting password file (every
+    /// device of the zone, and the ingest identity with read access to
+    /// `wastewatch/v1/#`) with the test broker. Returns the file holding
+    /// the ingest identity's password (for `mqtt.password_file`). Once per
+    /// name and process.
+    pub fn ingest_identity(&self, ingest_user: &str) -> PathBuf {
+        let out = self.credentials_dir();
+        let file = out.join(format!("{ingest_user}.password"));
+        if REGISTERED.lock().unwrap().contains_key(ingest_user) {
+            return file;
+        }
+        let cmd = Command::new(wastewatch_bin())
+            .args(["devices", "credentials", "--zone"])
+            .arg(self.dir.path())
+            .arg("--out")
+            .arg(&out)
+            .args(["--ingest-user", ingest_user])
+            .output()
+            .expect("run wastewatch devices credentials");
+        assert!(
+            cmd.status.success(),
+            "wastewatch devices credentials failed:\n{}{}",
+            String::from_utf8_lossy(&cmd.stdout),
+            String::from_utf8_lossy(&cmd.stderr)
+        );
+        let pw = std::fs::read_to_string(&file).unwrap().trim().to_owned();
+        register_with_broker(
+            &out.join("mosquitto.passwd"),
+            &format!("user {ingest_user}\ntopic read wastewatch/v1/#\n"),
+            (ingest_user, &pw),
+        );
+        REGISTERED
+            .lock()
+            .unwrap()
+            .insert(ingest_user.to_owned(), pw);
+        file
+    }
+
+    /// The broker password of one of this zone's devices (registered with
+    /// the test broker by [`Zone::ingest_identity`]).
+    pub fn device_password(&self, device_id: &str) -> String {
+        let text =
+            std::fs::read_to_string(self.credentials_dir().join("device-secrets.txt")).unwrap();
+        text.lines()
+            .filter_map(|l| l.split_once(' '))
+            .find(|(d, _)| *d == device_id)
+            .map(|(_, pw)| pw.trim().to_owned())
+            .unwrap_or_else(|| {
+                panic!("no password for device {device_id}: call ingest_identity first")
+            })
+    }
+
     pub fn topic(&self, env: &pb::Envelope) -> String {
         let kind = DeviceKind::try_from(env.device_kind).unwrap_or_default();
         let ch = if matches!(env.body, Some(Body::DeviceStatus(_))) {
@@ -226,11 +295,116 @@ impl Msg {
     }
 }
 
+/// Adds identities to the test broker: the password file `passwd` (Mosquitto
+/// format) and the ACL lines `acl`, then waits until `probe` (user,
+/// password) can log in — the broker applies the change asynchronously,
+/// and re-reads the ACL in the same reload as the passwords.
+fn register_with_broker(passwd: &Path, acl: &str, probe: (&str, &str)) {
+    let dir = tempfile::tempdir().unwrap();
+    let acl_path = dir.path().join("acl");
+    std::fs::write(&acl_path, acl).unwrap();
+    services(&[
+        "mqtt-users",
+        passwd.to_str().unwrap(),
+        acl_path.to_str().unwrap(),
+    ]);
+    let t0 = Instant::now();
+    loop {
+        match try_login(probe.0, probe.1) {
+            Ok(()) => return,
+            Err(e) if t0.elapsed() > Duration::from_secs(15) => {
+                panic!(
+                    "test identity {} cannot log in 15 s after registering it: {e}",
+                    probe.0
+                )
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+/// One MQTT 5 login to the test broker (clean start, no session kept). On a
+/// thread of its own, so it can be called from async tests too.
+pub fn try_login(user: &str, password: &str) -> Result<(), String> {
+    let (host, port) = mqtt_addr();
+    let mut o = MqttOptions::new(user, host, port);
+    o.set_credentials(user, password);
+    o.set_clean_start(true);
+    std::thread::spawn(move || login_blocking(o))
+        .join()
+        .unwrap()
+}
+
+fn login_blocking(o: MqttOptions) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let (client, mut el) = AsyncClient::new(o, 10);
+        let r = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match el.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
+                    Ok(_) => {}
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| Err("no CONNACK in 5 s".into()));
+        if r.is_ok() {
+            let _ = client.disconnect().await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), el.poll()).await;
+        }
+        r
+    })
+}
+
+/// Identities registered by this process, with their passwords.
+static REGISTERED: std::sync::Mutex<BTreeMap<String, String>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+/// A test-only identity that may publish anywhere under `wastewatch/v1/`
+/// (a gateway of the whole zone; the shipped ACL has none): registered
+/// with the test broker once per name; returns its password.
+pub fn writer_identity(name: &str) -> String {
+    if let Some(pw) = REGISTERED.lock().unwrap().get(name) {
+        return pw.clone();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let passwd = dir.path().join("passwd");
+    let pw = format!("writer-{}", unique("pw"));
+    let out = Command::new("mosquitto_passwd")
+        .args(["-c", "-b", passwd.to_str().unwrap(), name, &pw])
+        .output()
+        .expect("run mosquitto_passwd (scripts/services.sh install)");
+    assert!(out.status.success(), "mosquitto_passwd: {out:?}");
+    register_with_broker(
+        &passwd,
+        &format!("user {name}\ntopic write wastewatch/v1/#\n"),
+        (name, &pw),
+    );
+    REGISTERED
+        .lock()
+        .unwrap()
+        .insert(name.to_owned(), pw.clone());
+    pw
+}
+
 /// Publishes messages with QoS 1 and waits for every PUBACK from the broker.
-/// Returns how many the broker acked.
+/// Returns how many the broker acked. Logs in as the test-only writer
+/// identity `client_id` (see [`writer_identity`]).
 pub async fn publish_all(client_id: String, msgs: Vec<Msg>, pace: Option<Duration>) -> usize {
+    let password = {
+        let id = client_id.clone();
+        tokio::task::spawn_blocking(move || writer_identity(&id))
+            .await
+            .unwrap()
+    };
     let (host, port) = mqtt_addr();
     let mut o = MqttOptions::new(client_id.clone(), host, port);
+    o.set_credentials(client_id.clone(), password);
     o.set_keep_alive(Duration::from_secs(30));
     o.set_clean_start(true);
     o.set_max_packet_size(Some(1 << 20));
@@ -300,7 +474,9 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Settings for a service instance, as WASTEWATCH__ env vars.
+/// Settings for a service instance, as WASTEWATCH__ env vars. The service
+/// logs in as the ingest identity `client_id`, registered for `zone` with the
+/// test broker (see [`Zone::ingest_identity`]).
 pub fn service_env(
     zone: &Zone,
     client_id: &str,
@@ -308,10 +484,16 @@ pub fn service_env(
     tsdb: &[(&str, &str)],
 ) -> Vec<(String, String)> {
     let (host, port) = mqtt_addr();
+    let password_file = zone.ingest_identity(client_id);
     let mut v: Vec<(String, String)> = vec![
         ("WASTEWATCH__MQTT__HOST".into(), host),
         ("WASTEWATCH__MQTT__PORT".into(), port.to_string()),
         ("WASTEWATCH__MQTT__CLIENT_ID".into(), client_id.into()),
+        ("WASTEWATCH__MQTT__USERNAME".into(), client_id.into()),
+        (
+            "WASTEWATCH__MQTT__PASSWORD_FILE".into(),
+            password_file.display().to_string(),
+        ),
         (
             "WASTEWATCH__MQTT__SUBSCRIBE".into(),
             format!("wastewatch/v1/{}/#", zone.site),

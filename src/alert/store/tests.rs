@@ -1,6 +1,7 @@
 //! Alert lifecycle cases on simulated time: one behaviour per test.
 
 use super::*;
+use crate::alert::HistoryEntry;
 
 const T0: i64 = 1_772_456_400_000;
 const MIN: i64 = 60_000;
@@ -196,6 +197,44 @@ fn ack_stops_repeats_and_an_escalation_fires_again() {
     );
     let ev = s.apply(clear("st-1", T0 + 4 * MIN));
     assert_eq!(ev[0].reason, EventReason::Resolved);
+}
+
+#[test]
+fn acknowledgements_keep_who_and_why_in_the_history_across_episodes() {
+    let mut s = AlertStore::new(AlertPolicy::default());
+    s.apply(raise("st-1", Severity::Warn, T0));
+    s.ack_with_reason(1, T0 + MIN, "alice", Some("truck on its way"))
+        .unwrap()
+        .unwrap();
+    // Repeating an acknowledgement changes nothing, the history included.
+    assert_eq!(
+        s.ack_with_reason(1, T0 + 2 * MIN, "bob", Some("x")),
+        Ok(None)
+    );
+    s.apply(clear("st-1", T0 + 3 * MIN));
+    s.apply(raise("st-1", Severity::Warn, T0 + 4 * MIN));
+    s.ack(1, T0 + 5 * MIN, "bob").unwrap().unwrap();
+    let a = s.get(1).unwrap();
+    assert_eq!(
+        a.history,
+        [
+            HistoryEntry {
+                at_ms: T0 + MIN,
+                event: EventReason::Acknowledged,
+                by: "alice".into(),
+                reason: Some("truck on its way".into()),
+            },
+            HistoryEntry {
+                at_ms: T0 + 5 * MIN,
+                event: EventReason::Acknowledged,
+                by: "bob".into(),
+                reason: None,
+            },
+        ]
+    );
+    let json = serde_json::to_value(a).unwrap();
+    assert_eq!(json["history"][0]["by"], "alice");
+    assert_eq!(json["history"][0]["event"], "acknowledged");
 }
 
 #[test]
