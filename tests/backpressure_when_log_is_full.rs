@@ -87,6 +87,11 @@ async fn a_full_log_stops_acks_and_nothing_is_lost() {
         std::fs::read_to_string(&log_path).unwrap_or_default()
     );
     assert_eq!(got, want);
+    // The one oracle: every acknowledged message exactly once (a second
+    // point with another time would not show in the set above).
+    let verdict =
+        wastewatch_test_kit::oracle::exactly_once(&db, &["truck_fix"], &want, &Default::default());
+    assert!(verdict.ok(), "{verdict:?}");
     assert!(eventually(Duration::from_secs(10), || svc
         .metric("log_full")
         == 0));

@@ -66,6 +66,15 @@ async fn nothing_is_lost_when_the_broker_restarts_mid_stream() {
         std::fs::read_to_string(&log_path).unwrap_or_default()
     );
     assert_eq!(got, want);
+    // The one oracle: every acknowledged message exactly once (a second
+    // point with another time would not show in the set above).
+    let verdict = wastewatch_test_kit::oracle::exactly_once(
+        db,
+        &["storage_reading"],
+        &want,
+        &Default::default(),
+    );
+    assert!(verdict.ok(), "{verdict:?}");
     assert!(
         svc.metric("mqtt_connection_errors_total") >= 1,
         "the service saw the broker go away"

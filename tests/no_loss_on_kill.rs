@@ -69,5 +69,12 @@ async fn every_acked_message_is_stored_across_repeated_sigkill() {
         std::fs::read_to_string(&log_path).unwrap_or_default()
     );
     assert_eq!(got, sent);
+    let verdict = wastewatch_test_kit::oracle::exactly_once(
+        db,
+        &["bin_reading", "storage_reading", "truck_fix"],
+        &sent,
+        &Default::default(),
+    );
+    assert!(verdict.ok(), "{verdict:?}");
     svc.stop();
 }

@@ -137,6 +137,15 @@ async fn a_full_disk_stops_acks_then_recovers_without_loss_or_restart() {
         svc.metrics()
     );
     assert_eq!(got, want);
+    // The one oracle: every acknowledged message exactly once (a second
+    // point with another time would not show in the set above).
+    let verdict = wastewatch_test_kit::oracle::exactly_once(
+        &setup.db,
+        &["truck_fix"],
+        &want,
+        &Default::default(),
+    );
+    assert!(verdict.ok(), "{verdict:?}");
     assert!(eventually(Duration::from_secs(10), || svc
         .metric("log_storage_error")
         == 0));

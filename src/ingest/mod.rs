@@ -17,6 +17,7 @@
 //! idempotent.
 
 pub mod connection;
+pub mod restamp;
 pub mod session;
 
 use std::collections::VecDeque;
@@ -142,7 +143,13 @@ fn quarantine_record(
 
 /// Decodes one inbound message into `batch`: a record frame if it decodes,
 /// a quarantine frame (raw bytes and the precise reason) if not.
-pub fn decode_into(decoder: &Decoder, m: &Inbound, metrics: &Metrics, batch: &mut AppendBatch) {
+pub fn decode_into(
+    decoder: &Decoder,
+    restamper: &mut restamp::Restamper,
+    m: &Inbound,
+    metrics: &Metrics,
+    batch: &mut AppendBatch,
+) {
     metrics.received.fetch_add(1, Relaxed);
     let p = &m.publish;
     let ct = p
@@ -161,8 +168,9 @@ pub fn decode_into(decoder: &Decoder, m: &Inbound, metrics: &Metrics, batch: &mu
             )
         }
         Ok(topic) => match decoder.decode(topic, &p.payload, ct, m.received_at_ms) {
-            Ok(rec) => {
+            Ok(mut rec) => {
                 metrics.decoded.fetch_add(1, Relaxed);
+                restamper.apply(&mut rec);
                 // A record is at most a few KiB (payloads are capped by
                 // decode.max_payload_bytes), far below the frame limit.
                 if batch
@@ -212,6 +220,7 @@ async fn commit_loop(
     let mut waiting: VecDeque<Inbound> = VecDeque::new();
     let mut group: Vec<Inbound> = Vec::with_capacity(limits.max_records);
     let mut batch = AppendBatch::new(Class::Ingest);
+    let mut restamper = seed_restamper(&log);
     loop {
         if stop.is_cancelled() {
             break;
@@ -228,7 +237,7 @@ async fn commit_loop(
         }
         while group.len() < limits.max_records && batch.bytes() < limits.max_bytes {
             let Some(m) = waiting.pop_front() else { break };
-            decode_into(&decoder, &m, &metrics, &mut batch);
+            decode_into(&decoder, &mut restamper, &m, &metrics, &mut batch);
             group.push(m);
         }
         batch = match commit(&log, &metrics, batch, &stop).await {
@@ -247,6 +256,30 @@ async fn commit_loop(
         group.clear();
     }
     info!("ingest intake stopped");
+}
+
+/// The re-stamp memory, seeded from the newest log segments (where any
+/// message the broker may still redeliver was written).
+fn seed_restamper(log: &Log) -> restamp::Restamper {
+    let mut r = restamp::Restamper::default();
+    let mut seen = 0u64;
+    if let Ok(mut reader) = log.reader_recent(2) {
+        loop {
+            match reader.read(4096) {
+                Ok(b) if !b.is_empty() => {
+                    for (_, bytes) in b.iter() {
+                        if let Ok(rec) = pb::LogRecord::decode(bytes) {
+                            r.seed(&rec);
+                            seen += 1;
+                        }
+                    }
+                }
+                _ => break,
+            }
+        }
+    }
+    debug!(records = seen, "re-stamp memory seeded from the log");
+    r
 }
 
 /// Limits of one group commit.

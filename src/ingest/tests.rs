@@ -22,6 +22,7 @@ fn settings(port: u16, keep_alive: Duration) -> MqttSettings {
         subscribe: vec!["wastewatch/v1/#".into()],
         credentials: None,
         tls: None,
+        client_auth: None,
         keep_alive,
         session_expiry_s: 60,
         receive_maximum: 100,

@@ -586,6 +586,21 @@ impl Log {
         Ok(LogReader::new(self.inner.clone(), pos))
     }
 
+    /// A reader at the start of the `n` newest record segments.
+    pub fn reader_recent(&self, n: usize) -> Result<LogReader, LogError> {
+        let pos = {
+            let st = self.inner.lock();
+            let i = st.rec.len().saturating_sub(n.max(1));
+            let base = st.rec.get(i).map(|s| s.base).unwrap_or(st.head);
+            Position {
+                offset: base,
+                segment: base,
+                byte: 0,
+            }
+        };
+        Ok(LogReader::new(self.inner.clone(), pos))
+    }
+
     /// Next offset `consumer` will read (as last committed).
     pub fn cursor(&self, consumer: &str) -> u64 {
         self.inner

@@ -71,3 +71,47 @@ pub fn am_alert(a: &Alert) -> serde_json::Value {
     }
     v
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::alert::Severity;
+
+    /// The shipped Alertmanager config may only match severities the
+    /// service sends: an inhibit rule on `warning` never matched `warn`.
+    #[test]
+    fn the_shipped_config_matches_only_severities_the_service_sends() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("deploy/alertmanager/alertmanager.yml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let sent: Vec<&str> = [
+            Severity::Info,
+            Severity::Warn,
+            Severity::Major,
+            Severity::Critical,
+        ]
+        .iter()
+        .map(|s| s.as_str())
+        .collect();
+        let mut seen = 0;
+        for line in text.lines().filter(|l| !l.trim_start().starts_with('#')) {
+            let Some(i) = line.find("severity") else {
+                continue;
+            };
+            let rest = &line[i + "severity".len()..];
+            let value = rest
+                .trim_start_matches([' ', '=', '~', '!'])
+                .trim_start_matches('"')
+                .split(['"', '\'', ']', ' '])
+                .next()
+                .unwrap_or("");
+            for v in value.split('|').filter(|v| !v.is_empty()) {
+                seen += 1;
+                assert!(
+                    sent.contains(&v),
+                    "alertmanager.yml matches severity {v:?}; the service sends {sent:?}"
+                );
+            }
+        }
+        assert!(seen >= 2, "no severity matcher found in alertmanager.yml");
+    }
+}

@@ -148,3 +148,118 @@ fn read_batch(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::{RuleId, Transition};
+    use crate::log::{Log, CURSOR_RULES};
+    use crate::pb::{envelope::Body, TruckFix};
+    use crate::rules::testkit::{envelope, record};
+    use crate::rules::RuleConfig;
+
+    const BUSY: &str = "truck-d1234";
+    const QUIET: &str = "truck-d5678";
+
+    fn fix(device: &str, seq: u64, t_ms: i64) -> Vec<u8> {
+        // Where does not matter here: only that the truck reports.
+        let p = crate::geo::LatLon::new(34.738, 113.79);
+        let f = TruckFix {
+            latitude_deg: p.lat,
+            longitude_deg: p.lon,
+            accuracy_m: 5.0,
+            gnss_fix: true,
+            satellites: 12,
+            // Driving: a parked truck is allowed an hour of silence.
+            speed_kmh: 30.0,
+            ignition_on: true,
+            ..Default::default()
+        };
+        prost::Message::encode_to_vec(&record(
+            envelope(device, seq, t_ms, Body::TruckFix(f)),
+            t_ms,
+        ))
+    }
+
+    /// The old rules task ran time-driven rules only when a log read came
+    /// back empty, so a steady stream starved them. Here one truck reports
+    /// every 50 ms without pause while another falls silent: its
+    /// `device_silent` must come within about a tick of its deadline. Real
+    /// time (the log's writer thread does real I/O, which paused tokio time
+    /// would skip over); the quiet truck is registered at a 1 s interval so
+    /// its deadline is 2 s with floor and margin at 0.
+    #[tokio::test]
+    async fn timers_fire_on_time_while_records_keep_coming() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("zone");
+        let read = |f: &str| std::fs::read_to_string(root.join(f)).unwrap();
+        let mut devices: serde_json::Value = serde_json::from_str(&read("devices.json")).unwrap();
+        for d in devices.as_array_mut().unwrap() {
+            if d["id"] == QUIET {
+                d["expected_interval_s"] = serde_json::json!(1);
+            }
+        }
+        let registry = Arc::new(
+            crate::registry::Registry::from_json_strs(
+                &read("sites.json"),
+                &devices.to_string(),
+                &read("permits.json"),
+            )
+            .unwrap(),
+        );
+        let mut config = RuleConfig::default();
+        config.thresholds.devices.silent_floor_ms = 0;
+        config.thresholds.devices.silent_margin_ms = 0;
+        config.engine.reorder_window_ms = 0;
+        let engine = RuleEngine::new(registry, config);
+        let d = tempfile::tempdir().unwrap();
+        let log = Arc::new(Log::open(d.path(), 1 << 26, &[CURSOR_RULES]).unwrap());
+        let clock = Clock::system();
+        let t0 = clock.now_ms();
+        let (tx, mut rx) = mpsc::channel(64);
+        let cancel = CancellationToken::new();
+        let shell = tokio::spawn(run(
+            engine,
+            log.reader(CURSOR_RULES).unwrap(),
+            log.subscribe_head(),
+            tx,
+            Duration::from_secs(3600),
+            Arc::new(Metrics::default()),
+            clock.clone(),
+            cancel.clone(),
+        ));
+        // The quiet truck reports once; registered every 10 s, it is
+        // allowed 2 x 10 s = 20 s of silence with floor and margin at 0.
+        let append = |bytes: Vec<u8>| {
+            let mut b = crate::log::AppendBatch::new(crate::log::Class::Ingest);
+            b.records.push(&bytes).unwrap();
+            log.append_async(b)
+        };
+        append(fix(QUIET, 1, t0)).await.unwrap().result.unwrap();
+        let mut silent_at = None;
+        for seq in 1..=100u64 {
+            let now = clock.now_ms();
+            append(fix(BUSY, seq, now)).await.unwrap().result.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            while let Ok(out) = rx.try_recv() {
+                if let RulesOut::Transitions(tr) = out {
+                    for t in tr {
+                        if let Transition::Raise { key, at_ms, .. } = t {
+                            if key.rule == RuleId::DeviceSilent {
+                                assert_eq!(key.entity, QUIET, "only the quiet truck is silent");
+                                silent_at.get_or_insert(at_ms);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let at = silent_at.expect("device_silent never raised while records kept coming");
+        assert!(
+            (t0 + 2_000..=t0 + 3_500).contains(&at),
+            "raised {} ms after the last message, deadline 2000 ms",
+            at - t0
+        );
+        cancel.cancel();
+        shell.await.unwrap();
+    }
+}

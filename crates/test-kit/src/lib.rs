@@ -16,6 +16,8 @@
 
 pub mod oracle;
 
+pub mod oracle;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
