@@ -195,6 +195,7 @@ impl Fleet {
                 clock_check: ClockCheck::Ok as i32,
                 from_json: false,
                 alert: None,
+                kpi: None,
             });
         }
         Self {

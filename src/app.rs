@@ -62,6 +62,7 @@ pub struct Running {
     ingest: crate::ingest::Ingest,
     rules: JoinHandle<()>,
     stage: JoinHandle<()>,
+    kpi: JoinHandle<()>,
     dispatch: JoinHandle<()>,
     sink: JoinHandle<()>,
     stats: Option<JoinHandle<()>>,
@@ -75,6 +76,7 @@ pub struct Running {
 struct Stops {
     intake: CancellationToken,
     rules: CancellationToken,
+    kpi: CancellationToken,
     sink: CancellationToken,
     dispatch: CancellationToken,
     connection: CancellationToken,
@@ -184,7 +186,7 @@ pub async fn start(settings: Settings, registry: Registry) -> anyhow::Result<Run
                     TsdbTarget::None | TsdbTarget::File { .. }
                 ),
             };
-            let app = crate::api::router(state);
+            let app = crate::api::router(state).merge(crate::api::geo::router(registry.clone()));
                 auth: settings.http_auth.clone(),
             let token = stop.http.clone();
             let h = tokio::spawn(async move {
@@ -255,6 +257,21 @@ pub async fn start(settings: Settings, registry: Registry) -> anyhow::Result<Run
         clock: clock.clone(),
     }));
 
+    // KPI stage: its own cursor, its points through the log.
+    let mut kpi_engine =
+        crate::kpi::KpiEngine::new(registry.clone(), settings.kpi.clone());
+    let kpi_offset = crate::kpi::shell::restore(&mut kpi_engine, &settings.log.dir, &log)?;
+    let kpi = tokio::spawn(crate::kpi::shell::run(crate::kpi::shell::KpiStage {
+        engine: kpi_engine,
+        reader: log.reader_at(kpi_offset)?,
+        head: log.subscribe_head(),
+        log: log.clone(),
+        dir: settings.log.dir.clone(),
+        flush_interval: Duration::from_millis(settings.kpi.flush_interval_ms),
+        snapshot_interval: Duration::from_millis(settings.kpi.snapshot_interval_ms),
+        cancel: stop.kpi.clone(),
+    }));
+
     let sink = tokio::spawn(crate::sink::task::run(
         log.clone(),
         writer.clone(),
@@ -299,6 +316,7 @@ pub async fn start(settings: Settings, registry: Registry) -> anyhow::Result<Run
         ingest,
         rules,
         stage,
+        kpi,
         dispatch,
         sink,
         stats,
@@ -320,6 +338,7 @@ impl Running {
             r = &mut self.sink => format!("tsdb writer stopped unexpectedly: {r:?}"),
             r = &mut self.rules => format!("rule engine stopped unexpectedly: {r:?}"),
             r = &mut self.stage => format!("alert stage stopped unexpectedly: {r:?}"),
+            r = &mut self.kpi => format!("KPI stage stopped unexpectedly: {r:?}"),
             r = &mut self.dispatch => format!("notification dispatch stopped unexpectedly: {r:?}"),
         }
     }
@@ -331,6 +350,7 @@ impl Running {
             ingest,
             rules,
             stage,
+            kpi,
             dispatch,
             sink,
             stats,
@@ -349,6 +369,9 @@ impl Running {
             stop.rules.cancel();
             let _ = rules.await;
             let _ = stage.await;
+            info!("shutdown: KPIs catch up and snapshot");
+            stop.kpi.cancel();
+            let _ = kpi.await;
             info!("shutdown: flush tsdb writes");
             stop.sink.cancel();
             let _ = sink.await;

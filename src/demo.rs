@@ -72,9 +72,9 @@ impl Default for DemoOptions {
             mqtt_port: 0,
             scenarios: Vec::new(),
             seed: 1,
-            rate_per_s: 500.0,
+            rate_per_s: 3000.0,
             duration: None,
-            speedup: 30.0,
+            speedup: 300.0,
         }
     }
 }
@@ -164,15 +164,82 @@ pub fn start_broker(port: u16) -> anyhow::Result<u16> {
     Ok(port)
 }
 
+/// What the demo runs when no scenario is named: the headline alerts of the
+/// product among normal traffic, all within the first simulated hour.
+pub const DEFAULT_SCENARIOS: &str =
+    "normal,storage_overfill,storage_overdue,route_deviation,illegal_dump,time_window,bin_fire,malformed";
+
 fn parse_scenarios(names: &[String]) -> anyhow::Result<Vec<Scenario>> {
     let mut out = Vec::new();
     for n in names {
         out.extend(Scenario::parse_list(n).map_err(anyhow::Error::msg)?);
     }
     if out.is_empty() {
-        out.push(Scenario::Normal);
+        out = Scenario::parse_list(DEFAULT_SCENARIOS).map_err(anyhow::Error::msg)?;
     }
     Ok(out)
+}
+
+/// Where the demo starts simulating: the last 20:45 China Standard Time at
+/// least 14 h before `now_ms`, so the fast-forward covers a night of truck
+/// trips (permit windows 21:00-06:00) and the next morning's collections
+/// and deliveries before it reaches the wall clock.
+pub fn demo_start_ms(now_ms: i64) -> i64 {
+    sim::last_local_time_before(now_ms - 14 * 3_600_000, 20 * 60 + 45)
+}
+
+/// A local HTTP receiver for the demo's webhook notifier: counts and prints
+/// what the service delivers. Returns its URL and the delivery count.
+async fn webhook_sink() -> anyhow::Result<(String, Arc<std::sync::atomic::AtomicU64>)> {
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+    let addr = listener.local_addr()?;
+    let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let c = count.clone();
+    let app = axum::Router::new().route(
+        "/notify",
+        axum::routing::post(move |body: String| {
+            let c = c.clone();
+            async move {
+                let n = c.fetch_add(1, Relaxed) + 1;
+                let alerts = serde_json::from_str::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v["alerts"].as_array().map(Vec::len))
+                    .unwrap_or(1);
+                println!("NOTIFIED webhook delivery #{n}: {alerts} alert(s)");
+                "ok"
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((format!("http://{addr}/notify"), count))
+}
+
+/// Tells a new user where to look while the demo runs.
+fn print_where_to_look(opts: &DemoOptions, http: &str) {
+    println!("where to look next:");
+    println!("  alerts firing now:  curl -s 'http://{http}/api/v1/alerts?state=firing'");
+    println!("  acknowledge one:    curl -s -XPOST http://{http}/api/v1/alerts/ID/ack -d '{{\"by\":\"you\"}}' -H 'content-type: application/json'");
+    println!("  zone map (GeoJSON): http://{http}/api/v1/zone.geojson");
+    println!("  metrics:            http://{http}/metrics");
+    match &opts.influx_v1_url {
+        Some(u) => {
+            println!(
+                "  points:             InfluxDB 1.x at {u}, database {}",
+                opts.database
+            );
+            println!("  dashboards:         provision dashboards/provisioning/ into Grafana (docs/DASHBOARDS.md); the datasource points at {u}");
+            println!("  KPI report:         wastewatch report --influx-url {u} --database {} --period YYYY-MM", opts.database);
+        }
+        None => {
+            println!(
+                "  points:             line protocol in {}",
+                opts.out_file.display()
+            );
+            println!("  with InfluxDB:      cargo run --release -- demo --influx-url http://127.0.0.1:8086, then Grafana with dashboards/provisioning/ (docs/DASHBOARDS.md) and wastewatch report");
+        }
+    }
 }
 
 /// Counts of the service, sampled.
@@ -232,7 +299,27 @@ pub async fn run_until(opts: DemoOptions, mut stop: watch::Receiver<bool>) -> an
     settings.alerting.rules.thresholds.quality.stale_after_ms = 2 * 86_400_000;
     settings.registry_dir = zone.clone();
     settings.log.dir = log_dir.clone();
-    settings.http_listen = Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+    // The port the provisioned dashboards fetch the zone map from, if free.
+    let http_port = if TcpListener::bind((Ipv4Addr::LOCALHOST, 9464)).is_ok() {
+        9464
+    } else {
+        0
+    };
+    settings.http_listen = Some(SocketAddr::from((Ipv4Addr::LOCALHOST, http_port)));
+    // KPI points every few seconds of the fast-forward.
+    settings.kpi.flush_interval_ms = 2_000;
+    // Notifications go to a local webhook receiver that prints them.
+    let (hook_url, delivered) = webhook_sink().await?;
+    settings
+        .alerting
+        .webhooks
+        .push(crate::notify::webhook::WebhookSettings {
+            name: "demo-webhook".to_owned(),
+            url: crate::config::Secret::new(hook_url),
+            format: crate::notify::webhook::Format::Json,
+            min_severity: crate::alert::Severity::Info,
+            sign_secret: crate::config::Secret::new(String::new()),
+        });
     settings.tsdb.stats_interval = None;
     settings.tsdb.target = match &opts.influx_v1_url {
         Some(u) => TsdbTarget::InfluxV1 {
@@ -252,6 +339,7 @@ pub async fn run_until(opts: DemoOptions, mut stop: watch::Receiver<bool>) -> an
     let running = crate::app::start(settings, registry.clone()).await?;
     if let Some(addr) = running.http_addr {
         println!("service: http on http://{addr} (/metrics, /healthz, /readyz)");
+        print_where_to_look(&opts, &addr.to_string());
     }
     let t0 = Instant::now();
     while running.metrics.mqtt_connected.load(Relaxed) == 0 {
@@ -277,7 +365,7 @@ pub async fn run_until(opts: DemoOptions, mut stop: watch::Receiver<bool>) -> an
         } else {
             1.0
         },
-        start_unix_ms: sim::last_local_time_before(now, 20 * 60 + 55),
+        start_unix_ms: demo_start_ms(now),
         clamp_to_wall_clock: true,
         ..SimConfig::default()
     };
@@ -386,7 +474,7 @@ pub async fn run_until(opts: DemoOptions, mut stop: watch::Receiver<bool>) -> an
             .clone();
         let (sent, sim_now) = p.map_or((0, cfg.start_unix_ms), |p| (p.sent, p.sim_now_ms));
         println!(
-            "[{:>4}s] sim {} | sent {} | in {}/s | decoded {} | quarantined {} | log depth {} | points {} | alerts active {}",
+            "[{:>4}s] sim {} | sent {} | in {}/s | decoded {} | quarantined {} | log depth {} | points {} | alerts active {} | notified {}",
             started.elapsed().as_secs(),
             sim::format_local(sim_now),
             sent,
@@ -395,7 +483,8 @@ pub async fn run_until(opts: DemoOptions, mut stop: watch::Receiver<bool>) -> an
             s.quarantined,
             s.depth,
             s.points,
-            active_alerts()
+            active_alerts(),
+            delivered.load(Relaxed)
         );
         last = s;
     }
@@ -460,6 +549,20 @@ pub async fn run_until(opts: DemoOptions, mut stop: watch::Receiver<bool>) -> an
         Some(u) => println!("points: InfluxDB 1.x at {u}, database {}", opts.database),
         None => println!("points: line protocol in {}", opts.out_file.display()),
     }
+    println!(
+        "notifications delivered to the demo webhook: {}",
+        delivered.load(Relaxed)
+    );
+    let month = crate::kpi::cli::this_month(cfg.start_unix_ms, 480);
+    match &opts.influx_v1_url {
+        Some(u) => println!(
+            "KPI report of the simulated month: wastewatch report --period {month} --influx-url {u} --database {}",
+            opts.database
+        ),
+        None => println!(
+            "KPI report: run the demo with --influx-url, then wastewatch report --period {month} --influx-url <url>"
+        ),
+    }
     if let Err(e) = std::fs::remove_dir_all(&log_dir) {
         println!(
             "note: could not remove the demo log {}: {e}",
@@ -477,12 +580,14 @@ mod tests {
     use rumqttc::v5::mqttbytes::QoS;
     use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 
-    const MEASUREMENTS: [&str; 5] = [
+    const MEASUREMENTS: [&str; 7] = [
         "weighbridge_ticket",
         "bin_reading",
         "storage_reading",
         "truck_fix",
         "device_status",
+        "alert",
+        "kpi",
     ];
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

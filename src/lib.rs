@@ -24,6 +24,7 @@ pub mod decode;
 pub mod demo;
 pub mod fsutil;
 pub mod ingest;
+pub mod kpi;
 pub mod log;
 pub mod metrics;
 pub mod notify;

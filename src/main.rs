@@ -55,20 +55,23 @@ enum Cmd {
         /// Port of the embedded broker on 127.0.0.1 (0 = any free port).
         #[arg(long, default_value_t = 0)]
         mqtt_port: u16,
-        /// Scenarios, comma-separated (see firmware-sim/SCENARIOS.md); default normal.
+        /// Scenarios, comma-separated (see firmware-sim/SCENARIOS.md); default:
+        /// normal traffic with the headline alerts (storage over its limit and
+        /// overdue, a truck off its route, illegal dumping, time window, bin
+        /// fire, malformed messages).
         #[arg(long)]
         scenario: Vec<String>,
         /// Simulator seed (runs are deterministic by seed).
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Cap on simulated messages per second.
-        #[arg(long, default_value_t = 500.0)]
+        #[arg(long, default_value_t = 3000.0)]
         rate: f64,
         /// Stop after this many seconds (default: run until Ctrl-C).
         #[arg(long)]
         duration_s: Option<u64>,
         /// Simulated seconds per wall-clock second.
-        #[arg(long, default_value_t = 30.0)]
+        #[arg(long, default_value_t = 300.0)]
         speedup: f64,
     },
     /// Device identities for the broker (see docs/SECURITY.md).
@@ -80,6 +83,72 @@ enum Cmd {
     Quarantine {
         #[command(subcommand)]
         cmd: QuarantineCmd,
+    },
+    /// The zero-waste KPI table of one month or year against the 2025
+    /// targets, with numerators, denominators and what is missing, read from
+    /// InfluxDB (docs/KPIS.md).
+    Report {
+        /// Month (2026-10) or year (2026); default: this month.
+        #[arg(long)]
+        period: Option<String>,
+        /// markdown (default) or csv.
+        #[arg(long, default_value = "markdown")]
+        format: String,
+        /// Write to this file instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// TOML config file: the InfluxDB of its [tsdb] section.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        target: KpiTarget,
+    },
+    /// KPI values that no sensor measures.
+    Kpi {
+        #[command(subcommand)]
+        cmd: KpiCmd,
+    },
+}
+
+/// Where the KPIs are, overriding the config's [tsdb].
+#[derive(clap::Args)]
+struct KpiTarget {
+    /// InfluxDB base URL, e.g. http://127.0.0.1:8086.
+    #[arg(long)]
+    influx_url: Option<String>,
+    /// InfluxDB 1.x database, or the DBRP database name of the 2.x bucket.
+    #[arg(long)]
+    database: Option<String>,
+    /// InfluxDB 2.x API token (else tsdb.token of the config).
+    #[arg(long)]
+    token: Option<String>,
+}
+
+impl KpiTarget {
+    fn target(self) -> wastewatch::kpi::cli::Target {
+        wastewatch::kpi::cli::Target {
+            influx_url: self.influx_url,
+            database: self.database,
+            token: self.token,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum KpiCmd {
+    /// Import operator-entered KPI values (spot checks, audits, buildings,
+    /// publicity) from a CSV file: kpi,period,site,numerator,denominator,note.
+    Import {
+        /// The CSV file.
+        file: PathBuf,
+        /// Check the file only; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// TOML config file: the InfluxDB of its [tsdb] section.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        target: KpiTarget,
     },
 }
 
@@ -256,6 +325,43 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Cmd::Report {
+            period,
+            format,
+            output,
+            config,
+            target,
+        } => kpi_command(config.as_ref(), |settings| async move {
+            let text = wastewatch::kpi::cli::report(
+                &settings,
+                &target.target(),
+                period.as_deref(),
+                &format,
+            )
+            .await?;
+            match output {
+                Some(path) => std::fs::write(&path, text)
+                    .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display())),
+                None => {
+                    print!("{text}");
+                    Ok(())
+                }
+            }
+        }),
+        Cmd::Kpi {
+            cmd:
+                KpiCmd::Import {
+                    file,
+                    dry_run,
+                    config,
+                    target,
+                },
+        } => kpi_command(config.as_ref(), |settings| async move {
+            let done =
+                wastewatch::kpi::cli::import(&settings, &target.target(), &file, dry_run).await?;
+            println!("{done}");
+            Ok(())
+        }),
         Cmd::Quarantine { cmd } => match quarantine(cmd) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -263,6 +369,36 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+/// Loads the config and runs a KPI command on a small runtime.
+fn kpi_command<F, Fut>(config: Option<&PathBuf>, f: F) -> ExitCode
+where
+    F: FnOnce(Settings) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let settings = match load(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match runtime(1) {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    wastewatch::app::install_crypto_provider();
+    match rt.block_on(f(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

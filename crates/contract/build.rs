@@ -22,7 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = prost_build::Config::new();
     // These bodies have no enum fields, so the JSON variant (src/json.rs)
     // uses the generated structs directly: one definition, no drift.
-    for msg in ["BinReading", "StorageReading", "TruckFix"] {
+    for msg in ["BinReading", "StorageReading", "MedicalLot", "TruckFix"] {
         config.type_attribute(
             format!(".wastewatch.v1.{msg}"),
             "#[derive(serde::Serialize, serde::Deserialize)] #[serde(deny_unknown_fields, default)]",

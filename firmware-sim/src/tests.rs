@@ -652,7 +652,10 @@ fn the_normal_zone_stays_clear_of_every_alert_threshold() {
                     let tare = truck.truck.as_ref().unwrap().registered_tare_kg;
                     assert!((t.tare_weight_kg - tare).abs() <= 100.0);
                     assert!(!reg
-                        .active_permits_for_plate(&t.plate, t.weighed_out_at_unix_ms)
+                        .active_permits_for_plate(
+                            &t.plate,
+                            t.weighed_out_at_unix_ms.max(t.weighed_in_at_unix_ms)
+                        )
                         .is_empty());
                 }
             }

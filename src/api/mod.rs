@@ -4,6 +4,7 @@
 //! (bearer tokens; JSON-only mutations).
 
 pub mod auth;
+pub mod geo;
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;

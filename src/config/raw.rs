@@ -38,6 +38,8 @@ pub struct RawConfig {
     pub notify: RawNotify,
     /// The async runtime.
     pub runtime: RawRuntime,
+    /// The KPI stage (docs/KPIS.md).
+    pub kpi: crate::kpi::KpiConfig,
 }
 
 /// `[runtime]`

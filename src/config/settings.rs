@@ -179,6 +179,8 @@ pub struct Settings {
     pub alerting: AlertingSettings,
     /// Threads of the async runtime (1: a current-thread runtime).
     pub worker_threads: usize,
+    /// The KPI stage.
+    pub kpi: crate::kpi::KpiConfig,
 }
 
 fn nz(errors: &mut Vec<String>, key: &str, v: usize) -> NonZeroUsize {
@@ -637,6 +639,9 @@ impl RawConfig {
                 }
             }
         };
+        for p in self.kpi.problems() {
+            e.push(p);
+        }
         for p in self.rules.problems() {
             e.push(format!("rules: {p}"));
         }
@@ -684,6 +689,7 @@ impl RawConfig {
             shutdown_deadline: Duration::from_millis(self.shutdown.deadline_ms),
             alerting,
             worker_threads: self.runtime.worker_threads,
+            kpi: self.kpi,
         })
     }
             http_auth,

@@ -104,6 +104,7 @@ impl Decoder {
             clock_check: 0,
             from_json,
             alert: None,
+            kpi: None,
         };
         let env = rec.envelope.insert(pb::Envelope::default());
         if from_json {

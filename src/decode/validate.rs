@@ -191,6 +191,8 @@ pub fn ticket(t: &mut pb::WeighbridgeTicket, limits: &ValidationLimits) -> Resul
         ),
         ("weighbridge_ticket.operator_id", &t.operator_id),
         ("weighbridge_ticket.permit_id", &t.permit_id),
+        ("weighbridge_ticket.manifest_id", &t.manifest_id),
+        ("weighbridge_ticket.source_unit_id", &t.source_unit_id),
         (
             "weighbridge_ticket.hazardous_waste_code",
             &t.hazardous_waste_code,
@@ -363,6 +365,18 @@ pub fn storage(s: &pb::StorageReading) -> Result<(), DecodeError> {
                     ),
                 ));
             }
+        }
+    }
+    if let Some(lot) = &s.lot_change {
+        weight("storage_reading.lot_change.weight_kg", lot.weight_kg)?;
+        if lot.sealed_at_unix_ms <= 0 || lot.collected_at_unix_ms < 0 {
+            return Err(DecodeError::new(
+                ErrorKind::ValueOutOfRange,
+                format!(
+                    "storage_reading.lot_change: lot {} needs a sealing time (sealed_at_unix_ms {}, collected_at_unix_ms {})",
+                    lot.lot_id, lot.sealed_at_unix_ms, lot.collected_at_unix_ms
+                ),
+            ));
         }
     }
     battery("storage_reading.battery_mv", s.battery_mv)

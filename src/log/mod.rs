@@ -40,9 +40,11 @@ pub use store::{
 pub const CURSOR_TSDB: &str = "tsdb";
 /// Cursor name of the rule engine.
 pub const CURSOR_RULES: &str = "rules";
+/// Cursor name of the KPI stage.
+pub const CURSOR_KPI: &str = "kpi";
 /// Every consumer of the log. Always open the log with all of them: a
 /// consumer left out does not hold back deletion.
-pub const CONSUMERS: [&str; 2] = [CURSOR_TSDB, CURSOR_RULES];
+pub const CONSUMERS: [&str; 3] = [CURSOR_TSDB, CURSOR_RULES, CURSOR_KPI];
 
 #[cfg(test)]
 mod tests;

@@ -39,4 +39,5 @@ pub use config::{
     QualityThresholds, RuleConfig, StorageThresholds, ThresholdPatch, Thresholds,
     TransportThresholds, WeighbridgeThresholds,
 };
+pub use dedup::{Seq, SeqWindow};
 pub use engine::{EngineStats, RuleEngine, RuleError};

@@ -119,6 +119,7 @@ mod tests {
             clock_check: clock as i32,
             from_json: false,
             alert: None,
+            kpi: None,
         }
     }
 

@@ -55,6 +55,7 @@ pub fn record(env: pb::Envelope, received_ms: i64) -> pb::LogRecord {
         clock_check: ClockCheck::Ok as i32,
         from_json: false,
         alert: None,
+        kpi: None,
     }
 }
 

@@ -168,9 +168,10 @@ pub fn encode_alert(a: &pb::AlertRecord, buf: &mut String) -> Result<(), LineErr
 /// Appends the point of `rec` to `buf`. Returns the measurement written.
 pub fn encode_record(rec: &pb::LogRecord, buf: &mut String) -> Result<&'static str, LineError> {
     let Some(env) = rec.envelope.as_ref() else {
-        return match &rec.alert {
-            Some(a) => encode_alert(a, buf).map(|()| M_ALERT),
-            None => Err(LineError::NoField),
+        return match (&rec.alert, &rec.kpi) {
+            (Some(a), _) => encode_alert(a, buf).map(|()| M_ALERT),
+            (None, Some(k)) => crate::kpi::point::encode(k, buf).map(|()| crate::kpi::point::M_KPI),
+            (None, None) => Err(LineError::NoField),
         };
     };
     let Some(body) = env.body.as_ref() else {
@@ -353,6 +354,7 @@ mod tests {
             clock_check: 0,
             from_json: false,
             alert: None,
+            kpi: None,
         }
     }
 
@@ -462,6 +464,7 @@ mod tests {
             anpr_confirmed: true,
             axle_count: 3,
             permit_id: "permit-2026-0001".into(),
+            ..Default::default()
         };
         let storage = pb::StorageReading {
             stock_kg: 2450.25,
@@ -476,6 +479,7 @@ mod tests {
             door_open: false,
             container_count: 14,
             battery_mv: 3_601,
+            ..Default::default()
         };
         let truck = pb::TruckFix {
             latitude_deg: 34.741_234_567,

@@ -86,6 +86,10 @@ pub struct JsonTicket {
     pub axle_count: u32,
     /// See [`pb::WeighbridgeTicket::permit_id`].
     pub permit_id: String,
+    /// See [`pb::WeighbridgeTicket::manifest_id`].
+    pub manifest_id: String,
+    /// See [`pb::WeighbridgeTicket::source_unit_id`].
+    pub source_unit_id: String,
 }
 
 /// JSON form of [`pb::DeviceStatus`]; `kind` as a lowercase string.
@@ -241,6 +245,8 @@ fn ticket_from_json(t: JsonTicket) -> Result<pb::WeighbridgeTicket, DecodeError>
         anpr_confirmed: t.anpr_confirmed,
         axle_count: t.axle_count,
         permit_id: t.permit_id,
+        manifest_id: t.manifest_id,
+        source_unit_id: t.source_unit_id,
     })
 }
 
@@ -298,6 +304,8 @@ pub fn encode_json(env: &pb::Envelope) -> String {
                 anpr_confirmed: t.anpr_confirmed,
                 axle_count: t.axle_count,
                 permit_id: t.permit_id.clone(),
+                manifest_id: t.manifest_id.clone(),
+                source_unit_id: t.source_unit_id.clone(),
             });
         }
         Some(pb::envelope::Body::BinReading(b)) => j.bin_reading = Some(*b),

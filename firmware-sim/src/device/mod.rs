@@ -17,7 +17,7 @@ use std::sync::Arc;
 use rand::Rng;
 
 use super::rng::SimRng;
-use wastewatch_contract::pb::{envelope::Body, WasteCategory};
+use wastewatch_contract::pb::{envelope::Body, DestinationType, Direction, WasteCategory};
 use wastewatch_contract::registry::{normalize_plate, Registry, SiteType};
 use wastewatch_contract::topic::Channel;
 
@@ -55,6 +55,55 @@ pub(crate) struct TicketReq {
     pub origin_site_id: String,
     /// Transport permit, if any.
     pub permit_id: String,
+    /// In (a delivery, the default) or out (a dispatch at the generator).
+    pub direction: Direction,
+    /// Where the load goes; empty: the weighbridge's own site.
+    pub destination_site_id: String,
+    /// Destination type; `None`: from the weighbridge's site type.
+    pub destination_type: Option<DestinationType>,
+    /// Transfer manifest number (hazardous, medical, laboratory loads).
+    pub manifest_id: String,
+    /// Registered unit the load comes from, if any.
+    pub source_unit_id: String,
+    /// One weighing against the stored tare: the ticket is issued at
+    /// `weighed_in_ms` and has no second weighing.
+    pub single_weighing: bool,
+}
+
+impl TicketReq {
+    /// A delivery in, with no manifest, unit or stated destination.
+    #[allow(clippy::too_many_arguments)]
+    pub fn delivery(
+        weighed_in_ms: i64,
+        weighed_out_ms: i64,
+        plate: String,
+        axles: u32,
+        tare_kg: f64,
+        net_kg: f64,
+        category: WasteCategory,
+        hazardous_code: &'static str,
+        origin_site_id: String,
+        permit_id: String,
+    ) -> Self {
+        TicketReq {
+            weighed_in_ms,
+            weighed_out_ms,
+            plate,
+            axles,
+            tare_kg,
+            net_kg,
+            category,
+            hazardous_code,
+            origin_site_id,
+            permit_id,
+            direction: Direction::In,
+            destination_site_id: String::new(),
+            destination_type: None,
+            manifest_id: String::new(),
+            source_unit_id: String::new(),
+            single_weighing: false,
+        }
+    }
 }
 
 /// An effect of one device on another.
@@ -116,6 +165,8 @@ pub(crate) struct World {
     pub registered_plates: HashSet<String>,
     /// GNSS error per axis, metres.
     pub gps_sigma_m: f64,
+    /// Registered unit ids by the site that collects them, sorted.
+    pub units_by_site: HashMap<String, Vec<String>>,
 }
 
 impl World {
@@ -144,7 +195,18 @@ impl World {
             .map(|t| normalize_plate(&t.plate))
             .collect();
         registered_plates.extend(registry.permits_by_plate.keys().cloned());
+        let mut units_by_site: HashMap<String, Vec<String>> = HashMap::new();
+        for u in registry.units.values() {
+            units_by_site
+                .entry(u.site_id.clone())
+                .or_default()
+                .push(u.id.clone());
+        }
+        for v in units_by_site.values_mut() {
+            v.sort();
+        }
         World {
+            units_by_site,
             registry,
             sites_by_type,
             weighbridge_sites,

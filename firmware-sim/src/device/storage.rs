@@ -13,10 +13,14 @@
 
 use std::collections::VecDeque;
 
+use rand::Rng;
+
 use super::{ambient_c, deci_c, round1, Cross, Reading, StepOut, TicketReq, World};
 use crate::rng::{exp_ms, ms_between, normal, uniform, SimRng};
 use crate::time::{local_hour, next_local_minute, DAY_MS, HOUR_MS, MINUTE_MS};
-use wastewatch_contract::pb::{envelope::Body, StorageReading, WasteCategory};
+use wastewatch_contract::pb::{
+    envelope::Body, DestinationType, Direction, MedicalLot, StorageReading, WasteCategory,
+};
 use wastewatch_contract::registry::{SiteType, SMALL_STORAGE_POINT_LIMIT_KG};
 use wastewatch_contract::topic::Channel;
 
@@ -61,6 +65,12 @@ pub(crate) struct StorageSim {
     gas_base: (f64, f64),
     battery_mv: Option<f64>,
     twist: StorageTwist,
+    /// Transfer manifests issued.
+    manifests: u64,
+    /// Next registered unit to deliver (round robin).
+    unit_turn: usize,
+    /// Lot changes not reported yet (medical stores).
+    lot_events: Vec<MedicalLot>,
 }
 
 impl StorageSim {
@@ -122,6 +132,9 @@ impl StorageSim {
             gas_base: (uniform(r, 0.2, 2.0), uniform(r, 2.0, 12.0)),
             battery_mv: small.then(|| uniform(r, 3550.0, 3650.0)),
             twist,
+            manifests: 0,
+            unit_turn: 0,
+            lot_events: Vec::new(),
         };
         s.fill_initial(r, start_ms);
         s.next_addition_ms = s.schedule_addition(r, start_ms);
@@ -222,8 +235,16 @@ impl StorageSim {
             return;
         }
         let mut collected = 0.0;
-        while let Some((_, kg)) = self.containers.pop_front() {
+        while let Some((filled, kg)) = self.containers.pop_front() {
             collected += kg;
+            if self.medical {
+                self.lot_events.push(MedicalLot {
+                    lot_id: filled as u64,
+                    sealed_at_unix_ms: filled,
+                    collected_at_unix_ms: now,
+                    weight_kg: round1(kg),
+                });
+            }
         }
         let net = super::scale_round(collected);
         if net < 20.0 {
@@ -245,20 +266,54 @@ impl StorageSim {
             (2, uniform(r, 4200.0, 5200.0))
         };
         let (category, code) = self.waste();
+        self.manifests += 1;
+        let manifest = format!("mf-{}-{:05}", self.site_id, self.manifests);
+        let plate = world.independent_plate(r);
+        let tare = super::scale_round(tare);
+        // The generator's dispatch ticket (dropped when the site has no
+        // weighbridge) and the licensed facility's receipt carry the same
+        // manifest; one load in twenty weighs 60 kg apart at the two scales.
+        let mut dispatch = TicketReq::delivery(
+            now,
+            now + ms_between(r, 300.0, 600.0),
+            plate.clone(),
+            axles,
+            tare,
+            net,
+            category,
+            code,
+            self.site_id.clone(),
+            String::new(),
+        );
+        dispatch.direction = Direction::Out;
+        dispatch.destination_site_id = dest.clone();
+        dispatch.destination_type = Some(DestinationType::LicensedHazardous);
+        dispatch.manifest_id = manifest.clone();
+        out.cross.push(Cross::Ticket {
+            site_id: self.site_id.clone(),
+            req: dispatch,
+        });
+        let received = if net > 200.0 && r.random_bool(0.05) {
+            net - 60.0
+        } else {
+            net
+        };
+        let mut receipt = TicketReq::delivery(
+            arrive,
+            out_ms,
+            plate,
+            axles,
+            tare,
+            received,
+            category,
+            code,
+            self.site_id.clone(),
+            String::new(),
+        );
+        receipt.manifest_id = manifest;
         out.cross.push(Cross::Ticket {
             site_id: dest.clone(),
-            req: TicketReq {
-                weighed_in_ms: arrive,
-                weighed_out_ms: out_ms,
-                plate: world.independent_plate(r),
-                axles,
-                tare_kg: super::scale_round(tare),
-                net_kg: net,
-                category,
-                hazardous_code: code,
-                origin_site_id: self.site_id.clone(),
-                permit_id: String::new(),
-            },
+            req: receipt,
         });
         out.cross.push(Cross::Delivery {
             site_id: dest,
@@ -284,8 +339,18 @@ impl StorageSim {
                     self.containers.push_back((now, uniform(r, 50.0, 150.0)));
                 }
             } else if self.stock_kg() < MAX_STOCK_KG {
-                self.containers.push_back((now, avg * uniform(r, 0.5, 1.5)));
+                let kg = avg * uniform(r, 0.5, 1.5);
+                self.containers.push_back((now, kg));
                 door_event |= self.open_door(r, now, 120.0, 480.0);
+                if self.medical {
+                    self.lot_events.push(MedicalLot {
+                        lot_id: now as u64,
+                        sealed_at_unix_ms: now,
+                        collected_at_unix_ms: 0,
+                        weight_kg: round1(kg),
+                    });
+                }
+                self.unit_delivery(r, world, now, kg, out);
             }
             self.next_addition_ms = self.schedule_addition(r, now);
         }
@@ -307,6 +372,15 @@ impl StorageSim {
             self.collect_ms = None;
             self.collect(r, world, now, out);
             door_event |= self.open_door(r, now, 300.0, 720.0);
+        }
+        for lot in std::mem::take(&mut self.lot_events) {
+            let mut reading = self.reading(r, now);
+            reading.lot_change = Some(lot);
+            out.readings.push(Reading {
+                channel: Channel::Event,
+                body: Body::StorageReading(reading),
+                at_ms: now,
+            });
         }
         let periodic = now >= self.next_report_ms;
         if periodic || door_event {
@@ -339,6 +413,46 @@ impl StorageSim {
         next.max(now + 1)
     }
 
+    /// A registered unit of this site (laboratory, small business, clinic)
+    /// hands in what was just added: a ticket at the site's scale naming
+    /// it. Units take turns, so each is covered every few days.
+    fn unit_delivery(
+        &mut self,
+        r: &mut SimRng,
+        world: &World,
+        now: i64,
+        kg: f64,
+        out: &mut StepOut,
+    ) {
+        let Some(units) = world.units_by_site.get(&self.site_id) else {
+            return;
+        };
+        if units.is_empty() {
+            return;
+        }
+        let unit = units[self.unit_turn % units.len()].clone();
+        self.unit_turn += 1;
+        let (category, code) = self.waste();
+        let mut req = TicketReq::delivery(
+            now,
+            now,
+            world.independent_plate(r),
+            2,
+            super::scale_round(uniform(r, 1500.0, 2500.0)),
+            round1(kg),
+            category,
+            code,
+            self.site_id.clone(),
+            String::new(),
+        );
+        req.single_weighing = true;
+        req.source_unit_id = unit;
+        out.cross.push(Cross::Ticket {
+            site_id: self.site_id.clone(),
+            req,
+        });
+    }
+
     fn reading(&self, r: &mut SimRng, now: i64) -> StorageReading {
         let oldest = self
             .containers
@@ -367,6 +481,7 @@ impl StorageSim {
                 .medical
                 .then(|| deci_c(ambient_c(now) + normal(r, 0.0, 0.3))),
             battery_mv: self.battery_mv.map_or(0, |b| b as u32),
+            lot_change: None,
         }
     }
 }

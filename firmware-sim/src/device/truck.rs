@@ -69,6 +69,8 @@ pub(crate) struct TripPlan {
     pub dest_site_id: String,
     /// Waste category this truck hauls (fits the destination type).
     pub category: WasteCategory,
+    /// What the destination counts as in the KPIs.
+    pub dest_type: Option<wastewatch_contract::pb::DestinationType>,
 }
 
 impl TripPlan {
@@ -101,12 +103,16 @@ impl TripPlan {
             },
             _ => WasteCategory::ConstructionSpoil,
         };
+        let dest_type = world
+            .site_type(&dest_site_id)
+            .and_then(SiteType::destination_type);
         TripPlan {
             permit,
             seg_start_m,
             length_m: acc,
             dest_site_id,
             category,
+            dest_type,
         }
     }
 
@@ -214,6 +220,7 @@ pub(crate) struct TruckSim {
     dropout_at_m: Option<f64>,
     dropout_until_ms: Option<i64>,
     arrived_ms: i64,
+    loading_since_ms: i64,
     satellites: u32,
 }
 
@@ -266,6 +273,7 @@ impl TruckSim {
             dropout_at_m: None,
             dropout_until_ms: None,
             arrived_ms: 0,
+            loading_since_ms: 0,
             satellites: r.random_range(9..=16),
         };
         t.set_twist_points(world);
@@ -400,10 +408,10 @@ impl TruckSim {
             self.speed_kmh = 0.0;
             return;
         }
-        // A traffic light or junction about every 2 min of driving, but not
+        // A traffic light or junction about every 4 min of driving, but not
         // in the first or last 300 m.
         let inside = self.d_m > 300.0 && self.d_m < plan.length_m - 300.0;
-        if inside && r.random_bool((dt_s / 120.0).min(1.0)) {
+        if inside && r.random_bool((dt_s / 240.0).min(1.0)) {
             self.stop_until_ms = now + ms_between(r, 20.0, 70.0);
             self.speed_kmh = 0.0;
             return;
@@ -430,6 +438,7 @@ impl TruckSim {
                     self.target_load_kg = target;
                     self.ignition = true;
                     self.cover_closed = false;
+                    self.loading_since_ms = now;
                     self.phase = Phase::Loading {
                         until_ms: now + ms_between(r, 600.0, 900.0),
                     };
@@ -447,6 +456,7 @@ impl TruckSim {
                     self.load_kg = self.target_load_kg;
                     self.loaded = true;
                     self.cover_closed = true;
+                    self.dispatch(r, now, out);
                     self.phase = Phase::Outbound;
                 }
             }
@@ -468,6 +478,7 @@ impl TruckSim {
                 if self.d_m >= len {
                     self.speed_kmh = 0.0;
                     self.arrived_ms = now;
+                    self.weigh(r, now, out);
                     self.phase = Phase::Unloading { since_ms: now };
                 }
             }
@@ -492,9 +503,6 @@ impl TruckSim {
                     self.loaded = false;
                     self.body_lifted = false;
                     self.cover_closed = true;
-                    if !dumping {
-                        self.weigh(r, now, out);
-                    }
                     self.phase = Phase::Return;
                 }
             }
@@ -519,26 +527,55 @@ impl TruckSim {
         }
     }
 
-    /// Asks the destination weighbridge for the ticket of this delivery.
+    /// Asks the destination weighbridge for the ticket of this delivery:
+    /// one weighing on arrival against the stored tare.
     fn weigh(&mut self, r: &mut SimRng, now: i64, out: &mut StepOut) {
         let Some(plan) = &self.plan else { return };
         // Tare on the scale drifts a little from the registered tare
         // (fuel, mud), within the 100 kg data-quality tolerance.
         let tare = scale_round(self.tare_kg + uniform(r, -60.0, 60.0));
+        let mut req = TicketReq::delivery(
+            self.arrived_ms,
+            now,
+            self.plate.clone(),
+            self.axles,
+            tare,
+            self.target_load_kg,
+            plan.category,
+            "",
+            plan.permit.origin_site_id.clone(),
+            plan.permit.id.clone(),
+        );
+        req.single_weighing = true;
         out.cross.push(Cross::Ticket {
             site_id: plan.dest_site_id.clone(),
-            req: TicketReq {
-                weighed_in_ms: self.arrived_ms,
-                weighed_out_ms: now,
-                plate: self.plate.clone(),
-                axles: self.axles,
-                tare_kg: tare,
-                net_kg: self.target_load_kg,
-                category: plan.category,
-                hazardous_code: "",
-                origin_site_id: plan.permit.origin_site_id.clone(),
-                permit_id: plan.permit.id.clone(),
-            },
+            req,
+        });
+    }
+
+    /// Asks the origin's weighbridge (if it has one) for the out-ticket of
+    /// the load leaving: tare on arrival, gross on leaving.
+    fn dispatch(&mut self, r: &mut SimRng, now: i64, out: &mut StepOut) {
+        let Some(plan) = &self.plan else { return };
+        let tare = scale_round(self.tare_kg + uniform(r, -60.0, 60.0));
+        let mut req = TicketReq::delivery(
+            self.loading_since_ms,
+            now,
+            self.plate.clone(),
+            self.axles,
+            tare,
+            self.target_load_kg,
+            plan.category,
+            "",
+            plan.permit.origin_site_id.clone(),
+            plan.permit.id.clone(),
+        );
+        req.direction = wastewatch_contract::pb::Direction::Out;
+        req.destination_site_id = plan.dest_site_id.clone();
+        req.destination_type = plan.dest_type;
+        out.cross.push(Cross::Ticket {
+            site_id: plan.permit.origin_site_id.clone(),
+            req,
         });
     }
 

@@ -16,9 +16,7 @@
 use super::{legal_gross_kg, scale_round, Reading, StepOut, TicketReq, World};
 use crate::rng::{exp_ms, ms_between, uniform, SimRng};
 use crate::time::{local_hour, next_local_minute, HOUR_MS};
-use wastewatch_contract::pb::{
-    envelope::Body, DestinationType, Direction, WasteCategory, WeighbridgeTicket,
-};
+use wastewatch_contract::pb::{envelope::Body, DestinationType, WasteCategory, WeighbridgeTicket};
 use wastewatch_contract::registry::SiteType;
 use wastewatch_contract::topic::Channel;
 
@@ -143,6 +141,8 @@ impl WeighbridgeSim {
                         7000.0,
                     ),
                 },
+                // Slag and ash from the factories go to landfill too.
+                S::Landfill => (C::GeneralIndustrial, "", &[S::Factory], 4000.0, 12000.0),
                 S::Incinerator => (
                     C::HouseholdOther,
                     "",
@@ -160,24 +160,29 @@ impl WeighbridgeSim {
         let max_net = legal_gross_kg(axles) - tare - 500.0;
         let net = scale_round(uniform(r, net_lo, net_hi).min(max_net));
         let arrive = now;
-        Some(TicketReq {
-            weighed_in_ms: arrive,
-            weighed_out_ms: arrive + ms_between(r, 300.0, 900.0),
-            plate: world.independent_plate(r),
+        Some(TicketReq::delivery(
+            arrive,
+            arrive + ms_between(r, 300.0, 900.0),
+            world.independent_plate(r),
             axles,
-            tare_kg: scale_round(tare),
-            net_kg: net,
+            scale_round(tare),
+            net,
             category,
-            hazardous_code: code,
-            origin_site_id: world.pick_site(r, origins),
-            permit_id: String::new(),
-        })
+            code,
+            world.pick_site(r, origins),
+            String::new(),
+        ))
     }
 
     /// Issues the ticket of a weighing.
     pub fn ticket(&mut self, r: &mut SimRng, req: &TicketReq) -> Reading {
         self.counter += 1;
-        let shift = if (8.0..20.0).contains(&local_hour(req.weighed_out_ms)) {
+        let at_ms = if req.single_weighing {
+            req.weighed_in_ms
+        } else {
+            req.weighed_out_ms
+        };
+        let shift = if (8.0..20.0).contains(&local_hour(at_ms)) {
             1
         } else {
             2
@@ -197,20 +202,32 @@ impl WeighbridgeSim {
                 "2025".to_owned()
             },
             origin_site_id: req.origin_site_id.clone(),
-            destination_site_id: self.site_id.clone(),
-            destination_type: self.destination_type() as i32,
-            direction: Direction::In as i32,
+            destination_site_id: if req.destination_site_id.is_empty() {
+                self.site_id.clone()
+            } else {
+                req.destination_site_id.clone()
+            },
+            destination_type: req
+                .destination_type
+                .unwrap_or_else(|| self.destination_type()) as i32,
+            direction: req.direction as i32,
             weighed_in_at_unix_ms: req.weighed_in_ms,
-            weighed_out_at_unix_ms: req.weighed_out_ms,
+            weighed_out_at_unix_ms: if req.single_weighing {
+                0
+            } else {
+                req.weighed_out_ms
+            },
             operator_id: format!("op-{}-{shift}", self.site_id),
             anpr_confirmed: r.random_bool(0.97),
             axle_count: req.axles,
             permit_id: req.permit_id.clone(),
+            manifest_id: req.manifest_id.clone(),
+            source_unit_id: req.source_unit_id.clone(),
         };
         Reading {
             channel: Channel::Event,
             body: Body::WeighbridgeTicket(t),
-            at_ms: req.weighed_out_ms,
+            at_ms,
         }
     }
 
@@ -233,18 +250,18 @@ impl WeighbridgeSim {
             let axles = r.random_range(2..=4u32);
             let tare = scale_round(uniform(r, 9000.0, 14000.0));
             let net = scale_round(legal_gross_kg(axles) - tare + uniform(r, 2500.0, 5000.0));
-            let req = TicketReq {
-                weighed_in_ms: now - ms_between(r, 300.0, 900.0),
-                weighed_out_ms: now,
-                plate: world.independent_plate(r),
+            let req = TicketReq::delivery(
+                now - ms_between(r, 300.0, 900.0),
+                now,
+                world.independent_plate(r),
                 axles,
-                tare_kg: tare,
-                net_kg: net,
-                category: WasteCategory::GeneralIndustrial,
-                hazardous_code: "",
-                origin_site_id: world.pick_site(r, &[SiteType::Factory]),
-                permit_id: String::new(),
-            };
+                tare,
+                net,
+                WasteCategory::GeneralIndustrial,
+                "",
+                world.pick_site(r, &[SiteType::Factory]),
+                String::new(),
+            );
             out.readings.push(self.ticket(r, &req));
             self.next_overload_ms = now + HOUR_MS;
         }

@@ -20,6 +20,9 @@ pub enum DataFile {
     Devices,
     /// `permits.json`: construction-waste transport permits.
     Permits,
+    /// `units.json` (optional): registered laboratories, small businesses
+    /// and medical institutions.
+    Units,
 }
 
 impl DataFile {
@@ -32,6 +35,7 @@ impl DataFile {
             DataFile::Sites => "sites.json",
             DataFile::Devices => "devices.json",
             DataFile::Permits => "permits.json",
+            DataFile::Units => "units.json",
         }
     }
 }

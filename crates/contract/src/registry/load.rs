@@ -23,6 +23,7 @@ use super::error::{DataFile, Entry, Problem, RegistryError, RegistryErrors};
 use super::permit::{self, RawPermit};
 use super::plate::normalize_plate;
 use super::site::{self, RawSite};
+use super::unit::{self, RawUnit};
 use super::Registry;
 
 /// Longest accepted id, characters.
@@ -31,8 +32,9 @@ const MAX_ID_LEN: usize = 64;
 impl Registry {
     /// Loads `sites.json`, `devices.json` and `permits.json` from `dir`.
     ///
-    /// All three files must exist (an empty one holds `[]`). Returns every
-    /// problem in every file at once.
+    /// All three files must exist (an empty one holds `[]`); `units.json`
+    /// is optional (no registered units without it). Returns every problem
+    /// in every file at once.
     pub fn load_dir(dir: &Path) -> Result<Registry, RegistryErrors> {
         let mut errors = Vec::new();
         let [sites, devices, permits] = DataFile::ALL.map(|file| {
@@ -50,10 +52,28 @@ impl Registry {
                 })
                 .ok()
         });
+        let units_path = dir.join(DataFile::Units.file_name());
+        let units = if units_path.exists() {
+            std::fs::read_to_string(&units_path)
+                .map_err(|e| {
+                    errors.push(RegistryError {
+                        file: DataFile::Units,
+                        entry: Entry::File,
+                        problem: Problem::Unreadable {
+                            path: units_path.display().to_string(),
+                            reason: e.to_string(),
+                        },
+                    });
+                })
+                .ok()
+        } else {
+            Some("[]".to_owned())
+        };
         assemble(
             sites.as_deref(),
             devices.as_deref(),
             permits.as_deref(),
+            units.as_deref(),
             errors,
         )
     }
@@ -65,7 +85,29 @@ impl Registry {
         devices: &str,
         permits: &str,
     ) -> Result<Registry, RegistryErrors> {
-        assemble(Some(sites), Some(devices), Some(permits), Vec::new())
+        assemble(
+            Some(sites),
+            Some(devices),
+            Some(permits),
+            Some("[]"),
+            Vec::new(),
+        )
+    }
+
+    /// As [`Registry::from_json_strs`], with the contents of `units.json`.
+    pub fn from_json_strs_with_units(
+        sites: &str,
+        devices: &str,
+        permits: &str,
+        units: &str,
+    ) -> Result<Registry, RegistryErrors> {
+        assemble(
+            Some(sites),
+            Some(devices),
+            Some(permits),
+            Some(units),
+            Vec::new(),
+        )
     }
 }
 
@@ -75,11 +117,13 @@ fn assemble(
     sites: Option<&str>,
     devices: Option<&str>,
     permits: Option<&str>,
+    units: Option<&str>,
     mut errors: Vec<RegistryError>,
 ) -> Result<Registry, RegistryErrors> {
     let site_values = sites.and_then(|t| parse_array(DataFile::Sites, t, &mut errors));
     let device_values = devices.and_then(|t| parse_array(DataFile::Devices, t, &mut errors));
     let permit_values = permits.and_then(|t| parse_array(DataFile::Permits, t, &mut errors));
+    let unit_values = units.and_then(|t| parse_array(DataFile::Units, t, &mut errors));
 
     // Every site id the file declares, valid entry or not; `None` when the
     // file is unusable, which turns the reference checks off.
@@ -183,12 +227,32 @@ fn assemble(
         registry.permits = permits.into_iter().collect();
     }
 
+    if let Some(values) = unit_values {
+        let check = |raw: &RawUnit, problems: &mut Vec<Problem>| {
+            site_known("site_id".to_owned(), &raw.site_id, problems);
+        };
+        let units = load_entries(
+            DataFile::Units,
+            values,
+            &mut errors,
+            |r: &RawUnit| &r.id,
+            check,
+            unit::build,
+        );
+        registry.units = units.into_iter().collect();
+    }
+
     if errors.is_empty() {
         Ok(registry)
     } else {
         // Unreadable files were reported first; put everything in file order
         // (the sort is stable, so entries keep their order within a file).
-        errors.sort_by_key(|e| DataFile::ALL.iter().position(|f| *f == e.file));
+        errors.sort_by_key(|e| {
+            DataFile::ALL
+                .iter()
+                .position(|f| *f == e.file)
+                .unwrap_or(DataFile::ALL.len())
+        });
         Err(RegistryErrors(errors))
     }
 }

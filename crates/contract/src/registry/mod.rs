@@ -25,6 +25,7 @@ mod load;
 mod permit;
 mod plate;
 mod site;
+mod unit;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -39,6 +40,7 @@ pub use error::{DataFile, Entry, Problem, RegistryError, RegistryErrors};
 pub use permit::{Permit, RouteSegment, CHINA_STANDARD_TIME_OFFSET_MIN};
 pub use plate::normalize_plate;
 pub use site::{Site, SiteType};
+pub use unit::{Unit, UnitKind};
 
 use crate::geo::LatLon;
 
@@ -112,6 +114,10 @@ pub struct Registry {
     /// "may this vehicle carry construction waste" at a gate without scanning
     /// every permit.
     pub permits_by_plate: IdMap<Vec<String>>,
+    /// Registered generator units by id (laboratories, small businesses,
+    /// medical institutions): the collection-coverage KPIs count them.
+    /// Empty when the zone has no `units.json`.
+    pub units: IdMap<Unit>,
 }
 
 impl Registry {

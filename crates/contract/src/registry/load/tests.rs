@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::geo::{self, LatLon};
 use crate::pb::DeviceKind;
-use crate::registry::{DataFile, Entry, Problem, Registry, RegistryErrors, SiteType};
+use crate::registry::{DataFile, Entry, Problem, Registry, RegistryErrors, SiteType, UnitKind};
 
 /// A small valid zone, as JSON values to mutate per test.
 struct Fixture {
@@ -867,10 +867,10 @@ fn shipped_zone() -> Registry {
 fn the_shipped_zone_loads_without_errors_and_with_the_expected_counts() {
     let reg = shipped_zone();
     assert_eq!(reg.sites.len(), 16);
-    assert_eq!(reg.devices.len(), 30);
+    assert_eq!(reg.devices.len(), 37);
     assert_eq!(reg.permits.len(), 5);
     let count = |kind| reg.devices.values().filter(|d| d.kind == kind).count();
-    assert_eq!(count(DeviceKind::Weighbridge), 4);
+    assert_eq!(count(DeviceKind::Weighbridge), 11);
     assert_eq!(count(DeviceKind::Bin), 12);
     assert_eq!(count(DeviceKind::Storage), 6);
     assert_eq!(count(DeviceKind::Truck), 8);
@@ -878,6 +878,28 @@ fn the_shipped_zone_loads_without_errors_and_with_the_expected_counts() {
     assert_eq!(sites_of(SiteType::ConstructionSite), 2);
     assert_eq!(sites_of(SiteType::Factory), 2);
     assert_eq!(sites_of(SiteType::Residential), 2);
+    let units_of = |k| reg.units.values().filter(|u| u.kind == k).count();
+    assert_eq!(units_of(UnitKind::Laboratory), 5);
+    assert_eq!(units_of(UnitKind::SmallBusiness), 6);
+    assert_eq!(units_of(UnitKind::Medical), 3);
+}
+
+#[test]
+fn a_unit_at_an_unknown_site_or_without_a_name_is_reported_and_a_zone_without_units_has_none() {
+    let sites = r#"[{"id":"s","name":"s","type":"laboratory","geofence":{"type":"Polygon","coordinates":[[[113.7,34.7],[113.71,34.7],[113.71,34.71],[113.7,34.7]]]}}]"#;
+    let reg = Registry::from_json_strs(sites, "[]", "[]").unwrap();
+    assert!(reg.units.is_empty());
+    let err = Registry::from_json_strs_with_units(
+        sites,
+        "[]",
+        "[]",
+        r#"[{"id":"u-1","name":"lab","kind":"laboratory","site_id":"nowhere"},{"id":"u-2","name":" ","kind":"small_business","site_id":"s"},{"id":"u-3","name":"x","kind":"shop","site_id":"s"}]"#,
+    )
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("units.json: u-1: site_id \"nowhere\""), "{text}");
+    assert!(text.contains("units.json: u-2:"), "{text}");
+    assert!(text.contains("units.json: u-3:"), "{text}");
 }
 
 #[test]

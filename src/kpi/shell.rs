@@ -1,0 +1,235 @@
+//! The KPI stage: the async task around the pure [`KpiEngine`].
+//!
+//! It reads the durable log on its own cursor (`kpi`, one of
+//! [`crate::log::CONSUMERS`], so it holds back deletion like every
+//! consumer), feeds each device record to the engine, and every
+//! `kpi.flush_interval_ms` appends the points of the periods that changed
+//! as `kpi` records to the log — the TSDB writer stores them with its one
+//! status policy, exactly like alert points; this stage does no TSDB I/O.
+//! Every `kpi.snapshot_interval_ms`, once its points are in the log, it
+//! writes the engine state with the log offset it covers to
+//! `<log.dir>/kpi-snapshot.json` (write, fsync, rename) and only then moves
+//! its cursor. After a crash it restores the snapshot and replays the log
+//! from that offset; the points it writes again are the same points
+//! (same series, same period start), so nothing is counted twice.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use prost::Message;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use super::engine::KpiEngine;
+use crate::log::{AppendBatch, Class, Durability, Log, LogError, LogReader, CURSOR_KPI};
+use crate::pb;
+
+/// Most records handled between two looks at the tick.
+const READ_BATCH: usize = 2000;
+
+/// File name of the snapshot in the log directory.
+pub const SNAPSHOT_FILE: &str = "kpi-snapshot.json";
+
+/// What is saved.
+#[derive(Serialize, Deserialize)]
+struct Snapshot {
+    /// Log offset the engine state covers (the next record to read).
+    offset: u64,
+    /// The engine state.
+    engine: serde_json::Value,
+}
+
+/// Path of the snapshot in `dir`.
+pub fn snapshot_path(dir: &Path) -> PathBuf {
+    dir.join(SNAPSHOT_FILE)
+}
+
+/// Restores `engine` from the snapshot in `dir`, if there is one; returns
+/// the log offset to read from.
+pub fn restore(engine: &mut KpiEngine, dir: &Path, log: &Log) -> anyhow::Result<u64> {
+    let path = snapshot_path(dir);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(log.cursor(CURSOR_KPI)),
+        Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
+    };
+    let snap: Snapshot = serde_json::from_slice(&bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "KPI snapshot {} is not valid: {e}; delete it to recompute the KPIs from the log",
+            path.display()
+        )
+    })?;
+    engine
+        .restore(&serde_json::to_vec(&snap.engine)?)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "KPI snapshot {} is not valid: {e}; delete it to recompute the KPIs from the log",
+                path.display()
+            )
+        })?;
+    info!(offset = snap.offset, "KPI state restored from snapshot");
+    Ok(snap.offset)
+}
+
+/// Everything the stage owns.
+pub struct KpiStage {
+    /// The engine.
+    pub engine: KpiEngine,
+    /// Reader on the `kpi` cursor.
+    pub reader: LogReader,
+    /// Head of the log.
+    pub head: watch::Receiver<u64>,
+    /// Where points go, and whose cursor moves.
+    pub log: Arc<Log>,
+    /// Directory of the snapshot (the log directory).
+    pub dir: PathBuf,
+    /// How often points are written.
+    pub flush_interval: Duration,
+    /// How often the state is saved.
+    pub snapshot_interval: Duration,
+    /// Stop: read to the head, write the last points and the snapshot.
+    pub cancel: CancellationToken,
+}
+
+/// Runs until cancelled and caught up.
+pub async fn run(mut s: KpiStage) {
+    let mut tick = tokio::time::interval(s.flush_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pending = AppendBatch::new(Class::Internal);
+    let mut saved_at = tokio::time::Instant::now();
+    let mut failing = false;
+    loop {
+        let stopping = s.cancel.is_cancelled();
+        let behind = *s.head.borrow() > s.reader.offset();
+        tokio::select! {
+            biased;
+            _ = tick.tick(), if !stopping => {
+                flush(&mut s, &mut pending, &mut failing).await;
+                if pending.is_empty() && saved_at.elapsed() >= s.snapshot_interval {
+                    save(&s).await;
+                    saved_at = tokio::time::Instant::now();
+                }
+            }
+            _ = ready(&mut s.head, s.reader.offset()), if behind || !stopping => {
+                if read_batch(&mut s).is_err() {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+            _ = s.cancel.cancelled(), if !stopping => {}
+            else => {}
+        }
+        if stopping && *s.head.borrow() <= s.reader.offset() {
+            flush(&mut s, &mut pending, &mut failing).await;
+            if pending.is_empty() {
+                save(&s).await;
+            } else {
+                warn!("KPI points not durable at shutdown; the next start recomputes them from the log");
+            }
+            break;
+        }
+    }
+    info!("KPI stage stopped");
+}
+
+async fn ready(head: &mut watch::Receiver<u64>, offset: u64) {
+    let _ = head.wait_for(|h| *h > offset).await;
+}
+
+fn read_batch(s: &mut KpiStage) -> Result<(), ()> {
+    match s.reader.read(READ_BATCH) {
+        Ok(batch) => {
+            for (_, bytes) in batch.iter() {
+                if let Ok(rec) = pb::LogRecord::decode(bytes) {
+                    s.engine.on_record(&rec);
+                }
+            }
+            Ok(())
+        }
+        Err(e @ LogError::Corrupt { .. }) => {
+            error!(error = %e, "kpi: durable log damaged; skipping to the next intact record");
+            if let Err(e) = s.reader.skip_damaged() {
+                error!(error = %e, "kpi: cannot skip the damaged log region");
+            }
+            Ok(())
+        }
+        Err(e) => {
+            error!(error = %e, "kpi stage cannot read the durable log");
+            Err(())
+        }
+    }
+}
+
+/// Appends the points of the changed periods (and any left from a failed
+/// append before).
+async fn flush(s: &mut KpiStage, pending: &mut AppendBatch, failing: &mut bool) {
+    for k in s.engine.flush() {
+        let r = pb::LogRecord {
+            time_unix_ms: k.period_start_unix_ms,
+            kpi: Some(k),
+            ..Default::default()
+        };
+        // Encoding into a Vec cannot run out of space.
+        let _ = pending.records.push_with(|b| {
+            let _ = r.encode(b);
+        });
+    }
+    if pending.is_empty() {
+        return;
+    }
+    let batch = std::mem::replace(pending, AppendBatch::new(Class::Internal));
+    match s.log.append_async(batch).await {
+        Ok(reply) => {
+            match reply.result {
+                Ok(_) => {
+                    if *failing {
+                        info!("KPI points are being written to the log again");
+                    }
+                    *failing = false;
+                    *pending = AppendBatch::new(Class::Internal);
+                    return;
+                }
+                Err(e) => {
+                    if !*failing {
+                        error!(error = %e, "KPI points cannot be appended to the durable log; will retry");
+                    }
+                    *failing = true;
+                }
+            }
+            *pending = reply.batch;
+        }
+        Err(_) => {
+            error!("the durable log writer is gone; KPI points not written");
+        }
+    }
+}
+
+/// Writes the snapshot, then moves the cursor.
+async fn save(s: &KpiStage) {
+    let engine = match s.engine.snapshot() {
+        Ok(b) => b,
+        Err(e) => {
+            error!(error = %e, "KPI snapshot failed");
+            return;
+        }
+    };
+    let offset = s.reader.offset();
+    let pos = s.reader.position();
+    let (dir, log) = (s.dir.clone(), s.log.clone());
+    let r = tokio::task::spawn_blocking(move || -> Result<(), String> {
+        let engine: serde_json::Value =
+            serde_json::from_slice(&engine).map_err(|e| e.to_string())?;
+        let bytes = serde_json::to_vec(&Snapshot { offset, engine }).map_err(|e| e.to_string())?;
+        crate::fsutil::write_atomic(&snapshot_path(&dir), &bytes).map_err(|e| e.to_string())?;
+        log.commit_cursor(CURSOR_KPI, pos, Durability::Now)
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    match r {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => error!(error = %e, "KPI snapshot not saved; will retry"),
+        Err(e) => error!(error = %e, "KPI snapshot task failed"),
+    }
+}
