@@ -55,8 +55,8 @@ impl Default for KpiConfig {
     fn default() -> Self {
         KpiConfig {
             utc_offset_min: 480,
-            flush_interval_ms: 10_000,
-            snapshot_interval_ms: 30_000,
+            flush_interval_ms: 5_000,
+            snapshot_interval_ms: 5_000,
             backfill_counts_as_utilisation: false,
             manifest_tolerance_kg: 40.0,
             trip_match_max_ms: 4 * 3_600_000,
