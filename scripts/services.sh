@@ -232,12 +232,13 @@ svc_ready() {
             pw=$(cat "$auth/selftest.password" 2>/dev/null) || return 1
             topic="wastewatch-selftest/ready"
             token="ready-$$-$RANDOM"
-            mosquitto_pub -h "$HOST" -p "$MOSQUITTO_PORT" -u ww-selftest-pub -P "$pw" -q 1 -r \
-                -t "$topic" -m "$token" 2>/dev/null || return 1
-            got=$(mosquitto_sub -h "$HOST" -p "$MOSQUITTO_PORT" -u ww-selftest-sub -P "$pw" \
+            # (client ids with the shipped config's "ww:" prefix).
+            mosquitto_pub -h "$HOST" -p "$MOSQUITTO_PORT" -i ww:selftest -u ww-selftest-pub -P "$pw" \
+                -q 1 -r -t "$topic" -m "$token" 2>/dev/null || return 1
+            got=$(mosquitto_sub -h "$HOST" -p "$MOSQUITTO_PORT" -i ww:selftest -u ww-selftest-sub -P "$pw" \
                 -t "$topic" -C 1 -W 3 2>/dev/null) || return 1
-            mosquitto_pub -h "$HOST" -p "$MOSQUITTO_PORT" -u ww-selftest-pub -P "$pw" -q 1 -r \
-                -t "$topic" -n 2>/dev/null || true
+            mosquitto_pub -h "$HOST" -p "$MOSQUITTO_PORT" -i ww:selftest -u ww-selftest-pub -P "$pw" \
+                -q 1 -r -t "$topic" -n 2>/dev/null || true
             [[ $got == "$token" ]]
             ;;
         influxdb)

@@ -95,16 +95,17 @@ async fn a_leak_fires_is_recorded_notified_acknowledged_persisted_and_resolved()
         "alertmanager did not receive the alert"
     );
 
-    // Acknowledge through the API.
+    // Acknowledge through the API: who is the token's name.
     let (status, answer) = http_post_json(
         &format!("http://{}/api/v1/alerts/{id}/ack", svc.http),
-        "{\"by\":\"on-call\"}",
+        "{\"reason\":\"on-call is on it\"}",
     );
     assert_eq!(status, 200, "{answer}");
     let acked: serde_json::Value =
         serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{e}: {answer}"));
     assert_eq!(acked["state"], "acknowledged");
-    assert_eq!(acked["acknowledged_by"], "on-call");
+    assert_eq!(acked["acknowledged_by"], API_TOKEN_NAME);
+    assert_eq!(acked["history"][0]["reason"], "on-call is on it");
     let (status, _) = http_post_json(
         &format!("http://{}/api/v1/alerts/999999/ack", svc.http),
         "{}",

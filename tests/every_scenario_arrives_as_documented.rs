@@ -25,6 +25,7 @@ async fn every_scenario_arrives_as_the_simulator_documents() {
         // One connection for the whole fleet: a test-only writer identity.
         auth: sim::MqttAuth {
             shared: Some((publisher.clone(), writer_identity(&publisher))),
+            client_id_prefix: CLIENT_ID_PREFIX.into(),
             ..Default::default()
         },
         seed: 7,

@@ -199,7 +199,7 @@ async fn a_queued_notification_and_an_acknowledgement_survive_sigkill() {
     let svc = Service::start_args(&args, slow, setup.log_path.clone());
     let (status, answer) = http_post_json(
         &format!("http://{}/api/v1/alerts/{id}/ack", svc.http),
-        "{\"by\":\"night shift\"}",
+        "{\"reason\":\"night shift\"}",
     );
     assert_eq!(status, 200, "{answer}");
     svc.kill9();
@@ -207,7 +207,8 @@ async fn a_queued_notification_and_an_acknowledgement_survive_sigkill() {
     let a = leak_alert(&svc).unwrap();
     assert_eq!(a["id"].as_u64(), Some(id));
     assert_eq!(a["state"], "acknowledged", "{a}");
-    assert_eq!(a["acknowledged_by"], "night shift");
+    assert_eq!(a["acknowledged_by"], API_TOKEN_NAME);
+    assert_eq!(a["history"][0]["reason"], "night shift", "{a}");
     svc.stop();
 
     let log = setup.log();

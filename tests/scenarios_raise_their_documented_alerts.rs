@@ -128,6 +128,7 @@ async fn run(
     let publisher = format!("sim-{tag}");
     let mut cfg = cfg.clone();
     cfg.auth.shared = Some((publisher.clone(), writer_identity(&publisher)));
+    cfg.auth.client_id_prefix = CLIENT_ID_PREFIX.into();
     let summary = sim::publish(fleet, &host, port, &publisher, &cfg, stop_rx, |_| {})
         .await
         .unwrap();

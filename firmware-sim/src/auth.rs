@@ -23,6 +23,9 @@ pub struct MqttAuth {
     pub shared: Option<(String, String)>,
     /// Device id → password, for per-device connections.
     pub devices: BTreeMap<String, String>,
+    /// Put before every client id (the shipped broker config only lets in
+    /// client ids starting with `ww:`).
+    pub client_id_prefix: String,
 }
 
 impl fmt::Debug for MqttAuth {
@@ -30,6 +33,7 @@ impl fmt::Debug for MqttAuth {
         f.debug_struct("MqttAuth")
             .field("shared_user", &self.shared.as_ref().map(|(u, _)| u))
             .field("devices", &self.devices.len())
+            .field("client_id_prefix", &self.client_id_prefix)
             .finish()
     }
 }

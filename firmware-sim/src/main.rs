@@ -113,6 +113,9 @@ struct RunArgs {
     /// itself.
     #[arg(long)]
     credentials: Option<PathBuf>,
+    /// Put this before every client id (`ww:` for the shipped broker config).
+    #[arg(long, default_value = "")]
+    client_id_prefix: String,
     /// MQTT keep-alive, seconds.
     #[arg(long, default_value_t = 30)]
     keep_alive_s: u64,
@@ -169,6 +172,7 @@ fn sim_config(a: &RunArgs) -> anyhow::Result<SimConfig> {
             Some(f) => sim::read_device_secrets(f)?,
             None => Default::default(),
         },
+        client_id_prefix: a.client_id_prefix.clone(),
     };
     Ok(SimConfig {
         seed: a.seed,

@@ -233,7 +233,11 @@ fn options(
     will: Option<&OutMsg>,
     login: Option<(&str, &str)>,
 ) -> MqttOptions {
-    let mut o = MqttOptions::new(client_id, host, port);
+    let mut o = MqttOptions::new(
+        format!("{}{client_id}", cfg.auth.client_id_prefix),
+        host,
+        port,
+    );
     if let Some((user, password)) = login {
         o.set_credentials(user, password);
     }

@@ -169,6 +169,10 @@ const MAX_REASON_CHARS: usize = 500;
 struct AckBody {
     /// Why (kept in the alert's history), optional.
     reason: Option<String>,
+    /// The acknowledger's name of earlier versions: accepted and ignored
+    /// (a caller could write anything there).
+    #[serde(default, rename = "by")]
+    _by: Option<serde::de::IgnoredAny>,
 }
 
 async fn ack_alert(

@@ -137,6 +137,8 @@ sign_secret = "OTHERSECRET"
 [[notify.webhooks]]
 name = "alertmanager"
 url = "not a url BADTOKEN2"
+format = "wecom"
+sign_secret = "WECOMSECRET"
 "#
     )
     .unwrap();
@@ -146,14 +148,20 @@ url = "not a url BADTOKEN2"
         "notify.webhooks[1].url must be an http:// or https:// URL",
         "notify.webhooks[1].format \"teams\" must be json, dingtalk or wecom",
         "notify.webhooks[1].min_severity \"urgent\" must be",
-        "notify.webhooks[1].sign_secret is only used by format = \"dingtalk\"",
+        "notify.webhooks[2].sign_secret is used by format = \"json\" (HMAC header) and \"dingtalk\"",
         "notify.webhooks[2].name \"alertmanager\"",
         "notify.webhooks[2].url is not a URL",
     ] {
         assert!(err.contains(want), "missing {want:?} in:\n{err}");
     }
     assert!(!err.contains("webhooks[0]"), "{err}");
-    for secret in ["GOODTOKEN", "BADTOKEN", "SIGNSECRET", "OTHERSECRET"] {
+    for secret in [
+        "GOODTOKEN",
+        "BADTOKEN",
+        "SIGNSECRET",
+        "OTHERSECRET",
+        "WECOMSECRET",
+    ] {
         assert!(!err.contains(secret), "{secret} echoed in:\n{err}");
     }
 
@@ -223,4 +231,164 @@ fn gzip_is_on_by_default_only_for_a_tsdb_on_another_host() {
     )
     .unwrap();
     assert!(s.tsdb.gzip, "an explicit setting wins");
+}
+
+#[test]
+fn a_listener_other_hosts_can_reach_needs_an_api_token() {
+    let err = load(None, &env(&[("WASTEWATCH__HTTP__LISTEN", "0.0.0.0:9464")]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(
+            "http.listen 0.0.0.0:9464 is reachable from other hosts but no API token is configured"
+        ),
+        "{err}"
+    );
+    let tokens = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(tokens.path(), "alice:0123456789abcdef0123456789abcdef\n").unwrap();
+    let path = tokens.path().display().to_string();
+    let s = load(
+        None,
+        &env(&[
+            ("WASTEWATCH__HTTP__LISTEN", "0.0.0.0:9464"),
+            ("WASTEWATCH__HTTP__TOKENS_FILE", &path),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(s.http_auth.names(), ["alice"]);
+    assert!(load(
+        None,
+        &env(&[("WASTEWATCH__HTTP__LISTEN", "127.0.0.1:9464")])
+    )
+    .is_ok());
+}
+
+#[test]
+fn api_tokens_come_from_a_file_and_the_environment_and_never_print() {
+    let tokens = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(tokens.path(), "alice:FILETOKEN0123456789abcdef0123\n").unwrap();
+    let path = tokens.path().display().to_string();
+    let s = load(
+        None,
+        &env(&[
+            ("WASTEWATCH__HTTP__TOKENS_FILE", &path),
+            ("WASTEWATCH__HTTP__PROTECT_READS", "true"),
+            (
+                "WASTEWATCH_HTTP_TOKENS",
+                "bob:ENVTOKEN0123456789abcdef012345",
+            ),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(s.http_auth.names(), ["alice", "bob"]);
+    assert!(s.http_auth.protect_reads);
+    let d = format!("{s:?}");
+    assert!(!d.contains("FILETOKEN") && !d.contains("ENVTOKEN"), "{d}");
+    let err = load(None, &env(&[("WASTEWATCH_HTTP_TOKENS", "bob:WEAKTOKEN")]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("WASTEWATCH_HTTP_TOKENS: the token of \"bob\" is shorter"),
+        "{err}"
+    );
+    assert!(!err.contains("WEAKTOKEN"), "{err}");
+    let err = load(None, &env(&[("WASTEWATCH__HTTP__PROTECT_READS", "true")]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("http.protect_reads is on but no API token"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_mqtt_password_comes_from_its_file_and_not_from_both_places() {
+    let pw = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(pw.path(), "PASSFROMFILE\n").unwrap();
+    let path = pw.path().display().to_string();
+    let s = load(
+        None,
+        &env(&[
+            ("WASTEWATCH__MQTT__USERNAME", "ingest"),
+            ("WASTEWATCH__MQTT__PASSWORD_FILE", &path),
+        ]),
+    )
+    .unwrap();
+    let (user, secret) = s.mqtt.credentials.clone().unwrap();
+    assert_eq!((user.as_str(), secret.expose()), ("ingest", "PASSFROMFILE"));
+    assert!(!format!("{s:?}").contains("PASSFROMFILE"));
+    let err = load(
+        None,
+        &env(&[
+            ("WASTEWATCH__MQTT__USERNAME", "ingest"),
+            ("WASTEWATCH__MQTT__PASSWORD", "INLINEPASS"),
+            ("WASTEWATCH__MQTT__PASSWORD_FILE", &path),
+        ]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("mqtt.password and mqtt.password_file are both set"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("INLINEPASS") && !err.contains("PASSFROMFILE"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_client_certificate_needs_its_key_and_tls() {
+    let err = load(
+        None,
+        &env(&[("WASTEWATCH__MQTT__CLIENT_CERT_FILE", "/nonexistent/c.pem")]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("mqtt.client_cert_file and mqtt.client_key_file go together"),
+        "{err}"
+    );
+}
+
+#[test]
+fn urls_with_credentials_are_refused_without_printing_them() {
+    let err = load(
+        None,
+        &env(&[
+            (
+                "WASTEWATCH__TSDB__URL",
+                "http://admin:URLPASSWORD@influx.example:8086",
+            ),
+            (
+                "WASTEWATCH__NOTIFY__ALERTMANAGER_URL",
+                "http://am:AMPASSWORD@am.example:9093",
+            ),
+        ]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("tsdb.url \"http://influx.example:8086/\" (credentials removed) holds a user name or password"), "{err}");
+    assert!(err.contains("notify.alertmanager_url"), "{err}");
+    assert!(
+        !err.contains("URLPASSWORD") && !err.contains("AMPASSWORD") && !err.contains("admin"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_raw_config_never_prints_a_secret() {
+    let raw = load_raw(
+        None,
+        &env(&[
+            ("WASTEWATCH__MQTT__PASSWORD", "RAWMQTTPASS"),
+            ("WASTEWATCH__TSDB__PASSWORD", "RAWTSDBPASS"),
+            ("WASTEWATCH__TSDB__TOKEN", "RAWTSDBTOKEN"),
+        ]),
+    )
+    .unwrap();
+    let d = format!("{raw:?}");
+    for s in ["RAWMQTTPASS", "RAWTSDBPASS", "RAWTSDBTOKEN"] {
+        assert!(!d.contains(s), "{s} in {d}");
+    }
 }

@@ -16,8 +16,6 @@
 
 pub mod oracle;
 
-pub mod oracle;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -329,7 +327,7 @@ fn register_with_broker(passwd: &Path, acl: &str, probe: (&str, &str)) {
 /// thread of its own, so it can be called from async tests too.
 pub fn try_login(user: &str, password: &str) -> Result<(), String> {
     let (host, port) = mqtt_addr();
-    let mut o = MqttOptions::new(user, host, port);
+    let mut o = MqttOptions::new(client_id(user), host, port);
     o.set_credentials(user, password);
     o.set_clean_start(true);
     std::thread::spawn(move || login_blocking(o))
@@ -361,6 +359,15 @@ fn login_blocking(o: MqttOptions) -> Result<(), String> {
         }
         r
     })
+}
+
+/// The prefix every client id needs on the shipped broker config
+/// (`clientid_prefixes`; the broker replaces the id by the user name).
+pub const CLIENT_ID_PREFIX: &str = "ww:";
+
+/// The client id to send when logging in as `user`.
+pub fn client_id(user: &str) -> String {
+    format!("{CLIENT_ID_PREFIX}{user}")
 }
 
 /// Identities registered by this process, with their passwords.
@@ -405,7 +412,7 @@ pub async fn publish_all(client_id: String, msgs: Vec<Msg>, pace: Option<Duratio
             .unwrap()
     };
     let (host, port) = mqtt_addr();
-    let mut o = MqttOptions::new(client_id.clone(), host, port);
+    let mut o = MqttOptions::new(self::client_id(&client_id), host, port);
     o.set_credentials(client_id.clone(), password);
     o.set_keep_alive(Duration::from_secs(30));
     o.set_clean_start(true);
@@ -487,10 +494,19 @@ pub fn service_env(
 ) -> Vec<(String, String)> {
     let (host, port) = mqtt_addr();
     let password_file = zone.ingest_identity(client_id);
+    let tokens_file = zone.dir.path().join("api-tokens");
+    std::fs::write(&tokens_file, format!("{API_TOKEN_NAME}:{}\n", api_token())).unwrap();
     let mut v: Vec<(String, String)> = vec![
+        (
+            "WASTEWATCH__HTTP__TOKENS_FILE".into(),
+            tokens_file.display().to_string(),
+        ),
         ("WASTEWATCH__MQTT__HOST".into(), host),
         ("WASTEWATCH__MQTT__PORT".into(), port.to_string()),
-        ("WASTEWATCH__MQTT__CLIENT_ID".into(), client_id.into()),
+        (
+            "WASTEWATCH__MQTT__CLIENT_ID".into(),
+            self::client_id(client_id),
+        ),
         ("WASTEWATCH__MQTT__USERNAME".into(), client_id.into()),
         (
             "WASTEWATCH__MQTT__PASSWORD_FILE".into(),
@@ -542,10 +558,11 @@ impl Service {
             .append(true)
             .open(&log_path)
             .unwrap();
+        // RUST_LOG=info unless `envs` says otherwise.
         let child = Command::new(wastewatch_bin())
             .args(args)
-            .envs(envs.iter().cloned())
             .env("RUST_LOG", "info")
+            .envs(envs.iter().cloned())
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
             .spawn()
@@ -644,22 +661,40 @@ pub fn metric_value(text: &str, name: &str) -> u64 {
         })
 }
 
-/// POSTs a JSON body; returns the HTTP status and the response body.
+/// Name of the API token every test service accepts (see [`service_env`]).
+pub const API_TOKEN_NAME: &str = "test-operator";
+
+/// The API bearer token of [`API_TOKEN_NAME`], random per test process.
+pub fn api_token() -> &'static str {
+    static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TOKEN.get_or_init(|| format!("api-{}-{}", unique("token"), now_ms()))
+}
+
+/// POSTs a JSON body as the test operator (bearer [`api_token`]); returns
+/// the HTTP status and the response body.
 pub fn http_post_json(url: &str, body: &str) -> (u16, String) {
-    let out = Command::new("curl")
-        .args([
-            "-sS",
-            "--max-time",
-            "20",
-            "-XPOST",
-            "-H",
-            "content-type: application/json",
-            "-d",
-            body,
-            "-w",
-            "\n%{http_code}",
-            url,
-        ])
+    let auth = format!("authorization: Bearer {}", api_token());
+    http_request(
+        "POST",
+        url,
+        &["content-type: application/json", &auth],
+        body,
+    )
+}
+
+/// One HTTP request with these headers (`name: value`); returns the status
+/// and the response body.
+pub fn http_request(method: &str, url: &str, headers: &[&str], body: &str) -> (u16, String) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--max-time", "20", "-X", method]);
+    for h in headers {
+        cmd.args(["-H", h]);
+    }
+    if !body.is_empty() || method == "POST" {
+        cmd.args(["--data-binary", body]);
+    }
+    let out = cmd
+        .args(["-w", "\n%{http_code}", url])
         .output()
         .expect("run curl");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
