@@ -42,6 +42,9 @@
 # stored count sampled while publishing, CPU and peak RSS from /proc. The
 # Markdown table goes to stdout and target/bench-e2e/results-<timestamp>.md
 # (raw data next to it). Method and column definitions are in the report.
+# The broker authenticates every client as shipped: each run registers its
+# own subscriber and publisher identities with `scripts/services.sh
+# mqtt-users` (test-only ACL entries), and all clients send `ww:` client ids.
 #
 # Exit status: 0 when every run stored exactly what the broker acked; 3 when
 # some run lost messages or failed (the report says which); 1 when the harness

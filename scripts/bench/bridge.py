@@ -39,6 +39,8 @@ def parse_args():
     p.add_argument("--mqtt-host", default="127.0.0.1")
     p.add_argument("--mqtt-port", type=int, default=1883)
     p.add_argument("--client-id", default="py-bridge")
+    p.add_argument("--username", help="MQTT user name (the broker refuses anonymous clients)")
+    p.add_argument("--password-file", help="file holding the password of --username (first line)")
     p.add_argument("--topic", default="wastewatch/v1/#")
     p.add_argument("--influx-url", default="http://127.0.0.1:8086")
     p.add_argument("--db", default="wastewatch", help="database (v1) or bucket (v2)")
@@ -354,6 +356,9 @@ def main():
     client = mqtt.Client(
         mqtt.CallbackAPIVersion.VERSION2, client_id=ARGS.client_id, protocol=mqtt.MQTTv5
     )
+    if ARGS.username:
+        with open(ARGS.password_file) as f:
+            client.username_pw_set(ARGS.username, f.readline().strip())
     client.on_connect = on_connect
     client.on_subscribe = on_subscribe
     client.on_message = on_message

@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -200,12 +201,68 @@ class Victoria:
 # --- broker state -------------------------------------------------------------
 
 
-def broker_state(host, port):
+# --- broker identities ----------------------------------------------------------
+
+# The test broker runs the shipped config: every client logs in, its client id
+# starts with this prefix (the broker then uses the user name as the id), and
+# only identities in the ACL may read or write (scripts/services.sh mqtt-users
+# adds test identities).
+CLIENT_ID_PREFIX = "ww:"
+
+
+class Identity:
+    def __init__(self, name):
+        self.name = name
+        self.password = secrets.token_urlsafe(24)
+        self.client_id = CLIENT_ID_PREFIX + name
+
+    def mosquitto_args(self):
+        return ["-u", self.name, "-P", self.password, "-i", self.client_id]
+
+    def password_file(self, d):
+        path = os.path.join(d, self.name + ".password")
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            f.write(self.password + "\n")
+        return path
+
+
+def register(h, d, grants):
+    """Adds identities to the test broker: grants is [(Identity, [ACL topic
+    lines])]; returns once the first can log in."""
+    passwd = os.path.join(d, "identities.passwd")
+    acl = os.path.join(d, "identities.acl")
+    open(passwd, "w").close()
+    with open(acl, "w") as f:
+        for ident, topics in grants:
+            subprocess.run(["mosquitto_passwd", "-b", passwd, ident.name, ident.password], check=True, capture_output=True)
+            f.write("user %s\n" % ident.name + "".join("topic %s\n" % t for t in topics))
+    r = subprocess.run([os.path.join(h.repo, "scripts/services.sh"), "mqtt-users", passwd, acl], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise BenchError("scripts/services.sh mqtt-users failed: %s" % r.stderr.strip())
+    probe = grants[0][0]
+    deadline = time.time() + 15
+    while True:
+        # Connect and disconnect at once (-E): the broker re-reads its files
+        # on SIGHUP asynchronously.
+        r = subprocess.run(
+            ["mosquitto_sub", "-h", h.mqtt_host, "-p", str(h.mqtt_port), "-t", grants[0][1][0].split(" ", 1)[1], "-E"]
+            + probe.mosquitto_args(),
+            capture_output=True,
+            timeout=20,
+        )
+        if r.returncode == 0:
+            return
+        if time.time() > deadline:
+            raise BenchError("identity %s cannot log in 15 s after registering it" % probe.name)
+        time.sleep(0.1)
+
+
+def broker_state(host, port, monitor):
     """Mosquitto's retained $SYS counters (updated every 10 s): persistent
     sessions (connected or not) and messages held. A disconnected session
     subscribed to wastewatch/v1/# gets a copy of every benchmark message."""
     keys = ["clients/total", "clients/connected", "store/messages/count"]
-    args = ["mosquitto_sub", "-h", host, "-p", str(port), "-v", "-C", str(len(keys)), "-W", "15"]
+    args = ["mosquitto_sub", "-h", host, "-p", str(port), "-v", "-C", str(len(keys)), "-W", "15"] + monitor.mosquitto_args()
     for k in keys:
         args += ["-t", "$SYS/broker/" + k]
     try:
@@ -322,6 +379,8 @@ class Run:
         self.h, self.sub, self.rate = h, sub, rate
         self.id = "%s-%s-%d" % (h.stamp, sub, rate)
         self.client_id = "bench-" + self.id
+        self.reader = Identity(self.client_id)
+        self.writer = Identity("pub-" + self.id)
         self.db = re.sub(r"[^A-Za-z0-9_]", "_", "bench_" + self.id)
         self.dir = os.path.join(h.run_dir, "%s-%d" % (sub, rate))
         os.makedirs(self.dir, exist_ok=True)
@@ -330,15 +389,18 @@ class Run:
         self.notes = []
         self.row = {"subscriber": sub, "rate": rate, "client_id": self.client_id, "db": self.db, "dir": self.dir}
 
-    def mosquitto_sub(self, *extra):
-        return ["mosquitto_sub", "-h", self.h.mqtt_host, "-p", str(self.h.mqtt_port), "-q", "1", "-t", TOPIC] + list(
-            extra
+    def mosquitto_sub(self, *extra, who=None):
+        return (
+            ["mosquitto_sub", "-h", self.h.mqtt_host, "-p", str(self.h.mqtt_port), "-q", "1", "-t", TOPIC]
+            + (who or self.reader).mosquitto_args()
+            + list(extra)
         )
 
     def presubscribe(self, v5):
         """Creates the persistent session and its subscription before the
         subscriber starts, so the broker queues every message of the run."""
-        args = self.mosquitto_sub("-c", "-i", self.client_id, "-E")
+        register(self.h, self.dir, [(self.reader, ["read " + TOPIC]), (self.writer, ["write " + TOPIC])])
+        args = self.mosquitto_sub("-c", "-E")
         if v5:
             args += ["-V", "mqttv5", "-x", "3600"]
         r = subprocess.run(args, capture_output=True, text=True, timeout=20)
@@ -348,7 +410,7 @@ class Run:
     def drop_session(self):
         """Clean-session connect with the same client id: the broker discards
         the run's session so later runs don't queue into it."""
-        subprocess.run(self.mosquitto_sub("-i", self.client_id, "-E"), capture_output=True, timeout=20)
+        subprocess.run(self.mosquitto_sub("-E"), capture_output=True, timeout=20)
 
     def start(self):
         h = self.h
@@ -359,7 +421,7 @@ class Run:
             out = open(self.out_path, "wb")
             # -N -F x: one byte per message, so the file size is the count.
             self.proc = subprocess.Popen(
-                self.mosquitto_sub("-c", "-i", self.client_id, "-N", "-F", "x"), stdout=out, stderr=self.logf
+                self.mosquitto_sub("-c", "-N", "-F", "x"), stdout=out, stderr=self.logf
             )
             out.close()
             self.count_fn = lambda: os.path.getsize(self.out_path)
@@ -373,7 +435,7 @@ class Run:
             with open(conf, "w") as f:
                 f.write(
                     "# GENERATED by scripts/bench-e2e.sh for one run.\n"
-                    "[mqtt]\nhost = %s\nport = %d\nclient_id = %s\nsubscribe = [%s]\n"
+                    "[mqtt]\nhost = %s\nport = %d\nclient_id = %s\nusername = %s\npassword_file = %s\nsubscribe = [%s]\n"
                     "session_expiry_s = 3600\nreconnect_min_ms = 100\nreconnect_max_ms = 1000\n\n"
                     "[decode]\nregistry_dir = %s\n\n"
                     "[log]\ndir = %s\n\n"
@@ -382,7 +444,9 @@ class Run:
                     % (
                         json.dumps(h.mqtt_host),
                         h.mqtt_port,
-                        json.dumps(self.client_id),
+                        json.dumps(self.reader.client_id),
+                        json.dumps(self.reader.name),
+                        json.dumps(self.reader.password_file(self.dir)),
                         json.dumps(TOPIC),
                         json.dumps(os.path.abspath(h.zone)),
                         json.dumps(os.path.join(self.dir, "data")),
@@ -421,7 +485,9 @@ class Run:
                     os.path.join(h.repo, "scripts/bench/bridge.py"),
                     "--mqtt-host", h.mqtt_host,
                     "--mqtt-port", str(h.mqtt_port),
-                    "--client-id", self.client_id,
+                    "--client-id", self.reader.client_id,
+                    "--username", self.reader.name,
+                    "--password-file", self.reader.password_file(self.dir),
                     "--topic", TOPIC,
                     "--proto-dir", h.proto_dir,
                     "--ready-file", ready,
@@ -483,7 +549,7 @@ class Run:
         """Messages on the topic in 2 s before the run: other clients
         publishing to the shared broker would be counted by the bare
         subscriber and stored by the bridge."""
-        r = subprocess.run(self.mosquitto_sub("-q", "0", "-W", "2", "-N", "-F", "x"), capture_output=True, timeout=20)
+        r = subprocess.run(self.mosquitto_sub("-q", "0", "-W", "2", "-N", "-F", "x", who=self.h.monitor), capture_output=True, timeout=20)
         return len(r.stdout)
 
     def execute(self):
@@ -492,7 +558,7 @@ class Run:
         noise = self.quiet_check()
         if noise:
             self.notes.append("broker NOT quiet: %d messages on %s in the 2 s before the run (other clients)" % (noise, TOPIC))
-        st = broker_state(h.mqtt_host, h.mqtt_port)
+        st = broker_state(h.mqtt_host, h.mqtt_port, h.monitor)
         row["broker_before"] = st
         if st.get("clients/total", 0) - st.get("clients/connected", 0) > 0 or st.get("store/messages/count", 0) > 1000:
             self.notes.append(describe_broker(st) + " before the run")
@@ -521,7 +587,9 @@ class Run:
                         "--rate", str(self.rate),
                         "--host", h.mqtt_host,
                         "--port", str(h.mqtt_port),
-                        "--client-id", "pub-" + self.id,
+                        "--client-id", self.writer.client_id,
+                        "--username", self.writer.name,
+                        "--password-file", self.writer.password_file(self.dir),
                         "--qos", "1",
                         "--timeline", timeline,
                         "--rebase-end-ms", str(end_ms),
@@ -829,7 +897,10 @@ def main():
     h.capture_span_ms = capture["last_recorded_at_ms"] - capture["first_recorded_at_ms"]
     h.expected_by_measurement = capture["by_measurement"]
     machine = machine_info()
-    h.broker_at_start = broker_state(h.mqtt_host, h.mqtt_port)
+    # Reads $SYS and checks the topic is quiet before each run.
+    h.monitor = Identity("benchmon-" + h.stamp)
+    register(h, h.run_dir, [(h.monitor, ["read $SYS/#", "read " + TOPIC])])
+    h.broker_at_start = broker_state(h.mqtt_host, h.mqtt_port, h.monitor)
     stale = h.broker_at_start.get("clients/total", 0) - h.broker_at_start.get("clients/connected", 0)
     held = h.broker_at_start.get("store/messages/count", 0)
     if stale > 0 or held > 10000:

@@ -244,7 +244,13 @@ pub async fn run(
                 metrics.mqtt_connected.store(1, Relaxed);
                 backoff.reset();
                 info!(session_present = ack.session_present, "mqtt connected");
-                if !ack.session_present {
+                if !ack.session_present && epoch > 1 {
+                    // Reconnected, but the broker has no session for us: what
+                    // it queued while we were away is gone (broker restarted
+                    // without its persistence, session expired, or cleared by
+                    // another client — see docs/SECURITY.md "Ingest takeover").
+                    error!(client_id = %s.client_id, "mqtt session lost: the broker had no session for us after a reconnect; messages queued meanwhile are not delivered");
+                } else if !ack.session_present {
                     debug!("new broker session (nothing was queued for us)");
                 }
                 let end = serve(
