@@ -721,7 +721,7 @@ impl Fleet {
                 let Some(&i) = self.wb_by_site.get(&site_id) else {
                     return;
                 };
-                (i, req.weighed_out_ms, Inbound::Ticket(req))
+                (i, req.weighed_out_ms, Inbound::Ticket(Box::new(req)))
             }
             Cross::Delivery { site_id, kg, at_ms } => {
                 let Some(&i) = self.store_by_site.get(&site_id) else {

@@ -988,6 +988,7 @@ impl KpiEngine {
         }
     }
 
+    #[allow(clippy::too_many_arguments)] // the columns of one kpi point
     fn record(
         &self,
         kpi: KpiId,

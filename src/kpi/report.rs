@@ -458,7 +458,7 @@ mod tests {
         let md = markdown(&rep);
         assert!(md.contains("| Construction-waste resource utilisation (hauled proxy) | 建筑垃圾资源化利用率 | >= 60 % | 60.0 % | yes | 6000 kg | 10000 kg | 1 | computed |  |"), "{md}");
         assert!(
-            md.contains("| >= 180 d |") == false
+            !md.contains("| >= 180 d |")
                 && md.contains("<= 180 d | 300.0 d | no | 900 kg·d | 3 kg |"),
             "{md}"
         );

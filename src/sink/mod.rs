@@ -4,6 +4,7 @@
 //! moves only after the TSDB answered 2xx, so a TSDB outage delays data but
 //! never loses it.
 
+pub mod batcher;
 pub mod encode;
 pub mod line_protocol;
 pub mod task;

@@ -18,6 +18,7 @@ use prost::Message;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use super::batcher::{Batcher, Decision};
 use super::encode::encode_record;
 use super::writer::{WriteOutcome, Writer};
 use crate::backoff::Backoff;
@@ -190,6 +191,7 @@ pub async fn run(
             return;
         }
     };
+    let mut batcher = Batcher::new(max, settings.batch_max_age);
     let mut lines = Lines::default();
     // Line index -> log offset, to find a refused line's record.
     let mut line_offsets: Vec<u64> = Vec::with_capacity(max);
@@ -217,20 +219,18 @@ pub async fn run(
             continue;
         }
         // Let a partial batch fill up until it is old enough.
-        if !stopping && head - cursor < max as u64 {
-            let deadline = tokio::time::Instant::now() + settings.batch_max_age;
-            loop {
-                let h = *head_rx.borrow_and_update();
-                if h - cursor >= max as u64 || stop.is_cancelled() {
-                    break;
-                }
-                tokio::select! {
+        loop {
+            let pending = head_rx.borrow_and_update().saturating_sub(cursor);
+            match batcher.decide(pending, tokio::time::Instant::now(), stop.is_cancelled()) {
+                Decision::Write | Decision::Idle => break,
+                Decision::WaitUntil(deadline) => tokio::select! {
                     _ = head_rx.changed() => {}
-                    _ = tokio::time::sleep_until(deadline) => break,
+                    _ = tokio::time::sleep_until(deadline) => {}
                     _ = stop.cancelled() => {}
-                }
+                },
             }
         }
+        batcher.written();
         lines.clear();
         line_offsets.clear();
         let mut refused: Vec<Refused> = Vec::new();

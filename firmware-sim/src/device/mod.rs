@@ -132,7 +132,7 @@ pub(crate) enum Cross {
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Inbound {
     /// Record this weighing (weighbridges).
-    Ticket(TicketReq),
+    Ticket(Box<TicketReq>),
     /// Receive this much waste (storage).
     Delivery(f64),
 }
