@@ -59,6 +59,9 @@ pub struct Running {
     pub http_addr: Option<std::net::SocketAddr>,
     /// Alert store and event stream.
     pub alerts: AlertsHandle,
+    /// Address the JT/T 808 gateway bound, when enabled.
+    pub jt808_addr: Option<std::net::SocketAddr>,
+    jt808: Option<JoinHandle<()>>,
     ingest: crate::ingest::Ingest,
     rules: JoinHandle<()>,
     stage: JoinHandle<()>,
@@ -301,6 +304,32 @@ pub async fn start(settings: Settings, registry: Registry) -> anyhow::Result<Run
         stop.intake.clone(),
         stop.connection.clone(),
     )?;
+    // JT/T 808 gateway: stops with intake, like the committer.
+    let (jt808, jt808_addr) = match &settings.jt808 {
+        Some(j) => {
+            let policy = crate::gateway::jt808::Policy {
+                auth_key: j.auth_key.expose().as_bytes().to_vec(),
+                clock: settings.decode.clock,
+                max_pending_messages: j.max_pending_messages,
+                max_message_bytes: j.max_message_bytes,
+                subpackage_timeout_ms: j.subpackage_timeout.as_millis() as i64,
+            };
+            let restamper = Arc::new(std::sync::Mutex::new(crate::ingest::seed_restamper(&log)));
+            let g = crate::gateway::jt808::server::start(
+                j,
+                policy,
+                registry.clone(),
+                log.clone(),
+                metrics.clone(),
+                restamper,
+                stop.intake.clone(),
+            )
+            .await
+            .with_context(|| format!("cannot listen on jt808.listen {}", j.listen))?;
+            (Some(g.task), Some(g.local_addr))
+        }
+        None => (None, None),
+    };
     info!(
         broker = %format!("{}:{}", settings.mqtt.host, settings.mqtt.port),
         client_id = %settings.mqtt.client_id,
@@ -313,6 +342,8 @@ pub async fn start(settings: Settings, registry: Registry) -> anyhow::Result<Run
         log,
         http_addr,
         alerts,
+        jt808_addr,
+        jt808,
         ingest,
         rules,
         stage,
@@ -340,6 +371,12 @@ impl Running {
             r = &mut self.stage => format!("alert stage stopped unexpectedly: {r:?}"),
             r = &mut self.kpi => format!("KPI stage stopped unexpectedly: {r:?}"),
             r = &mut self.dispatch => format!("notification dispatch stopped unexpectedly: {r:?}"),
+            r = async {
+                match &mut self.jt808 {
+                    Some(h) => h.await,
+                    None => std::future::pending().await,
+                }
+            } => format!("jt808 gateway stopped unexpectedly: {r:?}"),
         }
     }
 
@@ -347,6 +384,7 @@ impl Running {
     pub async fn shutdown(self) {
         let deadline = self.deadline;
         let Running {
+            jt808,
             ingest,
             rules,
             stage,
@@ -365,6 +403,10 @@ impl Running {
             // ends; the connection writes them before the DISCONNECT queued
             // behind them below.
             let _ = ingest.committer.await;
+            if let Some(g) = jt808 {
+                // Each terminal's current message is appended and answered.
+                let _ = g.await;
+            }
             info!("shutdown: rules catch up and snapshot");
             stop.rules.cancel();
             let _ = rules.await;

@@ -23,6 +23,7 @@ pub mod decode;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod fsutil;
+pub mod gateway;
 pub mod ingest;
 pub mod kpi;
 pub mod log;

@@ -78,6 +78,21 @@ pub struct Metrics {
     /// The rule engine's skip counters, by reason, as the rules shell last
     /// copied them (a fixed set of names).
     pub rules_skipped: Mutex<Vec<(String, u64)>>,
+    /// JT/T 808 terminals connected now.
+    pub jt808_connections: AtomicU64,
+    /// JT/T 808 connections accepted.
+    pub jt808_connections_total: AtomicU64,
+    /// JT/T 808 connections closed at once because `jt808.max_connections`
+    /// were open.
+    pub jt808_connections_refused: AtomicU64,
+    /// JT/T 808 frames (and pieces outside frames) received.
+    pub jt808_frames: AtomicU64,
+    /// Truck fixes from JT/T 808 location reports made durable.
+    pub jt808_fixes: AtomicU64,
+    /// JT/T 808 messages answered failure or unsupported (not stored):
+    /// before authentication, failed authentication, unknown terminal,
+    /// unsupported message id.
+    pub jt808_refused: AtomicU64,
 }
 
 /// Counter (only goes up) or gauge.
@@ -250,6 +265,42 @@ pub const TABLE: &[Def] = &[
         Counter,
         "Records the rule engine judged.",
         rules_records
+    ),
+    atomic!(
+        "jt808_connections_total",
+        Counter,
+        "JT/T 808 terminal connections accepted.",
+        jt808_connections_total
+    ),
+    atomic!(
+        "jt808_connections_refused_total",
+        Counter,
+        "JT/T 808 connections closed at once: jt808.max_connections were open.",
+        jt808_connections_refused
+    ),
+    atomic!(
+        "jt808_frames_total",
+        Counter,
+        "JT/T 808 frames received (and byte runs outside frames).",
+        jt808_frames
+    ),
+    atomic!(
+        "jt808_fixes_total",
+        Counter,
+        "Truck fixes from JT/T 808 location reports made durable (then answered 0x8001).",
+        jt808_fixes
+    ),
+    atomic!(
+        "jt808_refused_total",
+        Counter,
+        "JT/T 808 messages answered failure or unsupported, not stored (unauthenticated, unknown terminal, unsupported id).",
+        jt808_refused
+    ),
+    atomic!(
+        "jt808_connections",
+        Gauge,
+        "JT/T 808 terminals connected now.",
+        jt808_connections
     ),
     atomic!(
         "notify_outbox",
@@ -490,7 +541,10 @@ mod tests {
         for d in TABLE {
             assert!(seen.insert(d.name), "{} declared twice", d.name);
             assert!(
-                d.name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                d.name.starts_with(|c: char| c.is_ascii_lowercase())
+                    && d.name
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
                 "{}",
                 d.name
             );

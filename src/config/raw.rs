@@ -40,6 +40,8 @@ pub struct RawConfig {
     pub runtime: RawRuntime,
     /// The KPI stage (docs/KPIS.md).
     pub kpi: crate::kpi::KpiConfig,
+    /// The JT/T 808 gateway for truck terminals (docs/PROTOCOLS.md).
+    pub jt808: RawJt808,
 }
 
 /// `[runtime]`
@@ -358,6 +360,61 @@ impl Default for RawShutdown {
     fn default() -> Self {
         RawShutdown {
             deadline_ms: 10_000,
+        }
+    }
+}
+
+/// `[jt808]`: the JT/T 808 gateway (docs/PROTOCOLS.md).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawJt808 {
+    /// Listen for terminals (off by default).
+    pub enabled: bool,
+    /// TCP listen address, e.g. `0.0.0.0:6808` for terminals on the network.
+    pub listen: String,
+    /// File holding the key the authentication codes are derived from
+    /// (first line, at least 16 characters; keep it: changing it makes every
+    /// terminal register again).
+    pub auth_key_file: String,
+    /// The key itself (secret); prefer `auth_key_file`.
+    pub auth_key: Secret,
+    /// Most terminals connected at once; further connections are closed.
+    pub max_connections: usize,
+    /// Longest frame, escaped bytes with delimiters.
+    pub max_frame_bytes: usize,
+    /// Longest reassembled (sub-packaged) message, bytes.
+    pub max_message_bytes: usize,
+    /// Sub-packaged messages in progress per connection.
+    pub max_pending_messages: usize,
+    /// A sub-packaged message must complete within this, seconds.
+    pub subpackage_timeout_s: u64,
+    /// Frames handled per second per connection (reading pauses beyond).
+    pub max_messages_per_s: u32,
+    /// A terminal must authenticate within this after connecting, seconds.
+    pub auth_timeout_s: u64,
+    /// A connection without a frame for this long is closed, seconds.
+    pub idle_timeout_s: u64,
+    /// A reply that cannot be written within this closes the connection,
+    /// seconds.
+    pub write_timeout_s: u64,
+}
+
+impl Default for RawJt808 {
+    fn default() -> Self {
+        RawJt808 {
+            enabled: false,
+            listen: "127.0.0.1:6808".into(),
+            auth_key_file: String::new(),
+            auth_key: Secret::default(),
+            max_connections: 1000,
+            max_frame_bytes: 4096,
+            max_message_bytes: 128 * 1024,
+            max_pending_messages: 2,
+            subpackage_timeout_s: 60,
+            max_messages_per_s: 50,
+            auth_timeout_s: 60,
+            idle_timeout_s: 180,
+            write_timeout_s: 10,
         }
     }
 }

@@ -181,6 +181,120 @@ pub struct Settings {
     pub worker_threads: usize,
     /// The KPI stage.
     pub kpi: crate::kpi::KpiConfig,
+    /// The JT/T 808 gateway, when enabled.
+    pub jt808: Option<Jt808Settings>,
+}
+
+/// `[jt808]`, validated (see `RawJt808` for the meaning of each).
+#[derive(Clone, Debug)]
+pub struct Jt808Settings {
+    /// TCP listen address.
+    pub listen: SocketAddr,
+    /// Authentication code key.
+    pub auth_key: Secret,
+    /// Most terminals at once.
+    pub max_connections: usize,
+    /// Longest escaped frame.
+    pub max_frame_bytes: usize,
+    /// Longest reassembled message.
+    pub max_message_bytes: usize,
+    /// Sub-packaged messages in progress per connection.
+    pub max_pending_messages: usize,
+    /// Sub-package completion timeout.
+    pub subpackage_timeout: Duration,
+    /// Frames per second per connection.
+    pub max_messages_per_s: u32,
+    /// Time to authenticate.
+    pub auth_timeout: Duration,
+    /// Idle timeout.
+    pub idle_timeout: Duration,
+    /// Write timeout.
+    pub write_timeout: Duration,
+}
+
+/// Validates `[jt808]`: the limits always, the listener and key when
+/// enabled. `None` when disabled.
+fn jt808(e: &mut Vec<String>, j: &super::raw::RawJt808) -> Option<Jt808Settings> {
+    // A whole body of 1023 bytes, escaped (×2), with the 2019 header of a
+    // package, the check code and the delimiters.
+    const LONGEST_FRAME: usize = (1023 + 21 + 1) * 2 + 2;
+    if j.max_connections == 0 || j.max_connections > 100_000 {
+        e.push(format!(
+            "jt808.max_connections is {}; use 1 to 100000",
+            j.max_connections
+        ));
+    }
+    if !(LONGEST_FRAME..=1 << 20).contains(&j.max_frame_bytes) {
+        e.push(format!(
+            "jt808.max_frame_bytes is {}; use {LONGEST_FRAME} (the longest frame the standard allows) to 1048576",
+            j.max_frame_bytes
+        ));
+    }
+    if !(1023..=4 << 20).contains(&j.max_message_bytes) {
+        e.push(format!(
+            "jt808.max_message_bytes is {}; use 1023 (one package) to 4194304",
+            j.max_message_bytes
+        ));
+    }
+    if j.max_pending_messages == 0 || j.max_pending_messages > 64 {
+        e.push(format!(
+            "jt808.max_pending_messages is {}; use 1 to 64",
+            j.max_pending_messages
+        ));
+    }
+    if j.max_messages_per_s == 0 {
+        e.push("jt808.max_messages_per_s is 0; use at least 1".into());
+    }
+    for (k, v) in [
+        ("jt808.subpackage_timeout_s", j.subpackage_timeout_s),
+        ("jt808.auth_timeout_s", j.auth_timeout_s),
+        ("jt808.idle_timeout_s", j.idle_timeout_s),
+        ("jt808.write_timeout_s", j.write_timeout_s),
+    ] {
+        if v == 0 || v > 86_400 {
+            e.push(format!("{k} is {v} s; use 1 to 86400"));
+        }
+    }
+    if !j.enabled {
+        return None;
+    }
+    let listen = match j.listen.parse::<SocketAddr>() {
+        Ok(a) => a,
+        Err(err) => {
+            e.push(format!(
+                "jt808.listen {:?} is not host:port: {err}",
+                j.listen
+            ));
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        }
+    };
+    if !j.auth_key.is_empty() && !j.auth_key_file.is_empty() {
+        e.push(
+            "jt808.auth_key and jt808.auth_key_file are both set; keep only jt808.auth_key_file"
+                .into(),
+        );
+    }
+    let auth_key = if j.auth_key_file.is_empty() {
+        j.auth_key.clone()
+    } else {
+        secret_file(e, "jt808.auth_key_file", &j.auth_key_file)
+    };
+    if auth_key.expose().chars().count() < 16 {
+        e.push("jt808.auth_key_file (or jt808.auth_key) must hold a key of at least 16 characters when jt808.enabled is true; authentication codes are derived from it".into());
+    }
+    Some(Jt808Settings {
+        listen,
+        auth_key,
+        max_connections: j.max_connections,
+        max_frame_bytes: j.max_frame_bytes,
+        max_message_bytes: j.max_message_bytes,
+        max_pending_messages: j.max_pending_messages,
+        subpackage_timeout: Duration::from_secs(j.subpackage_timeout_s),
+        max_messages_per_s: j.max_messages_per_s,
+        auth_timeout: Duration::from_secs(j.auth_timeout_s),
+        idle_timeout: Duration::from_secs(j.idle_timeout_s),
+        write_timeout: Duration::from_secs(j.write_timeout_s),
+    })
 }
 
 fn nz(errors: &mut Vec<String>, key: &str, v: usize) -> NonZeroUsize {
@@ -676,6 +790,7 @@ impl RawConfig {
         if self.shutdown.deadline_ms == 0 {
             e.push("shutdown.deadline_ms is 0; use e.g. 10000".into());
         }
+        let jt808 = jt808(&mut e, &self.jt808);
         if !e.is_empty() {
             return Err(ConfigErrors(e));
         }
@@ -690,6 +805,7 @@ impl RawConfig {
             alerting,
             worker_threads: self.runtime.worker_threads,
             kpi: self.kpi,
+            jt808,
         })
     }
             http_auth,

@@ -430,6 +430,28 @@ pub fn truck(t: &mut pb::TruckFix) -> Result<(), DecodeError> {
             format!("truck_fix.satellites is {}, above 200", t.satellites),
         ));
     }
+    if let Some(v) = t.altitude_m {
+        // The Dead Sea shore to above Everest: a JT/T 808 altitude is a
+        // 16-bit count of metres, so anything up to 65535 can arrive.
+        in_range(
+            "truck_fix.altitude_m",
+            v,
+            -500.0,
+            9_000.0,
+            "m",
+            ErrorKind::ValueOutOfRange,
+        )?;
+    }
+    if let Some(v) = t.odometer_km {
+        in_range(
+            "truck_fix.odometer_km",
+            v,
+            0.0,
+            10_000_000.0,
+            "km",
+            ErrorKind::ValueOutOfRange,
+        )?;
+    }
     text("truck_fix.plate", &t.plate)?;
     text("truck_fix.permit_id", &t.permit_id)?;
     normalise_plate_in_place(&mut t.plate);

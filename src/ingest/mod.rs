@@ -260,7 +260,7 @@ async fn commit_loop(
 
 /// The re-stamp memory, seeded from the newest log segments (where any
 /// message the broker may still redeliver was written).
-fn seed_restamper(log: &Log) -> restamp::Restamper {
+pub fn seed_restamper(log: &Log) -> restamp::Restamper {
     let mut r = restamp::Restamper::default();
     let mut seen = 0u64;
     if let Ok(mut reader) = log.reader_recent(2) {

@@ -104,6 +104,8 @@ mod k {
     pub const SATELLITES: Key = Key::new("satellites");
     pub const ALARM_BITS: Key = Key::new("alarm_bits");
     pub const LOAD_KG: Key = Key::new("load_kg");
+    pub const ALTITUDE_M: Key = Key::new("altitude_m");
+    pub const ODOMETER_KM: Key = Key::new("odometer_km");
     pub const DEVICE_KIND: Key = Key::new("device_kind");
     pub const STATUS: Key = Key::new("status");
     pub const FIRMWARE: Key = Key::new("firmware");
@@ -293,6 +295,8 @@ pub fn encode_record(rec: &pb::LogRecord, buf: &mut String) -> Result<&'static s
                 .field_key(k::SATELLITES, F::I64(i64::from(f.satellites)))
                 .field_key(k::ALARM_BITS, F::I64(i64::from(f.terminal_alarm_bits)))
                 .field_key_opt_f64(k::LOAD_KG, f.load_kg)
+                .field_key_opt_f64(k::ALTITUDE_M, f.altitude_m)
+                .field_key_opt_f64(k::ODOMETER_KM, f.odometer_km)
                 .field_key(k::PLATE, F::Str(&f.plate))
                 .field_key(k::PERMIT_ID, F::Str(&f.permit_id))
                 .field_key(k::SEQ, seq)
@@ -497,6 +501,8 @@ mod tests {
             load_kg: Some(17_150.0),
             plate: "ABC123".into(),
             permit_id: "p=1 x".into(),
+            altitude_m: Some(112.0),
+            odometer_km: Some(12_345.6),
         };
         let status = pb::DeviceStatus {
             kind: pb::StatusKind::LastWill as i32,
@@ -537,7 +543,7 @@ mod tests {
             r#"weighbridge_ticket,site=site-a,device=dev-1,category=hazardous,destination_type=recycling,direction=in gross_kg=31250.0,tare_kg=14100.5,net_kg=17149.5,ticket_id="RC-20261128-0117",plate="豫AD1234",hazardous_code="900-249-08",catalogue_edition="2025",origin_site="cs-a",destination_site="rp-b",operator="op 07, \"night\"",permit_id="permit-2026-0001",anpr_confirmed=true,axle_count=3i,weighed_in_ms=1699999940000i,weighed_out_ms=1700000000000i,seq=9i,device_time_ms=1700000000123i,clock_restamped=false 1700000000123"#,
             r#"bin_reading,site=site\ a\,b,device=dev\=1\\ fill_pct=82.5,temperature_c=21.4,tilt_deg=1.5,battery_v=3.58,fire_flag=true,battery_low=false,seq=9i,device_time_ms=1700000000123i,clock_restamped=true 1700000000123"#,
             r#"storage_reading,site=site-a,device=dev-1 stock_kg=2450.25,oldest_container_age_d=300.0,temperature_c=-26.3,combustible_gas_pct_lel=3.0,toxic_gas_pct_of_limit=0.000001,oxygen_pct_vol=20.8,oldest_medical_lot_age_h=2.0,outside_temperature_c=-5.1,leak=true,door_open=false,container_count=14i,battery_v=3.601,seq=9i,device_time_ms=1700000000123i,clock_restamped=false 1700000000123"#,
-            r#"truck_fix,site=site-a,device=dev-1 lat=34.741234567,lon=-113.7805,speed_kmh=1e-7,heading_deg=359.9999999,accuracy_m=4.5,loaded=true,cover_closed=true,body_lifted=false,ignition_on=true,gnss_fix=true,satellites=12i,alarm_bits=32769i,load_kg=17150.0,plate="ABC123",permit_id="p=1 x",seq=9i,device_time_ms=1700000000123i,clock_restamped=false 1700000000123"#,
+            r#"truck_fix,site=site-a,device=dev-1 lat=34.741234567,lon=-113.7805,speed_kmh=1e-7,heading_deg=359.9999999,accuracy_m=4.5,loaded=true,cover_closed=true,body_lifted=false,ignition_on=true,gnss_fix=true,satellites=12i,alarm_bits=32769i,load_kg=17150.0,altitude_m=112.0,odometer_km=12345.6,plate="ABC123",permit_id="p=1 x",seq=9i,device_time_ms=1700000000123i,clock_restamped=false 1700000000123"#,
             r#"device_status,site=site-a,device=dev-1,device_kind=bin,status=last_will firmware="2.4.1-rc\\",battery_v=3.58,uptime_s=86400i,signal_dbm=-87i,seq=9i,device_time_ms=1700000000123i,clock_restamped=false 1700000000123"#,
         ];
         let mut buf = String::new();

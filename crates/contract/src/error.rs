@@ -52,11 +52,17 @@ pub enum ErrorKind {
     /// Device timestamp outside the accepted window and the clock policy is
     /// `reject` (the default policy re-stamps instead).
     TimestampOutOfRange,
+    /// A JT/T 808 frame that is not one: bad escape, check code, header,
+    /// length or body (docs/PROTOCOLS.md).
+    MalformedFrame,
+    /// A Sparkplug B metric sent by an alias (or name) that the edge node's
+    /// or device's birth certificate did not define (docs/PROTOCOLS.md).
+    UnknownAlias,
 }
 
 impl ErrorKind {
     /// Every kind, for exhaustive metrics export and docs.
-    pub const ALL: [ErrorKind; 20] = [
+    pub const ALL: [ErrorKind; 22] = [
         ErrorKind::MalformedTopic,
         ErrorKind::UnknownKind,
         ErrorKind::MalformedProtobuf,
@@ -77,6 +83,8 @@ impl ErrorKind {
         ErrorKind::InvalidWasteCode,
         ErrorKind::InvalidText,
         ErrorKind::TimestampOutOfRange,
+        ErrorKind::MalformedFrame,
+        ErrorKind::UnknownAlias,
     ];
 
     /// Stable snake_case name used as metric label and quarantine reason.
@@ -102,6 +110,8 @@ impl ErrorKind {
             ErrorKind::InvalidWasteCode => "invalid_waste_code",
             ErrorKind::InvalidText => "invalid_text",
             ErrorKind::TimestampOutOfRange => "timestamp_out_of_range",
+            ErrorKind::MalformedFrame => "malformed_frame",
+            ErrorKind::UnknownAlias => "unknown_alias",
         }
     }
 

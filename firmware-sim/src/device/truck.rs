@@ -619,6 +619,8 @@ impl TruckSim {
             terminal_alarm_bits: 0,
             gnss_fix: true,
             satellites,
+            altitude_m: None,
+            odometer_km: None,
         };
         out.readings.push(Reading {
             channel: Channel::Telemetry,

@@ -81,6 +81,24 @@ pub struct TruckSpec {
     pub registered_tare_kg: f64,
     /// Number of axles, 2 to 6; selects the legal gross weight (GB 1589).
     pub axle_count: u8,
+    /// Terminal phone number (终端手机号) of a JT/T 808 terminal, 1 to 20
+    /// decimal digits as the terminal reports it (12 BCD digits in the 2013
+    /// header, 20 in the 2019 one); leading zeros do not count, so
+    /// "013912345678" and "00000000013912345678" are the same terminal.
+    /// Absent for a truck that does not speak JT/T 808.
+    #[serde(default)]
+    pub terminal_phone: Option<String>,
+}
+
+/// The terminal phone number in the form lookups compare: the digits
+/// without leading zeros ("0" for all zeros). `None` when `phone` is not 1
+/// to 20 ASCII digits.
+pub fn normalize_terminal_phone(phone: &str) -> Option<&str> {
+    if phone.is_empty() || phone.len() > 20 || !phone.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let t = phone.trim_start_matches('0');
+    Some(if t.is_empty() { "0" } else { t })
 }
 
 /// A weighbridge (truck scale). No settings yet; the block exists so that
@@ -205,6 +223,13 @@ pub(super) fn build(raw: RawDevice) -> Result<Device, Vec<Problem>> {
             problems.push(Problem::AxleCount {
                 value: t.axle_count,
             });
+        }
+        if let Some(phone) = &t.terminal_phone {
+            if normalize_terminal_phone(phone).is_none() {
+                problems.push(Problem::BadTerminalPhone {
+                    value: phone.clone(),
+                });
+            }
         }
     }
     if !problems.is_empty() {

@@ -312,6 +312,20 @@ pub enum Problem {
         /// The value given.
         value: String,
     },
+    /// A JT/T 808 terminal phone number that is not 1 to 20 digits.
+    #[error("truck.terminal_phone {value:?} is not a JT/T 808 terminal phone number; give 1 to 20 decimal digits as the terminal reports it, e.g. \"013912345678\"")]
+    BadTerminalPhone {
+        /// The value given.
+        value: String,
+    },
+    /// The same terminal phone number on two trucks.
+    #[error("truck.terminal_phone {value:?} is also the terminal phone number of device {other:?} (leading zeros do not count); each terminal must appear once")]
+    DuplicateTerminalPhone {
+        /// The value given.
+        value: String,
+        /// The device that has it first.
+        other: String,
+    },
     /// A permit without approved destinations.
     #[error(
         "destination_site_ids is empty; list the approved recycling, landfill or backfill sites"

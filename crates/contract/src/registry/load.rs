@@ -162,6 +162,8 @@ fn assemble(
     if let Some(values) = device_values {
         // Normalised truck plate → the first device carrying it.
         let mut truck_plates: HashMap<String, String> = HashMap::new();
+        // Normalised terminal phone number → the first device carrying it.
+        let mut phones: HashMap<String, String> = HashMap::new();
         let check = |raw: &RawDevice, problems: &mut Vec<Problem>| {
             site_known("site_id".to_owned(), &raw.site_id, problems);
             if known_sites
@@ -178,6 +180,23 @@ fn assemble(
                             plate: truck.plate.clone(),
                             context: format!("also the plate of device {:?}", first.get()),
                         }),
+                        MapEntry::Vacant(slot) => {
+                            slot.insert(raw.id.clone());
+                        }
+                    }
+                }
+                if let Some(norm) = truck
+                    .terminal_phone
+                    .as_deref()
+                    .and_then(device::normalize_terminal_phone)
+                {
+                    match phones.entry(norm.to_owned()) {
+                        MapEntry::Occupied(first) => {
+                            problems.push(Problem::DuplicateTerminalPhone {
+                                value: truck.terminal_phone.clone().unwrap_or_default(),
+                                other: first.get().clone(),
+                            })
+                        }
                         MapEntry::Vacant(slot) => {
                             slot.insert(raw.id.clone());
                         }

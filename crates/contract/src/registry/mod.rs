@@ -34,7 +34,8 @@ pub use calendar::{
     local_days_since_epoch, local_minute_of_day, parse_hhmm, CivilDate, TimeWindow, MINUTES_PER_DAY,
 };
 pub use device::{
-    BinSpec, Device, StorageSpec, TruckSpec, WeighbridgeSpec, SMALL_STORAGE_POINT_LIMIT_KG,
+    normalize_terminal_phone, BinSpec, Device, StorageSpec, TruckSpec, WeighbridgeSpec,
+    SMALL_STORAGE_POINT_LIMIT_KG,
 };
 pub use error::{DataFile, Entry, Problem, RegistryError, RegistryErrors};
 pub use permit::{Permit, RouteSegment, CHINA_STANDARD_TIME_OFFSET_MIN};
@@ -166,6 +167,22 @@ impl Registry {
             .map(|s| (s.area_m2(), s))
             .min_by(|(a, sa), (b, sb)| a.total_cmp(b).then_with(|| sa.id.cmp(&sb.id)))
             .map(|(_, s)| s)
+    }
+
+    /// The truck whose JT/T 808 terminal has this phone number (as the
+    /// terminal reports it; leading zeros do not count); at most one, as the
+    /// loader rejects a number on two trucks. A linear scan: call it when a
+    /// terminal registers or authenticates, not per fix.
+    pub fn truck_by_terminal_phone(&self, phone: &str) -> Option<&Device> {
+        let wanted = normalize_terminal_phone(phone)?;
+        self.devices.values().find(|d| {
+            d.truck.as_ref().is_some_and(|t| {
+                t.terminal_phone
+                    .as_deref()
+                    .and_then(normalize_terminal_phone)
+                    == Some(wanted)
+            })
+        })
     }
 
     /// The truck device fitted to the vehicle with this plate (any written

@@ -309,6 +309,39 @@ fn cases() -> Vec<Case> {
             names: "\"truck-1\"",
         },
         Case {
+            name: "terminal phone number with a letter",
+            mutate: |f| f.devices[3]["truck"]["terminal_phone"] = json!("01391234567X"),
+            file: DataFile::Devices,
+            entry: id("truck-1"),
+            is_expected: |p| matches!(p, Problem::BadTerminalPhone { .. }),
+            names: "\"01391234567X\"",
+        },
+        Case {
+            name: "terminal phone number of 21 digits",
+            mutate: |f| f.devices[3]["truck"]["terminal_phone"] = json!("123456789012345678901"),
+            file: DataFile::Devices,
+            entry: id("truck-1"),
+            is_expected: |p| matches!(p, Problem::BadTerminalPhone { .. }),
+            names: "\"123456789012345678901\"",
+        },
+        Case {
+            name: "two trucks with one terminal phone number, written with other leading zeros",
+            mutate: |f| {
+                f.devices[3]["truck"]["terminal_phone"] = json!("013912345678");
+                let mut second = f.devices[3].clone();
+                second["id"] = json!("truck-2");
+                second["truck"]["plate"] = json!("豫AD9999");
+                second["truck"]["terminal_phone"] = json!("00000000013912345678");
+                if let Some(a) = f.devices.as_array_mut() {
+                    a.push(second);
+                }
+            },
+            file: DataFile::Devices,
+            entry: id("truck-2"),
+            is_expected: |p| matches!(p, Problem::DuplicateTerminalPhone { .. }),
+            names: "\"truck-1\"",
+        },
+        Case {
             name: "empty site name",
             mutate: |f| f.sites[0]["name"] = json!("  "),
             file: DataFile::Sites,
@@ -578,6 +611,23 @@ fn cases() -> Vec<Case> {
             names: "an object",
         },
     ]
+}
+
+#[test]
+fn a_truck_is_found_by_its_terminal_phone_number_in_either_header_width() {
+    let mut f = fixture();
+    f.devices[3]["truck"]["terminal_phone"] = json!("013912345678");
+    let reg = f.load().unwrap();
+    for asked in ["013912345678", "00000000013912345678", "13912345678"] {
+        assert_eq!(
+            reg.truck_by_terminal_phone(asked).map(|d| d.id.as_str()),
+            Some("truck-1"),
+            "{asked}"
+        );
+    }
+    for unknown in ["013912345679", "", "abc", "0"] {
+        assert!(reg.truck_by_terminal_phone(unknown).is_none(), "{unknown}");
+    }
 }
 
 #[test]
@@ -897,7 +947,10 @@ fn a_unit_at_an_unknown_site_or_without_a_name_is_reported_and_a_zone_without_un
     )
     .unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("units.json: u-1: site_id \"nowhere\""), "{text}");
+    assert!(
+        text.contains("units.json: u-1: site_id \"nowhere\""),
+        "{text}"
+    );
     assert!(text.contains("units.json: u-2:"), "{text}");
     assert!(text.contains("units.json: u-3:"), "{text}");
 }
