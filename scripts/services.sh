@@ -40,7 +40,11 @@
 # lines, then makes the broker re-read both (SIGHUP); the test kit calls it
 # for the identities of each test zone. The readiness probe logs in as
 # ww-selftest-pub / ww-selftest-sub (test-only identities on a topic outside
-# wastewatch/v1/).
+# wastewatch/v1/). ww-writer-00 .. ww-writer-63 (password in
+# auth/writer.password) are test-only identities that may publish anywhere
+# under wastewatch/v1/ (malformed topics, whole simulated fleets); the test
+# kit leases one per publisher with a lock file (auth/writer-NN.lock), so
+# publishing needs no reload of the broker.
 #
 # Tests read the addresses from the env file (`services.sh env`):
 #   WW_TEST_MQTT, WW_TEST_INFLUXDB, WW_TEST_INFLUXDB_DB, WW_TEST_VM,
@@ -63,6 +67,7 @@ ALL=(mosquitto influxdb victoria-metrics alertmanager)
 MOSQUITTO_PORT=18830
 MOSQUITTO_TLS_PORT=18883
 MOSQUITTO_TLS_CERT_PORT=18884
+WRITERS=64 # test-only writer identities, ww-writer-00 .. 63
 INFLUXDB_PORT=18086
 INFLUXDB_RPC_PORT=18088
 VM_PORT=18428
@@ -290,6 +295,10 @@ gen_mosquitto_acl() {
         echo "topic write wastewatch-selftest/#"
         echo "user ww-selftest-sub"
         echo "topic read wastewatch-selftest/#"
+        for i in $(seq -w 0 $((WRITERS - 1))); do
+            echo "user ww-writer-$i"
+            echo "topic write wastewatch/v1/#"
+        done
         cat "$auth/acl.tests" 2>/dev/null || true
     } >"$auth/acl.new"
     mv -f "$auth/acl.new" "$auth/acl"
@@ -298,17 +307,31 @@ gen_mosquitto_acl() {
 # Password file and ACL of the test broker; existing identities are kept
 # (a `restart` must not log out the tests' identities).
 gen_mosquitto_auth() {
-    local auth=$1/auth pw
+    local auth=$1/auth pw hash i
     mkdir -p "$auth"
     chmod 700 "$auth"
-    if [[ ! -f $auth/passwd ]]; then
+    [[ -f $auth/passwd ]] || : >"$auth/passwd"
+    cp "$auth/passwd" "$auth/passwd.new"
+    if [[ ! -f $auth/selftest.password ]]; then
         pw=$(openssl rand -hex 16)
         printf '%s\n' "$pw" >"$auth/selftest.password"
-        : >"$auth/passwd.new"
         mosquitto_passwd -b "$auth/passwd.new" ww-selftest-pub "$pw" >/dev/null
         mosquitto_passwd -b "$auth/passwd.new" ww-selftest-sub "$pw" >/dev/null
-        mv -f "$auth/passwd.new" "$auth/passwd"
     fi
+    if [[ ! -f $auth/writer.password ]]; then
+        # The writers share one password (and so one hash line).
+        pw=$(openssl rand -hex 16)
+        : >"$auth/writer.passwd"
+        mosquitto_passwd -b "$auth/writer.passwd" w "$pw" >/dev/null
+        hash=$(cut -d: -f2- "$auth/writer.passwd")
+        rm -f "$auth/writer.passwd"
+        for i in $(seq -w 0 $((WRITERS - 1))); do
+            printf 'ww-writer-%s:%s\n' "$i" "$hash" >>"$auth/passwd.new"
+        done
+        printf '%s\n' "$pw" >"$auth/writer.password"
+    fi
+    chmod 600 "$auth/passwd.new"
+    mv -f "$auth/passwd.new" "$auth/passwd"
     gen_mosquitto_acl "$1"
 }
 

@@ -14,17 +14,18 @@ use wastewatch_test_kit::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_scenario_arrives_as_the_simulator_documents() {
     let setup = V1Setup::shipped_zone("scen", &[]);
-    let (tag, db, log_path) = (&setup.tag, &setup.db, &setup.log_path);
+    let (db, log_path) = (&setup.db, &setup.log_path);
     let (_, registry) = shipped_zone();
     let svc = setup.start();
 
     // Start just before the permits' night window so truck scenarios drive.
     let start = sim::last_local_time_before(now_ms() - 60_000, 20 * 60 + 55);
-    let publisher = format!("sim-{tag}");
+    let writer = writer();
+    let publisher = writer.name.clone();
     let cfg = SimConfig {
         // One connection for the whole fleet: a test-only writer identity.
         auth: sim::MqttAuth {
-            shared: Some((publisher.clone(), writer_identity(&publisher))),
+            shared: Some((publisher.clone(), writer.password.clone())),
             client_id_prefix: CLIENT_ID_PREFIX.into(),
             ..Default::default()
         },

@@ -112,7 +112,7 @@ async fn run(
             "172800000",
         )],
     );
-    let (tag, db) = (&setup.tag, setup.db.clone());
+    let db = setup.db.clone();
     let (_, registry) = shipped_zone();
     let svc = setup.start();
 
@@ -125,9 +125,10 @@ async fn run(
     let (host, port) = mqtt_addr();
     let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     // One connection for the whole fleet: a test-only writer identity.
-    let publisher = format!("sim-{tag}");
+    let writer = writer();
+    let publisher = writer.name.clone();
     let mut cfg = cfg.clone();
-    cfg.auth.shared = Some((publisher.clone(), writer_identity(&publisher)));
+    cfg.auth.shared = Some((publisher.clone(), writer.password.clone()));
     cfg.auth.client_id_prefix = CLIENT_ID_PREFIX.into();
     let summary = sim::publish(fleet, &host, port, &publisher, &cfg, stop_rx, |_| {})
         .await

@@ -122,4 +122,18 @@ mod tests {
         std::fs::write(&p, "bin-1\n").unwrap();
         assert!(read_device_secrets(&p).is_err());
     }
+
+    #[test]
+    fn several_shared_connections_under_one_user_name_are_refused() {
+        let mut cfg = crate::SimConfig {
+            connections: 2,
+            ..crate::SimConfig::default()
+        };
+        assert!(cfg.validate().is_ok(), "anonymous: no user name to share");
+        cfg.auth.shared = Some(("gw".into(), "pw".into()));
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.contains("connections is 2 with one user name"), "{e}");
+        cfg.connections = 1;
+        assert!(cfg.validate().is_ok());
+    }
 }

@@ -374,46 +374,66 @@ pub fn client_id(user: &str) -> String {
 static REGISTERED: std::sync::Mutex<BTreeMap<String, String>> =
     std::sync::Mutex::new(BTreeMap::new());
 
-/// A test-only identity that may publish anywhere under `wastewatch/v1/`
-/// (a gateway of the whole zone; the shipped ACL has none): registered
-/// with the test broker once per name; returns its password.
-pub fn writer_identity(name: &str) -> String {
-    if let Some(pw) = REGISTERED.lock().unwrap().get(name) {
-        return pw.clone();
+/// A leased test-only writer identity that may publish anywhere under
+/// `wastewatch/v1/` (a gateway of the whole zone; the shipped ACL has none):
+/// one of the `ww-writer-NN` of scripts/services.sh, held through a lock file
+/// until dropped, so no two publishers share it (the broker would let them
+/// take each other's session) and publishing needs no reload of the broker.
+pub struct Writer {
+    /// User name.
+    pub name: String,
+    /// Password.
+    pub password: String,
+    _lease: std::fs::File,
+}
+
+impl Writer {
+    /// The client id to log in with.
+    pub fn client_id(&self) -> String {
+        client_id(&self.name)
     }
-    let dir = tempfile::tempdir().unwrap();
-    let passwd = dir.path().join("passwd");
-    let pw = format!("writer-{}", unique("pw"));
-    let out = Command::new("mosquitto_passwd")
-        .args(["-c", "-b", passwd.to_str().unwrap(), name, &pw])
-        .output()
-        .expect("run mosquitto_passwd (scripts/services.sh install)");
-    assert!(out.status.success(), "mosquitto_passwd: {out:?}");
-    register_with_broker(
-        &passwd,
-        &format!("user {name}\ntopic write wastewatch/v1/#\n"),
-        (name, &pw),
-    );
-    REGISTERED
-        .lock()
-        .unwrap()
-        .insert(name.to_owned(), pw.clone());
-    pw
+}
+
+/// Leases a free writer identity, waiting while all are in use.
+pub fn writer() -> Writer {
+    let auth = PathBuf::from(env("WW_SERVICES_DIR")).join("mosquitto/auth");
+    let password = std::fs::read_to_string(auth.join("writer.password"))
+        .expect("writer.password of the test broker (scripts/services.sh start mosquitto)")
+        .trim()
+        .to_owned();
+    let t0 = Instant::now();
+    loop {
+        for i in 0..64 {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(auth.join(format!("writer-{i:02}.lock")))
+                .unwrap();
+            if f.try_lock().is_ok() {
+                return Writer {
+                    name: format!("ww-writer-{i:02}"),
+                    password,
+                    _lease: f,
+                };
+            }
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "all 64 test writer identities stayed leased for 120 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Publishes messages with QoS 1 and waits for every PUBACK from the broker.
-/// Returns how many the broker acked. Logs in as the test-only writer
-/// identity `client_id` (see [`writer_identity`]).
-pub async fn publish_all(client_id: String, msgs: Vec<Msg>, pace: Option<Duration>) -> usize {
-    let password = {
-        let id = client_id.clone();
-        tokio::task::spawn_blocking(move || writer_identity(&id))
-            .await
-            .unwrap()
-    };
+/// Returns how many the broker acked. `name` names the publisher in errors;
+/// it logs in as a leased test-only [`Writer`].
+pub async fn publish_all(name: String, msgs: Vec<Msg>, pace: Option<Duration>) -> usize {
+    let writer = tokio::task::spawn_blocking(writer).await.unwrap();
     let (host, port) = mqtt_addr();
-    let mut o = MqttOptions::new(self::client_id(&client_id), host, port);
-    o.set_credentials(client_id.clone(), password);
+    let mut o = MqttOptions::new(writer.client_id(), host, port);
+    o.set_credentials(writer.name.clone(), writer.password.clone());
     o.set_keep_alive(Duration::from_secs(30));
     o.set_clean_start(true);
     o.set_max_packet_size(Some(1 << 20));
@@ -421,6 +441,7 @@ pub async fn publish_all(client_id: String, msgs: Vec<Msg>, pace: Option<Duratio
     let total = msgs.len();
     let acked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let a2 = acked.clone();
+    let who = format!("{name} ({})", writer.name);
     let poller = tokio::spawn(async move {
         loop {
             match el.poll().await {
@@ -431,7 +452,7 @@ pub async fn publish_all(client_id: String, msgs: Vec<Msg>, pace: Option<Duratio
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    eprintln!("publisher connection error: {e}");
+                    eprintln!("publisher {who} connection error: {e}");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }
