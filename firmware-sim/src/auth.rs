@@ -114,6 +114,7 @@ mod tests {
         let auth = MqttAuth {
             shared: Some(("gw".into(), "gw-secret".into())),
             devices: read_device_secrets(&p).unwrap(),
+            client_id_prefix: String::new(),
         };
         assert_eq!(auth.device("bin-2"), Some(("bin-2", "pw-two-secret")));
         assert_eq!(auth.device("bin-3"), None);
