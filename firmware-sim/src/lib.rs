@@ -26,6 +26,7 @@ mod device;
 mod faults;
 mod fleet;
 pub mod genzone;
+pub mod jt808;
 mod publish;
 mod rng;
 mod scenario;

@@ -9,7 +9,8 @@
 //! - [`error`]: the refusal reasons a message can be quarantined for;
 //! - [`registry`]: the zone — sites, devices, permits and routes — as loaded
 //!   from its data files;
-//! - [`geo`]: positions, distances and route corridors.
+//! - [`geo`]: positions, distances and route corridors;
+//! - [`jt808`]: the JT/T 808 wire format of truck terminals.
 //!
 //! It does no I/O beyond reading the zone files it is asked to.
 
@@ -25,6 +26,7 @@ pub mod pb {
 pub mod error;
 pub mod geo;
 pub mod json;
+pub mod jt808;
 pub mod registry;
 pub mod topic;
 

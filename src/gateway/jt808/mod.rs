@@ -3,15 +3,14 @@
 //! report into the same durable log as native MQTT devices, as the same
 //! `truck_fix` records.
 //!
-//! Pure codec: [`frame`] (delimiters, escaping, check code, the two
-//! headers), [`message`] (bodies), [`reassembly`] (sub-packages),
-//! [`record`] (location report → record), [`session`] (one connection's
-//! state machine). The async shell is [`server`]. docs/PROTOCOLS.md says
+//! Pure: the wire format from the contract (`wastewatch_contract::jt808`:
+//! [`frame`], [`message`], [`reassembly`]), [`record`] (location report →
+//! record), [`session`] (one connection's state machine). The async shell
+//! is [`server`]. docs/PROTOCOLS.md says
 //! how to connect a terminal and what of the standard is supported.
 
-pub mod frame;
-pub mod message;
-pub mod reassembly;
+pub use wastewatch_contract::jt808::{frame, message, reassembly};
+
 pub mod record;
 pub mod server;
 pub mod session;
