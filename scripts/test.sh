@@ -46,6 +46,10 @@ done <<<"$env_out"
     exit 1
 }
 
+section "dashboards: Grafana schema tools (pinned npm packages)"
+# tests/dashboard_schema.rs checks dashboards/*.json against @grafana/schema.
+dashboards/schema/install.sh
+
 section "cargo fmt --all -- --check"
 cargo fmt --all -- --check
 

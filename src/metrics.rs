@@ -612,6 +612,7 @@ mod tests {
             "docs/OPERATIONS.md",
             "docs/SCHEMA.md",
             "docs/ARCHITECTURE.md",
+            "docs/DASHBOARDS.md",
         ] {
             let text = std::fs::read_to_string(root.join(doc)).unwrap();
             // Docs also name reasons and config keys with these prefixes:
