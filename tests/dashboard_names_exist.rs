@@ -517,3 +517,49 @@ fn every_title_and_unit_a_person_reads_is_in_english_and_chinese() {
         }
     }
 }
+
+#[test]
+fn every_geojson_layer_of_the_zone_map_asks_the_service_for_a_layer_it_serves() {
+    let (_, d) = dashboards()
+        .into_iter()
+        .find(|(f, _)| f == "zone-overview.json")
+        .expect("dashboards/zone-overview.json");
+    let registry =
+        wastewatch::registry::Registry::load_dir(&repo().join("zone")).expect("the shipped zone");
+    let mut layers = BTreeSet::new();
+    for p in d["panels"].as_array().unwrap() {
+        for l in p["options"]["layers"].as_array().into_iter().flatten() {
+            if l["type"] != "geojson" {
+                continue;
+            }
+            let src = l["config"]["src"].as_str().unwrap();
+            let (path, layer) = src
+                .split_once("?layer=")
+                .unwrap_or_else(|| panic!("{src} names its layer"));
+            assert!(
+                path.ends_with("/api/v1/zone.geojson"),
+                "{src} is the service's GeoJSON endpoint (behind the proxy path of docs/DASHBOARDS.md)"
+            );
+            let fc = wastewatch::api::geo::feature_collection(&registry, Some(layer));
+            let features = fc["features"].as_array().unwrap();
+            assert!(!features.is_empty(), "layer {layer} has features");
+            let want = if layer == "routes" {
+                "LineString"
+            } else {
+                "Polygon"
+            };
+            assert!(
+                features.iter().all(|f| f["geometry"]["type"] == want),
+                "{layer}: {want}s"
+            );
+            layers.insert(layer.to_owned());
+        }
+    }
+    assert_eq!(
+        layers,
+        ["corridors", "routes", "sites"]
+            .into_iter()
+            .map(String::from)
+            .collect::<BTreeSet<_>>()
+    );
+}
