@@ -16,10 +16,11 @@
 // dashboards/schema/install.sh into target/dashboard-schema (scripts/test.sh
 // runs it); WW_DASHBOARD_SCHEMA_DIR points elsewhere. Exit 0 when every file
 // passes, 1 with the compiler's messages otherwise, 2 when the tools are
-// missing.
+// missing. WW_DASHBOARD_SCHEMA_KEEP=1 keeps the generated TypeScript (in
+// target/dashboard-schema/gen/<pid>) for reading.
 
 import { createRequire } from 'node:module';
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve, basename } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -182,7 +183,8 @@ if (files.length === 0) {
   console.error(`no dashboard JSON in ${DIR}`);
   process.exit(1);
 }
-const gen = join(TOOLS, 'gen');
+// One directory per run: checks may run side by side (the tests do).
+const gen = join(TOOLS, 'gen', String(process.pid));
 rmSync(gen, { recursive: true, force: true });
 mkdirSync(gen, { recursive: true });
 const sources = [];
@@ -210,6 +212,7 @@ const program = ts.createProgram(sources, {
   types: [],
 });
 const diags = ts.getPreEmitDiagnostics(program);
+const keep = process.env.WW_DASHBOARD_SCHEMA_KEEP === '1';
 for (const dg of diags) {
   const msg = ts.flattenDiagnosticMessageText(dg.messageText, '\n  ');
   if (dg.file) {
@@ -227,6 +230,7 @@ for (const dg of diags) {
     console.error(msg);
   }
 }
+if (!keep) rmSync(gen, { recursive: true, force: true });
 if (diags.length > 0) {
   console.error(`${diags.length} schema error(s) in ${files.length} dashboard(s)`);
   process.exit(1);
