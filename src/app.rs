@@ -188,9 +188,9 @@ pub async fn start(settings: Settings, registry: Registry) -> anyhow::Result<Run
                     settings.tsdb.target,
                     TsdbTarget::None | TsdbTarget::File { .. }
                 ),
+                auth: settings.http_auth.clone(),
             };
             let app = crate::api::router(state).merge(crate::api::geo::router(registry.clone()));
-                auth: settings.http_auth.clone(),
             let token = stop.http.clone();
             let h = tokio::spawn(async move {
                 if let Err(e) = axum::serve(listener, app)
@@ -261,8 +261,7 @@ pub async fn start(settings: Settings, registry: Registry) -> anyhow::Result<Run
     }));
 
     // KPI stage: its own cursor, its points through the log.
-    let mut kpi_engine =
-        crate::kpi::KpiEngine::new(registry.clone(), settings.kpi.clone());
+    let mut kpi_engine = crate::kpi::KpiEngine::new(registry.clone(), settings.kpi.clone());
     let kpi_offset = crate::kpi::shell::restore(&mut kpi_engine, &settings.log.dir, &log)?;
     let kpi = tokio::spawn(crate::kpi::shell::run(crate::kpi::shell::KpiStage {
         engine: kpi_engine,

@@ -85,7 +85,7 @@ fn setup(prefix: &str, port: u16) -> V1Setup {
 
 fn loc(lat_e6: u32, lon_e6: u32, t_ms: i64, speed_dkmh: u16, i: u16) -> Location {
     Location {
-        alarm: if i % 5 == 0 { 0x10 } else { 0 },
+        alarm: if i.is_multiple_of(5) { 0x10 } else { 0 },
         status: 1 | 2 | (3 << 8),
         lat_e6,
         lon_e6,

@@ -379,7 +379,7 @@ impl TruckTerminal {
     ) -> bool {
         self.n += 1;
         let n = self.n;
-        let every = |e: Option<u64>| e.is_some_and(|e| e > 0 && n % e == 0);
+        let every = |e: Option<u64>| e.is_some_and(|e| e > 0 && n.is_multiple_of(e));
         summary.sent += 1;
         if every(faults.reconnect_every) && self.conn.take().is_some() {
             summary.reconnects += 1;

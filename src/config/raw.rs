@@ -140,13 +140,13 @@ pub struct RawMqtt {
     pub tls: bool,
     /// PEM CA bundle for TLS; empty = system roots.
     pub ca_file: String,
-    /// Keep-alive, seconds.
-    pub keep_alive_s: u64,
     /// PEM client certificate (chain) for TLS client authentication; its
     /// Common Name is the identity on the broker's certificate listener.
     pub client_cert_file: String,
     /// PEM private key of `client_cert_file` (secret file).
     pub client_key_file: String,
+    /// Keep-alive, seconds.
+    pub keep_alive_s: u64,
     /// Session expiry, seconds; non-zero so the broker keeps the session.
     pub session_expiry_s: u32,
     /// MQTT 5 Receive Maximum: unacked QoS 1 messages the broker may send.
@@ -171,10 +171,10 @@ impl Default for RawMqtt {
             password_file: String::new(),
             tls: false,
             ca_file: String::new(),
-            keep_alive_s: 30,
-            session_expiry_s: 7 * 24 * 3600,
             client_cert_file: String::new(),
             client_key_file: String::new(),
+            keep_alive_s: 30,
+            session_expiry_s: 7 * 24 * 3600,
             receive_maximum: 10_000,
             max_packet_bytes: 256 * 1024,
             reconnect_min_ms: 200,
@@ -324,8 +324,6 @@ impl Default for RawTsdb {
 pub struct RawHttp {
     /// Listen address; empty disables the HTTP server.
     pub listen: String,
-}
-
     /// File of API bearer tokens, `name:token` per line (the name is
     /// recorded as who acknowledged); never the tokens themselves here.
     pub tokens_file: String,
@@ -337,15 +335,17 @@ pub struct RawHttp {
     /// from the file.
     #[serde(skip)]
     pub tokens_env: Option<Secret>,
+}
+
 impl Default for RawHttp {
     fn default() -> Self {
         RawHttp {
             listen: "127.0.0.1:9464".into(),
-        }
-    }
             tokens_file: String::new(),
             protect_reads: false,
             tokens_env: None,
+        }
+    }
 }
 
 /// `[shutdown]`

@@ -362,8 +362,6 @@ fn webhooks(
     out
 }
 
-fn url(errors: &mut Vec<String>, key: &str, v: &str) -> url::Url {
-    match url::Url::parse(v) {
 /// `v` for an error message, with any user name and password replaced.
 fn shown_url(v: &str) -> String {
     match url::Url::parse(v) {
@@ -378,15 +376,17 @@ fn shown_url(v: &str) -> String {
     }
 }
 
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => u,
+fn url(errors: &mut Vec<String>, key: &str, v: &str) -> url::Url {
     let shown = shown_url(v);
-        Ok(_) => {
+    match url::Url::parse(v) {
         Ok(u) if !u.username().is_empty() || u.password().is_some() => {
             errors.push(format!(
                 "{key} {shown} holds a user name or password; errors would print it, so give credentials in their own settings (tsdb.username / tsdb.password / tsdb.token)"
             ));
             fallback_url()
         }
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => u,
+        Ok(_) => {
             errors.push(format!(
                 "{key} {shown} must be an http:// or https:// URL with a host"
             ));
@@ -521,8 +521,6 @@ impl RawConfig {
         if !password.is_empty() && m.username.is_empty() {
             e.push("mqtt.password is set but mqtt.username is empty".into());
         }
-        if m.tls && m.ca_file.is_empty() {
-            e.push("mqtt.tls is on but mqtt.ca_file is empty; give the PEM CA bundle that signed the broker certificate".into());
         let client_auth = match (m.client_cert_file.is_empty(), m.client_key_file.is_empty()) {
             (true, true) => None,
             (false, false) => {
@@ -549,6 +547,8 @@ impl RawConfig {
                 None
             }
         };
+        if m.tls && m.ca_file.is_empty() {
+            e.push("mqtt.tls is on but mqtt.ca_file is empty; give the PEM CA bundle that signed the broker certificate".into());
         }
         if !m.ca_file.is_empty() && !std::path::Path::new(&m.ca_file).exists() {
             e.push(format!("mqtt.ca_file {} does not exist", m.ca_file));
@@ -556,9 +556,9 @@ impl RawConfig {
         let mqtt = MqttSettings {
             credentials: creds(&m.username, &password),
             tls: m.tls.then(|| PathBuf::from(&m.ca_file)),
+            client_auth,
             host: m.host,
             port: m.port,
-            client_auth,
             client_id: m.client_id,
             subscribe: m.subscribe,
             keep_alive: Duration::from_secs(m.keep_alive_s),
@@ -759,12 +759,12 @@ impl RawConfig {
         for p in self.rules.problems() {
             e.push(format!("rules: {p}"));
         }
+        let http_auth = http_auth(&mut e, &self.http, http_listen);
         let n = self.notify;
         let alertmanager = if n.alertmanager_url.is_empty() {
             None
         } else {
             Some(url(&mut e, "notify.alertmanager_url", &n.alertmanager_url))
-        let http_auth = http_auth(&mut e, &self.http, http_listen);
         };
         if n.resend_interval_ms < 1000 || n.snapshot_interval_ms < 100 {
             e.push(format!(
@@ -801,6 +801,7 @@ impl RawConfig {
             log,
             tsdb,
             http_listen,
+            http_auth,
             shutdown_deadline: Duration::from_millis(self.shutdown.deadline_ms),
             alerting,
             worker_threads: self.runtime.worker_threads,
@@ -808,5 +809,4 @@ impl RawConfig {
             jt808,
         })
     }
-            http_auth,
 }
