@@ -112,7 +112,25 @@ fn secrets_never_print() {
 fn the_shipped_example_config_is_valid_and_matches_the_defaults() {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/wastewatch.example.toml");
     let from_file = load(Some(&p), &[]).unwrap();
-    let defaults = load(None, &[]).unwrap();
+    // The example is the deployment config for the shipped broker config,
+    // which refuses anonymous clients: it logs in as the ingest identity
+    // under the `ww:` client-id prefix (docs/SECURITY.md). Everything else
+    // is the built-in default.
+    assert_eq!(from_file.mqtt.client_id, "ww:wastewatch-ingest");
+    let defaults = load(
+        None,
+        &[
+            (
+                "WASTEWATCH__MQTT__CLIENT_ID".into(),
+                "ww:wastewatch-ingest".into(),
+            ),
+            (
+                "WASTEWATCH__MQTT__USERNAME".into(),
+                "wastewatch-ingest".into(),
+            ),
+        ],
+    )
+    .unwrap();
     assert_eq!(format!("{from_file:?}"), format!("{defaults:?}"));
 }
 
