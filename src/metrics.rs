@@ -93,6 +93,18 @@ pub struct Metrics {
     /// before authentication, failed authentication, unknown terminal,
     /// unsupported message id.
     pub jt808_refused: AtomicU64,
+    /// Sparkplug B messages handled by the host application.
+    pub sparkplug_messages: AtomicU64,
+    /// Sparkplug B records made (readings, tickets, births, deaths).
+    pub sparkplug_records: AtomicU64,
+    /// Rebirth requests (NCMD) sent to edge nodes.
+    pub sparkplug_rebirth_requests: AtomicU64,
+    /// Gaps in an edge node's seq.
+    pub sparkplug_seq_gaps: AtomicU64,
+    /// Metric values of mapped devices with no field mapping.
+    pub sparkplug_unmapped_metrics: AtomicU64,
+    /// NDEATHs ignored: their bdSeq was not the node's current session's.
+    pub sparkplug_stale_deaths: AtomicU64,
 }
 
 /// Counter (only goes up) or gauge.
@@ -295,6 +307,42 @@ pub const TABLE: &[Def] = &[
         Counter,
         "JT/T 808 messages answered failure or unsupported, not stored (unauthenticated, unknown terminal, unsupported id).",
         jt808_refused
+    ),
+    atomic!(
+        "sparkplug_messages_total",
+        Counter,
+        "Sparkplug B messages the host application handled.",
+        sparkplug_messages
+    ),
+    atomic!(
+        "sparkplug_records_total",
+        Counter,
+        "Records made from Sparkplug B messages (readings, tickets, device births and deaths).",
+        sparkplug_records
+    ),
+    atomic!(
+        "sparkplug_rebirth_requests_total",
+        Counter,
+        "Rebirth requests (NCMD Node Control/Rebirth) sent to edge nodes after a seq gap, an unknown alias or data before birth.",
+        sparkplug_rebirth_requests
+    ),
+    atomic!(
+        "sparkplug_seq_gaps_total",
+        Counter,
+        "Gaps in the 0-255 message sequence of an edge node.",
+        sparkplug_seq_gaps
+    ),
+    atomic!(
+        "sparkplug_unmapped_metrics_total",
+        Counter,
+        "Metric values of mapped Sparkplug devices that no field mapping in sparkplug.json takes (logged once per name at debug).",
+        sparkplug_unmapped_metrics
+    ),
+    atomic!(
+        "sparkplug_stale_deaths_total",
+        Counter,
+        "NDEATHs ignored because their bdSeq is not the edge node's current session's.",
+        sparkplug_stale_deaths
     ),
     atomic!(
         "jt808_connections",

@@ -16,6 +16,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "wastewatch/v1/truck.proto",
         "wastewatch/v1/status.proto",
         "wastewatch/v1/internal.proto",
+        // Eclipse Sparkplug B payloads (the Sparkplug host and edge nodes).
+        "sparkplug_b/sparkplug_b.proto",
     ];
     println!("cargo:rerun-if-changed=../../proto");
     let fds = protox::compile(files, [&dir])?;

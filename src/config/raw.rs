@@ -42,6 +42,8 @@ pub struct RawConfig {
     pub kpi: crate::kpi::KpiConfig,
     /// The JT/T 808 gateway for truck terminals (docs/PROTOCOLS.md).
     pub jt808: RawJt808,
+    /// The Sparkplug B host application (docs/PROTOCOLS.md).
+    pub sparkplug: RawSparkplug,
 }
 
 /// `[runtime]`
@@ -415,6 +417,33 @@ impl Default for RawJt808 {
             auth_timeout_s: 60,
             idle_timeout_s: 180,
             write_timeout_s: 10,
+        }
+    }
+}
+
+/// `[sparkplug]`: the Sparkplug B host application (docs/PROTOCOLS.md).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSparkplug {
+    /// Subscribe to the Sparkplug namespace and map edge nodes (off by
+    /// default).
+    pub enabled: bool,
+    /// Host application id: STATE is published on `spBv1.0/STATE/{host_id}`.
+    pub host_id: String,
+    /// Groups handled (subscribes `spBv1.0/{group}/#` for each); empty:
+    /// every group (`spBv1.0/#`).
+    pub groups: Vec<String>,
+    /// Least time between two rebirth requests to one edge node, ms.
+    pub rebirth_min_interval_ms: u64,
+}
+
+impl Default for RawSparkplug {
+    fn default() -> Self {
+        RawSparkplug {
+            enabled: false,
+            host_id: "wastewatch".into(),
+            groups: Vec::new(),
+            rebirth_min_interval_ms: 5_000,
         }
     }
 }

@@ -72,6 +72,66 @@ pub struct MqttSettings {
     pub reconnect_min: Duration,
     /// Largest reconnect delay.
     pub reconnect_max: Duration,
+    /// The Sparkplug B host application, when enabled (its filters are in
+    /// `subscribe` already).
+    pub sparkplug: Option<SparkplugSettings>,
+}
+
+/// `[sparkplug]`, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SparkplugSettings {
+    /// Host application id.
+    pub host_id: String,
+    /// Groups handled; empty: all.
+    pub groups: Vec<String>,
+    /// Least time between two rebirth requests to one edge node.
+    pub rebirth_min_interval: Duration,
+}
+
+impl SparkplugSettings {
+    /// The topic filters the host subscribes to.
+    pub fn filters(&self) -> Vec<String> {
+        if self.groups.is_empty() {
+            vec!["spBv1.0/#".to_owned()]
+        } else {
+            self.groups
+                .iter()
+                .map(|g| format!("spBv1.0/{g}/#"))
+                .collect()
+        }
+    }
+}
+
+/// Validates `[sparkplug]`. `None` when disabled.
+fn sparkplug(e: &mut Vec<String>, s: &super::raw::RawSparkplug) -> Option<SparkplugSettings> {
+    use wastewatch_contract::sparkplug::valid_id;
+    if !s.enabled {
+        return None;
+    }
+    if !valid_id(&s.host_id) {
+        e.push(format!(
+            "sparkplug.host_id {:?} is empty or contains '/', '+' or '#'; give the host application id, e.g. \"wastewatch\"",
+            s.host_id
+        ));
+    }
+    for g in &s.groups {
+        if !valid_id(g) {
+            e.push(format!(
+                "sparkplug.groups: {g:?} is empty or contains '/', '+' or '#'"
+            ));
+        }
+    }
+    if s.rebirth_min_interval_ms > 3_600_000 {
+        e.push(format!(
+            "sparkplug.rebirth_min_interval_ms is {}; use 0 to 3600000",
+            s.rebirth_min_interval_ms
+        ));
+    }
+    Some(SparkplugSettings {
+        host_id: s.host_id.clone(),
+        groups: s.groups.clone(),
+        rebirth_min_interval: Duration::from_millis(s.rebirth_min_interval_ms),
+    })
 }
 
 /// Durable-log settings.
@@ -567,7 +627,16 @@ impl RawConfig {
             max_packet_bytes: m.max_packet_bytes,
             reconnect_min: Duration::from_millis(m.reconnect_min_ms),
             reconnect_max: Duration::from_millis(m.reconnect_max_ms),
+            sparkplug: sparkplug(&mut e, &self.sparkplug),
         };
+        let mut mqtt = mqtt;
+        if let Some(sp) = &mqtt.sparkplug {
+            for f in sp.filters() {
+                if !mqtt.subscribe.contains(&f) {
+                    mqtt.subscribe.push(f);
+                }
+            }
+        }
 
         let d = self.decode;
         let action = match d.clock_action.as_str() {

@@ -34,7 +34,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use rumqttc::v5::mqttbytes::v5::{
     ConnAck, Connect, ConnectProperties, ConnectReturnCode, Disconnect, DisconnectReasonCode,
-    Filter, Login, Packet, PingReq, Subscribe, SubscribeReasonCode,
+    Filter, LastWill, Login, Packet, PingReq, Publish, Subscribe, SubscribeReasonCode,
 };
 use rumqttc::v5::mqttbytes::QoS;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -61,8 +61,51 @@ pub enum ToConnection {
         /// Packet ids.
         pkids: Vec<u16>,
     },
+    /// Publish this message (QoS 1, not retained) on the live connection,
+    /// e.g. a Sparkplug B rebirth request; dropped while disconnected.
+    Publish {
+        /// Topic.
+        topic: String,
+        /// Payload.
+        payload: Vec<u8>,
+    },
     /// Send DISCONNECT (after everything queued before it) and stop.
     Disconnect,
+}
+
+/// The Sparkplug B STATE will registered in CONNECT and the birth published
+/// after CONNACK (Sparkplug 3.0 §7.2: retained, QoS 1, the same timestamp
+/// in both).
+fn sparkplug_state(s: &MqttSettings, online: bool, ts_ms: i64) -> Option<(String, Vec<u8>)> {
+    s.sparkplug.as_ref().map(|sp| {
+        (
+            wastewatch_contract::sparkplug::state_topic(&sp.host_id),
+            wastewatch_contract::sparkplug::state_payload(online, ts_ms),
+        )
+    })
+}
+
+/// Writes a QoS 1 PUBLISH into `out`.
+fn write_publish(
+    out: &mut BytesMut,
+    topic: &str,
+    payload: &[u8],
+    retain: bool,
+    pkid: u16,
+) -> Result<(), String> {
+    let mut p = Publish::new(topic, QoS::AtLeastOnce, payload.to_vec(), None);
+    p.retain = retain;
+    p.pkid = pkid;
+    Packet::Publish(p)
+        .write(out, None)
+        .map(|_| ())
+        .map_err(|e| format!("cannot encode PUBLISH to {topic}: {e:?}"))
+}
+
+/// The next packet id of our own publishes (1 is the SUBSCRIBE's).
+fn next_pkid(pkid: &mut u16) -> u16 {
+    *pkid = if *pkid == u16::MAX { 2 } else { *pkid + 1 };
+    (*pkid).max(2)
 }
 
 /// Why the connection could not be set up.
@@ -123,7 +166,9 @@ impl Connector {
     }
 
     /// TCP (+TLS) connect, CONNECT, CONNACK.
-    async fn connect(&self) -> Result<(Box<dyn Stream>, ConnAck, BytesMut), ConnectError> {
+    /// Also returns the connect time (Unix ms), which the Sparkplug STATE
+    /// will and birth both carry.
+    async fn connect(&self) -> Result<(Box<dyn Stream>, ConnAck, BytesMut, i64), ConnectError> {
         let s = &self.settings;
         let addr = format!("{}:{}", s.host, s.port);
         let tcp = tokio::net::TcpStream::connect(&addr)
@@ -159,8 +204,11 @@ impl Connector {
             username: u.clone(),
             password: p.expose().to_owned(),
         });
+        let connect_ms = super::now_ms();
+        let will = sparkplug_state(s, false, connect_ms)
+            .map(|(topic, payload)| LastWill::new(topic, payload, QoS::AtLeastOnce, true, None));
         let mut out = BytesMut::with_capacity(256);
-        Packet::Connect(connect, None, login)
+        Packet::Connect(connect, will, login)
             .write(&mut out, None)
             .map_err(|e| ConnectError::Protocol(format!("cannot encode CONNECT: {e:?}")))?;
         stream
@@ -197,7 +245,7 @@ impl Connector {
         .map_err(|_| ConnectError::Timeout(timeout))??;
         match first {
             Packet::ConnAck(ack) if ack.code == ConnectReturnCode::Success => {
-                Ok((stream, ack, buf))
+                Ok((stream, ack, buf, connect_ms))
             }
             Packet::ConnAck(ack) => Err(ConnectError::Refused(ack.code)),
             other => Err(ConnectError::Protocol(format!(
@@ -238,7 +286,7 @@ pub async fn run(
             _ = stop.cancelled() => break,
         };
         let end = match attempt {
-            Ok((stream, ack, leftover)) => {
+            Ok((stream, ack, leftover, connect_ms)) => {
                 let epoch = session.epoch.fetch_add(1, SeqCst) + 1;
                 session.connected.store(true, SeqCst);
                 metrics.mqtt_connected.store(1, Relaxed);
@@ -256,6 +304,7 @@ pub async fn run(
                 let end = serve(
                     stream,
                     leftover,
+                    connect_ms,
                     epoch,
                     s,
                     &inbound,
@@ -292,6 +341,9 @@ pub async fn run(
                             Some(ToConnection::Acks { pkids, .. }) => {
                                 metrics.acks_stale_dropped.fetch_add(pkids.len() as u64, Relaxed);
                             }
+                            Some(ToConnection::Publish { topic, .. }) => {
+                                debug!(%topic, "not connected; publish dropped");
+                            }
                             Some(ToConnection::Disconnect) | None => return,
                         },
                         _ = stop.cancelled() => return,
@@ -306,6 +358,7 @@ pub async fn run(
 async fn serve(
     stream: Box<dyn Stream>,
     mut buf: BytesMut,
+    connect_ms: i64,
     epoch: u64,
     s: &MqttSettings,
     inbound: &mpsc::UnboundedSender<Vec<Inbound>>,
@@ -316,14 +369,25 @@ async fn serve(
 ) -> End {
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut out = BytesMut::with_capacity(16 << 10);
-    let filters = s
-        .subscribe
-        .iter()
-        .map(|f| Filter::new(f.clone(), QoS::AtLeastOnce));
+    let filters = s.subscribe.iter().map(|f| {
+        let mut filter = Filter::new(f.clone(), QoS::AtLeastOnce);
+        // Our own STATE and NCMD need not come back to us.
+        filter.nolocal = wastewatch_contract::sparkplug::is_sparkplug_topic(f);
+        filter
+    });
     let mut sub = Subscribe::new_many(filters, None);
     sub.pkid = 1;
     if let Err(e) = Packet::Subscribe(sub).write(&mut out, None) {
         return End::Lost(format!("cannot encode SUBSCRIBE: {e:?}"));
+    }
+    let mut pkid: u16 = 1;
+    // Sparkplug 3.0 §7.2: after subscribing, the retained STATE birth with
+    // the timestamp of the will registered in CONNECT.
+    if let Some((topic, payload)) = sparkplug_state(s, true, connect_ms) {
+        if let Err(e) = write_publish(&mut out, &topic, &payload, true, next_pkid(&mut pkid)) {
+            return End::Lost(e);
+        }
+        info!(%topic, "sparkplug STATE birth published");
     }
     if let Err(e) = wr.write_all(&out).await {
         return End::Lost(format!("cannot send SUBSCRIBE: {e}"));
@@ -404,11 +468,13 @@ async fn serve(
                         // (MQTT 5 §3.4.2.1).
                         out.extend_from_slice(&[0x40, 0x02, (id >> 8) as u8, *id as u8]);
                     }
+                    let mut n_acks = pkids.len() as u64;
                     // More ack batches already waiting go in the same write.
                     let mut disconnect = false;
                     while let Ok(c) = control.try_recv() {
                         match c {
                             ToConnection::Acks { epoch: e, pkids: more } if e == epoch => {
+                                n_acks += more.len() as u64;
                                 for id in &more {
                                     out.extend_from_slice(&[0x40, 0x02, (id >> 8) as u8, *id as u8]);
                                 }
@@ -416,13 +482,18 @@ async fn serve(
                             ToConnection::Acks { pkids: more, .. } => {
                                 metrics.acks_stale_dropped.fetch_add(more.len() as u64, Relaxed);
                             }
+                            ToConnection::Publish { topic, payload } => {
+                                if let Err(e) = write_publish(&mut out, &topic, &payload, false, next_pkid(&mut pkid)) {
+                                    warn!(error = %e, "publish dropped");
+                                }
+                            }
                             ToConnection::Disconnect => {
                                 disconnect = true;
                                 break;
                             }
                         }
                     }
-                    let n = (out.len() / 4) as u64;
+                    let n = n_acks;
                     if let Err(e) = wr.write_all(&out).await {
                         return End::Lost(format!("write of acks failed: {e}"));
                     }
@@ -432,6 +503,18 @@ async fn serve(
                     if disconnect {
                         return disconnect_now(&mut wr, &mut out).await;
                     }
+                }
+                Some(ToConnection::Publish { topic, payload }) => {
+                    if let Err(e) = write_publish(&mut out, &topic, &payload, false, next_pkid(&mut pkid)) {
+                        warn!(error = %e, "publish dropped");
+                        out.clear();
+                        continue;
+                    }
+                    if let Err(e) = wr.write_all(&out).await {
+                        return End::Lost(format!("write of PUBLISH to {topic} failed: {e}"));
+                    }
+                    out.clear();
+                    debug!(%topic, "published");
                 }
                 Some(ToConnection::Disconnect) => return disconnect_now(&mut wr, &mut out).await,
                 None => return End::Stopped,

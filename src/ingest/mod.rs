@@ -95,6 +95,17 @@ pub fn start(
     stop_poll: CancellationToken,
 ) -> Result<Ingest, session::SessionError> {
     let connector = connection::Connector::new(settings)?;
+    let host = settings.sparkplug.as_ref().map(|sp| {
+        crate::gateway::sparkplug::Host::new(
+            decoder.clone(),
+            crate::gateway::sparkplug::HostConfig {
+                host_id: sp.host_id.clone(),
+                groups: sp.groups.clone(),
+                rebirth_min_interval_ms: i64::try_from(sp.rebirth_min_interval.as_millis())
+                    .unwrap_or(i64::MAX),
+            },
+        )
+    });
     let session = Arc::new(Session::default());
     let (tx, rx) = mpsc::unbounded_channel();
     let (control, control_rx) = mpsc::unbounded_channel();
@@ -110,6 +121,7 @@ pub fn start(
         rx,
         control.clone(),
         decoder,
+        host,
         log,
         metrics,
         limits,
@@ -207,10 +219,71 @@ pub fn decode_into(
     }
 }
 
+/// Runs one Sparkplug B message through the host state machine into
+/// `batch`: its records (re-stamped like native ones) and quarantine
+/// entries; its rebirth requests go to the connection at once (they need
+/// nothing durable).
+pub fn sparkplug_into(
+    host: &mut crate::gateway::sparkplug::Host,
+    restamper: &mut restamp::Restamper,
+    m: &Inbound,
+    metrics: &Metrics,
+    batch: &mut AppendBatch,
+    control: &mpsc::UnboundedSender<ToConnection>,
+) {
+    metrics.received.fetch_add(1, Relaxed);
+    metrics.sparkplug_messages.fetch_add(1, Relaxed);
+    let p = &m.publish;
+    let topic = String::from_utf8_lossy(&p.topic);
+    let out = host.on_message(&topic, &p.payload, m.received_at_ms);
+    if out.quarantine.is_empty() {
+        metrics.decoded.fetch_add(1, Relaxed);
+    }
+    metrics.sparkplug_seq_gaps.fetch_add(out.seq_gaps, Relaxed);
+    metrics
+        .sparkplug_unmapped_metrics
+        .fetch_add(out.unmapped_metrics, Relaxed);
+    metrics
+        .sparkplug_stale_deaths
+        .fetch_add(out.stale_deaths, Relaxed);
+    for mut rec in out.records {
+        restamper.apply(&mut rec);
+        if batch
+            .records
+            .push_with(|b| {
+                let _ = rec.encode(b);
+            })
+            .is_err()
+        {
+            error!(topic = %topic, "sparkplug record too large for the log; dropped");
+            continue;
+        }
+        metrics.sparkplug_records.fetch_add(1, Relaxed);
+    }
+    for (kind, q) in out.quarantine {
+        metrics.quarantine(kind);
+        if let Err(e) = batch.quarantine.push_with(|b| {
+            let _ = q.encode(b);
+        }) {
+            error!(error = %e, "quarantine entry too large for the log");
+        }
+    }
+    for c in out.commands {
+        info!(topic = %c.topic, "sparkplug rebirth requested");
+        metrics.sparkplug_rebirth_requests.fetch_add(1, Relaxed);
+        let _ = control.send(ToConnection::Publish {
+            topic: c.topic,
+            payload: c.payload,
+        });
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn commit_loop(
     mut rx: mpsc::UnboundedReceiver<Vec<Inbound>>,
     control: mpsc::UnboundedSender<ToConnection>,
     decoder: Arc<Decoder>,
+    mut host: Option<crate::gateway::sparkplug::Host>,
     log: Arc<Log>,
     metrics: Arc<Metrics>,
     limits: CommitLimits,
@@ -237,7 +310,17 @@ async fn commit_loop(
         }
         while group.len() < limits.max_records && batch.bytes() < limits.max_bytes {
             let Some(m) = waiting.pop_front() else { break };
-            decode_into(&decoder, &mut restamper, &m, &metrics, &mut batch);
+            match host.as_mut() {
+                // The host's state machine sees its messages in receipt order.
+                Some(h)
+                    if wastewatch_contract::sparkplug::is_sparkplug_topic(
+                        &String::from_utf8_lossy(&m.publish.topic),
+                    ) =>
+                {
+                    sparkplug_into(h, &mut restamper, &m, &metrics, &mut batch, &control)
+                }
+                _ => decode_into(&decoder, &mut restamper, &m, &metrics, &mut batch),
+            }
             group.push(m);
         }
         batch = match commit(&log, &metrics, batch, &stop).await {

@@ -29,6 +29,7 @@ fn settings(port: u16, keep_alive: Duration) -> MqttSettings {
         max_packet_bytes: 1 << 16,
         reconnect_min: Duration::from_millis(20),
         reconnect_max: Duration::from_millis(50),
+        sparkplug: None,
     }
 }
 

@@ -58,11 +58,16 @@ pub enum ErrorKind {
     /// A Sparkplug B metric sent by an alias (or name) that the edge node's
     /// or device's birth certificate did not define (docs/PROTOCOLS.md).
     UnknownAlias,
+    /// A Sparkplug B data or death message from an edge node or device whose
+    /// birth certificate the host has not seen (since it started, or since
+    /// the node's last death): it cannot be mapped, and a rebirth is asked
+    /// for (docs/PROTOCOLS.md).
+    NoBirth,
 }
 
 impl ErrorKind {
     /// Every kind, for exhaustive metrics export and docs.
-    pub const ALL: [ErrorKind; 22] = [
+    pub const ALL: [ErrorKind; 23] = [
         ErrorKind::MalformedTopic,
         ErrorKind::UnknownKind,
         ErrorKind::MalformedProtobuf,
@@ -85,6 +90,7 @@ impl ErrorKind {
         ErrorKind::TimestampOutOfRange,
         ErrorKind::MalformedFrame,
         ErrorKind::UnknownAlias,
+        ErrorKind::NoBirth,
     ];
 
     /// Stable snake_case name used as metric label and quarantine reason.
@@ -112,6 +118,7 @@ impl ErrorKind {
             ErrorKind::TimestampOutOfRange => "timestamp_out_of_range",
             ErrorKind::MalformedFrame => "malformed_frame",
             ErrorKind::UnknownAlias => "unknown_alias",
+            ErrorKind::NoBirth => "no_birth",
         }
     }
 

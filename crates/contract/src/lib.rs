@@ -10,7 +10,9 @@
 //! - [`registry`]: the zone — sites, devices, permits and routes — as loaded
 //!   from its data files;
 //! - [`geo`]: positions, distances and route corridors;
-//! - [`jt808`]: the JT/T 808 wire format of truck terminals.
+//! - [`jt808`]: the JT/T 808 wire format of truck terminals;
+//! - [`sparkplug`] and [`sparkplug_pb`]: Eclipse Sparkplug B topics and
+//!   payloads (edge nodes and the host application).
 //!
 //! It does no I/O beyond reading the zone files it is asked to.
 
@@ -23,11 +25,19 @@ pub mod pb {
     include!(concat!(env!("OUT_DIR"), "/wastewatch.v1.rs"));
 }
 
+/// Types generated from `proto/sparkplug_b/sparkplug_b.proto` (Eclipse
+/// Sparkplug B payloads).
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod sparkplug_pb {
+    include!(concat!(env!("OUT_DIR"), "/org.eclipse.tahu.protobuf.rs"));
+}
+
 pub mod error;
 pub mod geo;
 pub mod json;
 pub mod jt808;
 pub mod registry;
+pub mod sparkplug;
 pub mod topic;
 
 pub use error::{DecodeError, ErrorKind};

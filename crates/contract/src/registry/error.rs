@@ -23,6 +23,9 @@ pub enum DataFile {
     /// `units.json` (optional): registered laboratories, small businesses
     /// and medical institutions.
     Units,
+    /// `sparkplug.json` (optional): Sparkplug B edge nodes and devices
+    /// mapped to wastewatch devices (docs/PROTOCOLS.md).
+    Sparkplug,
 }
 
 impl DataFile {
@@ -36,6 +39,7 @@ impl DataFile {
             DataFile::Devices => "devices.json",
             DataFile::Permits => "permits.json",
             DataFile::Units => "units.json",
+            DataFile::Sparkplug => "sparkplug.json",
         }
     }
 }
@@ -331,6 +335,14 @@ pub enum Problem {
         "destination_site_ids is empty; list the approved recycling, landfill or backfill sites"
     )]
     NoDestinations,
+
+    /// A Sparkplug B mapping problem (`sparkplug.json`); the message names
+    /// the node, device, metric or field and says what to do.
+    #[error("{message}; see zone/README.md \"sparkplug.json\"")]
+    Sparkplug {
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// True for a finite number greater than zero (false for NaN).

@@ -69,11 +69,29 @@ impl Registry {
         } else {
             Some("[]".to_owned())
         };
+        let sparkplug_path = dir.join(DataFile::Sparkplug.file_name());
+        let sparkplug = if sparkplug_path.exists() {
+            std::fs::read_to_string(&sparkplug_path)
+                .map_err(|e| {
+                    errors.push(RegistryError {
+                        file: DataFile::Sparkplug,
+                        entry: Entry::File,
+                        problem: Problem::Unreadable {
+                            path: sparkplug_path.display().to_string(),
+                            reason: e.to_string(),
+                        },
+                    });
+                })
+                .ok()
+        } else {
+            Some("[]".to_owned())
+        };
         assemble(
             sites.as_deref(),
             devices.as_deref(),
             permits.as_deref(),
             units.as_deref(),
+            sparkplug.as_deref(),
             errors,
         )
     }
@@ -89,6 +107,7 @@ impl Registry {
             Some(sites),
             Some(devices),
             Some(permits),
+            Some("[]"),
             Some("[]"),
             Vec::new(),
         )
@@ -106,6 +125,26 @@ impl Registry {
             Some(devices),
             Some(permits),
             Some(units),
+            Some("[]"),
+            Vec::new(),
+        )
+    }
+
+    /// As [`Registry::from_json_strs_with_units`], with the contents of
+    /// `sparkplug.json`.
+    pub fn from_json_strs_with_sparkplug(
+        sites: &str,
+        devices: &str,
+        permits: &str,
+        units: &str,
+        sparkplug: &str,
+    ) -> Result<Registry, RegistryErrors> {
+        assemble(
+            Some(sites),
+            Some(devices),
+            Some(permits),
+            Some(units),
+            Some(sparkplug),
             Vec::new(),
         )
     }
@@ -118,12 +157,14 @@ fn assemble(
     devices: Option<&str>,
     permits: Option<&str>,
     units: Option<&str>,
+    sparkplug: Option<&str>,
     mut errors: Vec<RegistryError>,
 ) -> Result<Registry, RegistryErrors> {
     let site_values = sites.and_then(|t| parse_array(DataFile::Sites, t, &mut errors));
     let device_values = devices.and_then(|t| parse_array(DataFile::Devices, t, &mut errors));
     let permit_values = permits.and_then(|t| parse_array(DataFile::Permits, t, &mut errors));
     let unit_values = units.and_then(|t| parse_array(DataFile::Units, t, &mut errors));
+    let sparkplug_values = sparkplug.and_then(|t| parse_array(DataFile::Sparkplug, t, &mut errors));
 
     // Every site id the file declares, valid entry or not; `None` when the
     // file is unusable, which turns the reference checks off.
@@ -261,6 +302,18 @@ fn assemble(
         registry.units = units.into_iter().collect();
     }
 
+    if let Some(values) = sparkplug_values {
+        // Checked against the valid devices only: a device that failed its
+        // own checks is reported in devices.json already.
+        let (nodes, problems) = super::sparkplug::load(values, device_values_known(&registry));
+        errors.extend(problems.into_iter().map(|(entry, problem)| RegistryError {
+            file: DataFile::Sparkplug,
+            entry,
+            problem,
+        }));
+        registry.sparkplug = nodes;
+    }
+
     if errors.is_empty() {
         Ok(registry)
     } else {
@@ -270,10 +323,18 @@ fn assemble(
             DataFile::ALL
                 .iter()
                 .position(|f| *f == e.file)
-                .unwrap_or(DataFile::ALL.len())
+                .unwrap_or(match e.file {
+                    DataFile::Units => DataFile::ALL.len(),
+                    _ => DataFile::ALL.len() + 1,
+                })
         });
         Err(RegistryErrors(errors))
     }
+}
+
+/// The devices a Sparkplug mapping may name.
+fn device_values_known(r: &Registry) -> &super::IdMap<super::Device> {
+    &r.devices
 }
 
 /// Parses a file's text as a JSON array, reporting a syntax error with its
@@ -378,7 +439,7 @@ where
 /// in groups joined by single '-'. They appear as MQTT topic levels and
 /// InfluxDB tag values, where `/`, `+`, `#`, spaces and case variants would
 /// cause trouble.
-fn is_valid_id(id: &str) -> bool {
+pub(super) fn is_valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= MAX_ID_LEN
         && id.split('-').all(|part| {

@@ -25,6 +25,7 @@ mod load;
 mod permit;
 mod plate;
 mod site;
+pub mod sparkplug;
 mod unit;
 
 use std::collections::HashMap;
@@ -119,6 +120,10 @@ pub struct Registry {
     /// medical institutions): the collection-coverage KPIs count them.
     /// Empty when the zone has no `units.json`.
     pub units: IdMap<Unit>,
+    /// Sparkplug B edge nodes by `"{group_id}/{edge_node_id}"` (see
+    /// [`sparkplug::node_key`]), with the devices each may speak for.
+    /// Empty when the zone has no `sparkplug.json`.
+    pub sparkplug: IdMap<sparkplug::SparkplugNode>,
 }
 
 impl Registry {
@@ -131,6 +136,16 @@ impl Registry {
     /// The device with this id.
     pub fn device(&self, id: &str) -> Option<&Device> {
         self.devices.get(id)
+    }
+
+    /// The Sparkplug B edge node `edge_node_id` of group `group_id`.
+    pub fn sparkplug_node(
+        &self,
+        group_id: &str,
+        edge_node_id: &str,
+    ) -> Option<&sparkplug::SparkplugNode> {
+        self.sparkplug
+            .get(&sparkplug::node_key(group_id, edge_node_id))
     }
 
     /// The site with this id.
