@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Real servers for wastewatch's integration tests, on loopback only.
 #
-#   scripts/services.sh install              apt-get install what is missing
+#   scripts/services.sh install              apt-get install what is missing; the
+#                                            pysparkplug venv (target/sparkplug-venv)
 #   scripts/services.sh start [NAME...]      start (no NAME: all, FRESH data)
 #   scripts/services.sh stop [NAME...]       stop (no NAME: all)
 #   scripts/services.sh restart NAME...      stop + start, KEEPING the data
@@ -123,6 +124,7 @@ cmd_install() {
     done
     if ((${#missing[@]} == 0)); then
         log "install: all binaries present"
+        install_sparkplug_venv
         return 0
     fi
     log "install: missing packages: ${missing[*]}"
@@ -154,7 +156,26 @@ cmd_install() {
         bin=${entry%%:*}
         command -v "$bin" >/dev/null 2>&1 || die "install: '$bin' still missing after installing ${entry#*:}"
     done
+    install_sparkplug_venv
     log "install: done"
+}
+
+# The Sparkplug B edge node of tests/sparkplug_end_to_end.rs is pysparkplug
+# (PyPI, pinned in tests/sparkplug/requirements.txt), in a venv under
+# target/. Kept when it already has the pinned version; a failure is fatal.
+install_sparkplug_venv() {
+    local venv=$REPO/target/sparkplug-venv req=$REPO/tests/sparkplug/requirements.txt
+    if [[ -x $venv/bin/python ]] &&
+        "$venv/bin/python" -c "import pysparkplug; assert pysparkplug.__version__ == '0.6.1'" 2>/dev/null; then
+        log "install: $venv has pysparkplug 0.6.1"
+        return 0
+    fi
+    command -v python3 >/dev/null 2>&1 || die "install: python3 is needed for the Sparkplug edge node (pysparkplug)"
+    python3 -m venv "$venv" || die "install: python3 -m venv $venv failed (apt-get install python3-venv)"
+    "$venv/bin/pip" install -q --disable-pip-version-check -r "$req" || die "install: pip install -r $req failed"
+    "$venv/bin/python" -c "import pysparkplug; assert pysparkplug.__version__ == '0.6.1'" ||
+        die "install: pysparkplug 0.6.1 not importable from $venv"
+    log "install: pysparkplug installed into $venv"
 }
 
 require_bins() {
