@@ -83,6 +83,13 @@ async fn a_full_disk_stops_acks_then_recovers_without_loss_or_restart() {
             ("WASTEWATCH__LOG__MAX_BYTES", "1073741824"),
             ("WASTEWATCH__LOG__SEGMENT_BYTES", "524288"),
             ("WASTEWATCH__LOG__COMMIT_MAX_BYTES", "131072"),
+            // The KPI stage keeps an hour of each truck's fixes in its
+            // snapshot; this test's one truck sends 80 000 in 800 s (a
+            // 4 MB snapshot, half the file system). A minute keeps the
+            // snapshots small, as a real zone's 5 s fixes would.
+            ("WASTEWATCH__KPI__READING_MEMORY_MS", "60000"),
+            // Released when the disk fills (docs/LOG.md "A full disk").
+            ("WASTEWATCH__LOG__DISK_RESERVE_BYTES", "1048576"),
         ],
     );
     let svc = setup.start();
@@ -132,9 +139,14 @@ async fn a_full_disk_stops_acks_then_recovers_without_loss_or_restart() {
     let got = stored_seqs(&setup.db, "truck_fix");
     assert!(
         ok,
-        "{} of {n} missing after recovery; metrics:\n{}",
+        "{} of {n} missing after recovery; metrics:\n{}\nfiles: {:?}\nlog:\n{}",
         want.len() - got.len(),
-        svc.metrics()
+        svc.metrics(),
+        std::fs::read_dir(&log_dir).map(|d| d
+            .filter_map(|e| e.ok())
+            .map(|e| (e.file_name(), e.metadata().map(|m| m.len()).unwrap_or(0)))
+            .collect::<Vec<_>>()),
+        setup.log()
     );
     assert_eq!(got, want);
     // The one oracle: every acknowledged message exactly once (a second

@@ -71,12 +71,14 @@ fn documented(
         Scenario::StorageOverdue => (&[("storage_age", "critical")], &[]),
         // Never the critical (severe) level: < 500 m and < 15 min.
         Scenario::RouteDeviation => (&[("route_deviation", "warn")], &[]),
+        // SCENARIOS.md: "May produce: trip not closed" (the dumped load
+        // was weighed out and never in).
         Scenario::IllegalDump => (
             &[
                 ("suspected_dumping", "critical"),
                 ("body_lifted_outside_site", "critical"),
             ],
-            &[],
+            &["trip_not_closed"],
         ),
         Scenario::TimeWindow => (&[("outside_time_window", "major")], &[]),
         Scenario::BinFire => (&[("bin_fire", "critical")], &[]),

@@ -240,6 +240,9 @@ pub struct RawLog {
     /// The TSDB writer's cursor is saved at most this often (its writes
     /// are idempotent, so a crash rewrites at most this much).
     pub cursor_sync_ms: u64,
+    /// Disk reserve kept in the log directory for the stages' snapshots
+    /// when the disk fills (docs/LOG.md "A full disk"); 0 = none.
+    pub disk_reserve_bytes: u64,
 }
 
 impl Default for RawLog {
@@ -251,6 +254,7 @@ impl Default for RawLog {
             commit_max_records: 4096,
             commit_max_bytes: None,
             cursor_sync_ms: 1000,
+            disk_reserve_bytes: crate::log::DEFAULT_DISK_RESERVE_BYTES,
         }
     }
 }

@@ -149,6 +149,8 @@ pub struct LogSettings {
     pub commit_max_bytes: u64,
     /// How often the lazily saved TSDB cursor is saved.
     pub cursor_sync: Duration,
+    /// Disk reserve for a full disk, bytes (0 = none).
+    pub disk_reserve_bytes: u64,
 }
 
 impl LogSettings {
@@ -157,6 +159,7 @@ impl LogSettings {
         let mut o = crate::log::LogOptions::with_max_bytes(self.max_bytes);
         o.segment_bytes = self.segment_bytes;
         o.cursor_sync = self.cursor_sync;
+        o.disk_reserve_bytes = self.disk_reserve_bytes;
         o
     }
 }
@@ -737,6 +740,12 @@ impl RawConfig {
                 l.cursor_sync_ms
             ));
         }
+        if l.disk_reserve_bytes > 1 << 30 {
+            e.push(format!(
+                "log.disk_reserve_bytes is {} bytes; use 0 (none) to 1073741824 (1 GiB)",
+                l.disk_reserve_bytes
+            ));
+        }
         let log = LogSettings {
             dir: PathBuf::from(l.dir),
             max_bytes: l.max_bytes,
@@ -744,6 +753,7 @@ impl RawConfig {
             commit_max_records: nz(&mut e, "log.commit_max_records", l.commit_max_records),
             commit_max_bytes,
             cursor_sync: Duration::from_millis(l.cursor_sync_ms),
+            disk_reserve_bytes: l.disk_reserve_bytes,
         };
 
         let t = self.tsdb;

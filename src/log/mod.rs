@@ -34,6 +34,7 @@ pub use frame::{FrameBuf, Kind};
 pub use reader::{Batch, LogReader};
 pub use store::{
     AppendBatch, AppendReply, Appended, Class, Durability, Log, LogError, LogOptions, LogStats,
+    DEFAULT_DISK_RESERVE_BYTES,
 };
 
 /// Cursor name of the TSDB writer.

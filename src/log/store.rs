@@ -93,7 +93,16 @@ pub struct LogOptions {
     pub reserve_bytes: u64,
     /// Lazily committed cursors are saved at most this often.
     pub cursor_sync: Duration,
+    /// Bytes of the disk reserve (`disk-reserve` in the log directory), 0 =
+    /// none: a file of zeros the writer deletes when a write finds the disk
+    /// full, so the stages can still save their snapshots and move their
+    /// cursors, which is what frees segments; ingest stays refused until
+    /// the reserve can be written again (docs/LOG.md "A full disk").
+    pub disk_reserve_bytes: u64,
 }
+
+/// Default [`LogOptions::disk_reserve_bytes`].
+pub const DEFAULT_DISK_RESERVE_BYTES: u64 = 4 << 20;
 
 impl LogOptions {
     /// Options for a bound of `max_bytes`, other values derived from it.
@@ -103,6 +112,7 @@ impl LogOptions {
             segment_bytes: (max_bytes / 8).clamp(64 << 10, 64 << 20),
             reserve_bytes: (max_bytes / 16).clamp(16 << 10, 64 << 20),
             cursor_sync: Duration::from_secs(1),
+            disk_reserve_bytes: DEFAULT_DISK_RESERVE_BYTES,
         }
     }
 }

@@ -16,6 +16,7 @@ fn small(max: u64, segment: u64) -> LogOptions {
         segment_bytes: segment,
         reserve_bytes: max / 16,
         cursor_sync: Duration::from_secs(3600),
+        disk_reserve_bytes: 0,
     }
 }
 
@@ -452,6 +453,7 @@ mod model {
             segment_bytes: 2048,
             reserve_bytes: 1 << 16,
             cursor_sync: Duration::from_secs(3600),
+            disk_reserve_bytes: 0,
         }
     }
 

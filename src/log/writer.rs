@@ -13,6 +13,15 @@
 //! length, answers every request of the group with the error (their
 //! messages stay unacknowledged), marks the storage error for readiness —
 //! logged once per episode — and clears it on the next successful commit.
+//!
+//! A full disk would otherwise be a deadlock: segments are freed only when
+//! every consumer's cursor has passed them, and the rules and KPI stages
+//! move their cursors only after writing a snapshot — which needs space. So
+//! the writer keeps a *disk reserve* (`disk-reserve`, a file of zeros): when
+//! a write fails for lack of space it deletes the reserve, internal appends
+//! and the stages' snapshots use the space it leaves, cursors move and
+//! segments go; ingest appends stay refused until the reserve has been
+//! written again in full, so ingest cannot eat the room the stages need.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt as _;
@@ -21,7 +30,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 
 use tokio::sync::oneshot;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use super::frame::stamp;
 use super::segment;
@@ -121,7 +130,21 @@ pub(crate) fn spawn(
     let rec = Active::open(inner.rec_dir.clone(), rec.base, rec.len)?;
     let q = Active::open(inner.q_dir.clone(), q.0, q.1)?;
     let (tx, rx) = sync_channel(QUEUE);
-    let w = Writer { inner, rec, q };
+    let mut reserve = Reserve {
+        path: inner.dir.join(RESERVE_FILE),
+        bytes: inner.opts.disk_reserve_bytes,
+        present: false,
+    };
+    if let Err(e) = reserve.restore() {
+        warn!(error = %e, path = %reserve.path.display(), bytes = reserve.bytes, "cannot write the log's disk reserve; ingest waits until it can");
+    }
+    let w = Writer {
+        inner,
+        rec,
+        q,
+        reserve,
+        full_disk: false,
+    };
     let handle = std::thread::Builder::new()
         .name("log-writer".into())
         .spawn(move || w.run(rx))
@@ -133,6 +156,80 @@ struct Writer {
     inner: Arc<Inner>,
     rec: Active,
     q: Active,
+    reserve: Reserve,
+    /// The last failed write found the disk full.
+    full_disk: bool,
+}
+
+/// Name of the disk reserve in the log directory.
+pub const RESERVE_FILE: &str = "disk-reserve";
+
+/// The disk reserve: space held back for the stages' snapshots on a full
+/// disk (module docs).
+struct Reserve {
+    path: PathBuf,
+    bytes: u64,
+    /// Written in full and synced.
+    present: bool,
+}
+
+impl Reserve {
+    /// Writes the reserve in full (zeros, synced) unless it is there.
+    fn restore(&mut self) -> std::io::Result<()> {
+        if self.present || self.bytes == 0 {
+            self.present = true;
+            return Ok(());
+        }
+        if std::fs::metadata(&self.path).is_ok_and(|m| m.len() >= self.bytes) {
+            // Written by an earlier run; its blocks are allocated (zeros
+            // written, never a sparse set_len).
+            self.present = true;
+            return Ok(());
+        }
+        let res = (|| {
+            let f = File::create(&self.path)?;
+            let zeros = vec![0u8; 64 << 10];
+            let mut pos = 0u64;
+            while pos < self.bytes {
+                let n = (self.bytes - pos).min(zeros.len() as u64) as usize;
+                f.write_all_at(&zeros[..n], pos)?;
+                pos += n as u64;
+            }
+            f.sync_all()?;
+            if let Some(d) = self.path.parent() {
+                segment::sync_dir(d)?;
+            }
+            Ok(())
+        })();
+        match res {
+            Ok(()) => {
+                self.present = true;
+                Ok(())
+            }
+            Err(e) => {
+                // A partial reserve holds space ingest could use; let it go.
+                let _ = std::fs::remove_file(&self.path);
+                Err(e)
+            }
+        }
+    }
+
+    /// Deletes the reserve, freeing its space.
+    fn release(&mut self) -> bool {
+        if !self.present || self.bytes == 0 {
+            return false;
+        }
+        self.present = false;
+        std::fs::remove_file(&self.path).is_ok()
+    }
+}
+
+/// True when `e` (or the I/O error under it) says the disk is full.
+fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
 }
 
 struct Admitted {
@@ -162,6 +259,31 @@ impl Writer {
 
     fn commit(&mut self, group: Vec<Request>) {
         let opts = self.inner.opts.clone();
+        // Ingest waits for the disk reserve (module docs).
+        let ingest_blocked = if self.reserve.present {
+            None
+        } else if group
+            .iter()
+            .any(|Request::Append { batch, .. }| batch.class == Class::Ingest)
+        {
+            match self.reserve.restore() {
+                Ok(()) => {
+                    info!(
+                        bytes = self.reserve.bytes,
+                        "log disk reserve written again; ingest may append"
+                    );
+                    None
+                }
+                Err(e) => Some(self.inner.lock().storage_error.clone().unwrap_or_else(|| {
+                    format!(
+                        "cannot write the log's disk reserve {}: {e}",
+                        self.reserve.path.display()
+                    )
+                })),
+            }
+        } else {
+            None
+        };
         let mut admitted: Vec<Admitted> = Vec::with_capacity(group.len());
         let (first_offset, first_qid) = {
             let mut st = self.inner.lock();
@@ -169,6 +291,16 @@ impl Writer {
             let (mut head, mut qid) = (st.head, st.next_qid);
             let start = (head, qid);
             for Request::Append { mut batch, reply } in group {
+                if let (Some(msg), Class::Ingest) = (&ingest_blocked, batch.class) {
+                    if st.storage_error.is_none() {
+                        st.storage_error = Some(msg.clone());
+                    }
+                    let _ = reply.send(AppendReply {
+                        result: Err(LogError::Storage(msg.clone())),
+                        batch,
+                    });
+                    continue;
+                }
                 let incoming = batch.bytes();
                 let limit = match batch.class {
                     Class::Ingest => opts.max_bytes.saturating_sub(opts.reserve_bytes),
@@ -221,6 +353,12 @@ impl Writer {
                     }
                     st.storage_error = Some(msg.clone());
                 }
+                if std::mem::take(&mut self.full_disk) && self.reserve.release() {
+                    warn!(
+                        bytes = self.reserve.bytes,
+                        "disk full: released the log's disk reserve so the stages can save their snapshots and free segments; ingest waits until it can be written again"
+                    );
+                }
                 for a in admitted {
                     let _ = a.reply.send(AppendReply {
                         result: Err(LogError::Storage(msg.clone())),
@@ -256,7 +394,9 @@ impl Writer {
             .iter()
             .map(|a| a.batch.records.as_bytes())
             .collect();
+        let full_disk = &mut self.full_disk;
         let rec_written = self.rec.write(&recs).map_err(|e| {
+            *full_disk = is_disk_full(&e);
             LogError::io(
                 "cannot write",
                 &segment::path(&self.rec.dir, self.rec.base),
@@ -270,6 +410,7 @@ impl Writer {
         let q_written = match self.q.write(&qs) {
             Ok(n) => n,
             Err(e) => {
+                self.full_disk = is_disk_full(&e);
                 // Keep disk and state in step: the records are durable but
                 // not committed; cut them too (the caller retries all).
                 let _ = self.rec.file.set_len(self.rec.len);
@@ -285,9 +426,11 @@ impl Writer {
 
     fn roll_records(&mut self, base: u64) -> Result<(), LogError> {
         let dir = self.rec.dir.clone();
-        self.rec
-            .roll(base)
-            .map_err(|e| LogError::io("cannot start segment", &segment::path(&dir, base), e))?;
+        let full_disk = &mut self.full_disk;
+        self.rec.roll(base).map_err(|e| {
+            *full_disk = is_disk_full(&e);
+            LogError::io("cannot start segment", &segment::path(&dir, base), e)
+        })?;
         let mut st = self.inner.lock();
         // A previous failed roll may have listed it already.
         if st.rec.last().map(|s| s.base) != Some(base) {
@@ -298,9 +441,11 @@ impl Writer {
 
     fn roll_quarantine(&mut self, base: u64) -> Result<(), LogError> {
         let dir = self.q.dir.clone();
-        self.q
-            .roll(base)
-            .map_err(|e| LogError::io("cannot start segment", &segment::path(&dir, base), e))?;
+        let full_disk = &mut self.full_disk;
+        self.q.roll(base).map_err(|e| {
+            *full_disk = is_disk_full(&e);
+            LogError::io("cannot start segment", &segment::path(&dir, base), e)
+        })?;
         let mut st = self.inner.lock();
         if st.q.last().map(|s| s.base) != Some(base) {
             st.q.push(QSeg {
@@ -345,7 +490,7 @@ impl Writer {
             if admitted.iter().any(|a| a.ingest) {
                 st.full = false;
             }
-            if st.storage_error.take().is_some() {
+            if self.reserve.present && st.storage_error.take().is_some() {
                 info!("durable log writable again; acknowledging resumed");
             }
             st.head

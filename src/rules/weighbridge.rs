@@ -12,8 +12,9 @@
 //! at the same weighbridge — both event alerts like overload.
 //!
 //! Trip not closed: a permitted truck weighed out at its permit's origin
-//! opens a trip on the truck (`OpenTrip`); a ticket in at one of the
-//! permit's destinations closes it. Still open 1.5 × the route's ETA after
+//! opens a trip on the truck (`OpenTrip`) — when at least one of the
+//! permit's destinations has a weighbridge, the only thing that can close
+//! it; a ticket in at one of the permit's destinations closes it. Still open 1.5 × the route's ETA after
 //! weighing out (at most 4 h), it raises `trip_not_closed` (major) on tick,
 //! keyed `truck/permit`; the closing ticket clears it, however late.
 //!
@@ -294,6 +295,15 @@ pub fn trip_event<'a>(
             .iter()
             .find(|p| p.id == t.permit_id && p.origin_site_id == wb.site_id)
             .or_else(|| permits.iter().find(|p| p.origin_site_id == wb.site_id))?;
+        // Only a weighbridge at a destination can close the trip: without
+        // one, no ticket in will ever come, so no trip is tracked.
+        let closable = registry.devices.values().any(|d| {
+            d.kind == crate::pb::DeviceKind::Weighbridge
+                && p.destination_site_ids.contains(&d.site_id)
+        });
+        if !closable {
+            return None;
+        }
         let allowed =
             ((eta_ms(th, p, default_kmh) as f64 * th.trip_eta_factor) as i64).min(th.trip_max_ms);
         Some((
@@ -538,6 +548,53 @@ mod tests {
         assert_eq!(truck.id, "truck-d1234");
         assert_eq!(trip.permit_id, permit.id);
         assert_eq!(trip.deadline_ms, NIGHT_T0 + 4 * 60 * MIN);
+    }
+
+    #[test]
+    fn no_trip_is_tracked_when_no_destination_has_a_weighbridge() {
+        let reg = zone();
+        let th = crate::rules::config::WeighbridgeThresholds::default();
+        // permit-2026-0004 goes to bf-quarry-east, which has no weighbridge;
+        // permit-2026-0001's destination has one.
+        let p4 = reg.permit("permit-2026-0004").unwrap();
+        assert!(!reg
+            .devices
+            .values()
+            .any(|d| d.kind == crate::pb::DeviceKind::Weighbridge
+                && p4.destination_site_ids.contains(&d.site_id)));
+        let wb = {
+            let mut d = reg.device(WB).unwrap().clone();
+            d.site_id = p4.origin_site_id.clone();
+            d
+        };
+        let mut out = ticket("豫AF6630", 25_000.0, 4);
+        out.direction = Direction::Out as i32;
+        out.permit_id = p4.id.clone();
+        let ev = super::trip_event(
+            &th,
+            &reg,
+            &wb,
+            &super::Weighing::new(&reg, &out),
+            NIGHT_T0,
+            40.0,
+        );
+        assert!(ev.is_none(), "{ev:?}");
+        // The same ticket under a permit whose destination has a
+        // weighbridge opens a trip (the check above is not vacuous).
+        out.plate = "豫AD1234".into();
+        out.permit_id = "permit-2026-0001".into();
+        let ev = super::trip_event(
+            &th,
+            &reg,
+            &wb,
+            &super::Weighing::new(&reg, &out),
+            NIGHT_T0,
+            40.0,
+        );
+        assert!(
+            matches!(ev, Some((_, super::TripEvent::Open(ref t))) if t.permit_id == "permit-2026-0001"),
+            "{ev:?}"
+        );
     }
 
     #[test]
