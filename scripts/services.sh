@@ -90,7 +90,7 @@ die() {
 }
 
 usage() {
-    sed -n '2,12p' "$SCRIPT" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,13p' "$SCRIPT" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 

@@ -30,6 +30,7 @@ pub mod jt808;
 mod publish;
 mod rng;
 mod scenario;
+pub mod sparkplug;
 mod summary;
 mod time;
 

@@ -487,7 +487,14 @@ pub fn set_field(body: &mut Body, m: &MetricMap, v: &Value) -> Result<(), String
         )
     };
     let real = || -> Result<f64, String> {
-        let x = number(v).ok_or_else(mismatch)? * m.factor;
+        let raw = number(v).ok_or_else(mismatch)?;
+        // A scaled value is rounded to a millionth of the field's unit, so
+        // 31.52 t is 31 520 kg, not 31 520.000000000004 kg.
+        let x = if m.factor == 1.0 {
+            raw
+        } else {
+            (raw * m.factor * 1e6).round() / 1e6
+        };
         if x.is_finite() {
             Ok(x)
         } else {
@@ -626,6 +633,103 @@ pub fn set_field(body: &mut Body, m: &MetricMap, v: &Value) -> Result<(), String
         _ => return Err("trucks and status bodies are not mapped from Sparkplug".into()),
     }
     Ok(())
+}
+
+/// The Sparkplug data type a metric mapped with `m` is sent as (what an
+/// edge node puts in its birth certificate).
+pub fn metric_datatype(m: &MetricMap) -> u32 {
+    use crate::sparkplug::datatype as dt;
+    match m.field.ty {
+        T::Real => dt::DOUBLE,
+        T::Unsigned | T::Signed if m.factor != 1.0 => dt::DOUBLE,
+        T::Unsigned => dt::UINT64,
+        T::Signed => dt::INT64,
+        T::Time => dt::DATETIME,
+        T::Bool => dt::BOOLEAN,
+        T::Text | T::Category | T::Destination | T::Direction => dt::STRING,
+    }
+}
+
+/// The metric value of field `m.field` of `body`, in the metric's unit
+/// (the inverse of [`set_field`], for edge nodes); `Null` for an absent
+/// optional field, `None` when the body has no such field.
+pub fn field_value(body: &Body, m: &MetricMap) -> Option<Value> {
+    let real = |x: f64| Value::Float(if m.factor == 1.0 { x } else { x / m.factor });
+    let int = |x: i128| {
+        if m.factor == 1.0 {
+            Value::Int(x)
+        } else {
+            Value::Float(x as f64 / m.factor)
+        }
+    };
+    let text = |s: &str| Value::Text(s.to_owned());
+    let name_of =
+        |n: &str, prefix: &str| Value::Text(n.strip_prefix(prefix).unwrap_or(n).to_owned());
+    Some(match body {
+        Body::WeighbridgeTicket(t) => match m.field.name {
+            "ticket_id" => text(&t.ticket_id),
+            "plate" => text(&t.plate),
+            "gross_weight_kg" => real(t.gross_weight_kg),
+            "tare_weight_kg" => real(t.tare_weight_kg),
+            "net_weight_kg" => real(t.net_weight_kg),
+            "category" => name_of(
+                pb::WasteCategory::try_from(t.category).ok()?.as_str_name(),
+                "WASTE_CATEGORY_",
+            ),
+            "hazardous_waste_code" => text(&t.hazardous_waste_code),
+            "catalogue_edition" => text(&t.catalogue_edition),
+            "origin_site_id" => text(&t.origin_site_id),
+            "destination_site_id" => text(&t.destination_site_id),
+            "destination_type" => name_of(
+                pb::DestinationType::try_from(t.destination_type)
+                    .ok()?
+                    .as_str_name(),
+                "DESTINATION_TYPE_",
+            ),
+            "direction" => name_of(
+                pb::Direction::try_from(t.direction).ok()?.as_str_name(),
+                "DIRECTION_",
+            ),
+            "weighed_in_at_unix_ms" => int(i128::from(t.weighed_in_at_unix_ms)),
+            "weighed_out_at_unix_ms" => int(i128::from(t.weighed_out_at_unix_ms)),
+            "operator_id" => text(&t.operator_id),
+            "anpr_confirmed" => Value::Bool(t.anpr_confirmed),
+            "axle_count" => int(i128::from(t.axle_count)),
+            "permit_id" => text(&t.permit_id),
+            "manifest_id" => text(&t.manifest_id),
+            "source_unit_id" => text(&t.source_unit_id),
+            _ => return None,
+        },
+        Body::StorageReading(s) => match m.field.name {
+            "stock_kg" => real(s.stock_kg),
+            "oldest_container_age_s" => int(i128::from(s.oldest_container_age_s)),
+            "temperature_deci_c" => int(i128::from(s.temperature_deci_c)),
+            "combustible_gas_pct_lel" => s.combustible_gas_pct_lel.map_or(Value::Null, real),
+            "toxic_gas_pct_of_limit" => s.toxic_gas_pct_of_limit.map_or(Value::Null, real),
+            "oxygen_pct_vol" => s.oxygen_pct_vol.map_or(Value::Null, real),
+            "leak_detected" => Value::Bool(s.leak_detected),
+            "door_open" => Value::Bool(s.door_open),
+            "container_count" => int(i128::from(s.container_count)),
+            "oldest_medical_lot_age_s" => s
+                .oldest_medical_lot_age_s
+                .map_or(Value::Null, |x| int(i128::from(x))),
+            "outside_temperature_deci_c" => s
+                .outside_temperature_deci_c
+                .map_or(Value::Null, |x| int(i128::from(x))),
+            "battery_mv" => int(i128::from(s.battery_mv)),
+            _ => return None,
+        },
+        Body::BinReading(b) => match m.field.name {
+            "fill_level_pct" => real(b.fill_level_pct),
+            "temperature_deci_c" => int(i128::from(b.temperature_deci_c)),
+            "tilt_deg" => real(b.tilt_deg),
+            "battery_mv" => int(i128::from(b.battery_mv)),
+            "fire_flag" => Value::Bool(b.fire_flag),
+            "battery_low_flag" => Value::Bool(b.battery_low_flag),
+            _ => return None,
+        },
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
