@@ -412,7 +412,7 @@ pub fn truck(t: &mut pb::TruckFix) -> Result<(), DecodeError> {
         "deg",
         ErrorKind::ValueOutOfRange,
     )?;
-    t.heading_deg = t.heading_deg.rem_euclid(360.0);
+    t.heading_deg = wrap_heading(t.heading_deg);
     in_range(
         "truck_fix.accuracy_m",
         t.accuracy_m,
@@ -485,8 +485,38 @@ pub fn status(s: &pb::DeviceStatus) -> Result<(), DecodeError> {
     Ok(())
 }
 
+/// `deg` wrapped into [0, 360). `rem_euclid` alone rounds a tiny negative
+/// angle up to 360.0, which a second pass would turn into 0.0: a normalised
+/// record must normalise to itself (found by the protobuf fuzz target).
+fn wrap_heading(deg: f64) -> f64 {
+    let h = deg.rem_euclid(360.0);
+    if h >= 360.0 {
+        0.0
+    } else {
+        h
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_heading_is_wrapped_into_0_to_360_and_wrapping_is_idempotent() {
+        for (deg, want) in [
+            (-1e-20, 0.0),
+            (-1e-13, 360.0 - 1e-13),
+            (-360.0, 0.0),
+            (0.0, 0.0),
+            (359.999, 359.999),
+            (360.0, 0.0),
+            (719.5, 359.5),
+        ] {
+            let h = super::wrap_heading(deg);
+            assert!((0.0..360.0).contains(&h), "{deg} -> {h}");
+            assert!((h - want).abs() < 1e-9, "{deg} -> {h}, want {want}");
+            assert_eq!(super::wrap_heading(h), h, "{deg}: not idempotent");
+        }
+    }
+
     use super::*;
     use proptest::prelude::*;
 

@@ -286,7 +286,13 @@ fn wrap_deg(deg: f64) -> f64 {
     if (-180.0..180.0).contains(&deg) {
         deg
     } else {
-        (deg + 180.0).rem_euclid(360.0) - 180.0
+        // rem_euclid rounds a tiny negative up to 360.0: keep it in range.
+        let r = (deg + 180.0).rem_euclid(360.0);
+        if r >= 360.0 {
+            -180.0
+        } else {
+            r - 180.0
+        }
     }
 }
 
