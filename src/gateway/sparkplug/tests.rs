@@ -391,3 +391,36 @@ fn garbage_payloads_and_topics_are_quarantined_never_panic() {
         let _ = h.on_message(&t, &bytes, T0 + i as i64);
     }
 }
+
+#[test]
+fn the_sparkplug_section_adds_its_filters_and_refuses_bad_ids() {
+    let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    let off = crate::config::load(None, &env(&[])).unwrap();
+    assert!(off.mqtt.sparkplug.is_none());
+    assert!(!off.mqtt.subscribe.iter().any(|f| f.starts_with("spBv1.0")));
+    let on = crate::config::load(
+        None,
+        &env(&[
+            ("WASTEWATCH__SPARKPLUG__ENABLED", "true"),
+            ("WASTEWATCH__SPARKPLUG__HOST_ID", "plant-host"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(on.mqtt.sparkplug.as_ref().unwrap().host_id, "plant-host");
+    assert!(on.mqtt.subscribe.contains(&"spBv1.0/#".to_owned()));
+    let err = crate::config::load(
+        None,
+        &env(&[
+            ("WASTEWATCH__SPARKPLUG__ENABLED", "true"),
+            ("WASTEWATCH__SPARKPLUG__HOST_ID", "a/b"),
+        ]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("sparkplug.host_id \"a/b\""), "{err}");
+}
