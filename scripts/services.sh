@@ -6,6 +6,7 @@
 #   scripts/services.sh start [NAME...]      start (no NAME: all, FRESH data)
 #   scripts/services.sh stop [NAME...]       stop (no NAME: all)
 #   scripts/services.sh restart NAME...      stop + start, KEEPING the data
+#   scripts/services.sh crash NAME...        SIGKILL + start, keeping the data (what it had not saved is lost)
 #   scripts/services.sh status               show what runs
 #   scripts/services.sh env                  print the env file for tests
 #   scripts/services.sh mqtt-users PASSWD ACL
@@ -620,6 +621,31 @@ cmd_restart() {
     done
 }
 
+# SIGKILL (no chance to save state), then start again on the same data.
+cmd_crash() {
+    (($# > 0)) || die "crash needs a service name (${ALL[*]})"
+    require_bins
+    local names n pid deadline
+    mapfile -t names < <(names_or_all "$@")
+    lock
+    write_env
+    for n in "${names[@]}"; do
+        if pid=$(svc_pid "$n"); then
+            kill -KILL "$pid" 2>/dev/null || true
+            deadline=$((SECONDS + 10))
+            while alive "$pid" && ((SECONDS < deadline)); do sleep 0.05; done
+            alive "$pid" && die "$n (pid $pid) survived SIGKILL"
+            deadline=$((SECONDS + 10))
+            while port_open "$(svc_port "$n")" && ((SECONDS < deadline)); do sleep 0.1; done
+            rm -f "$(pid_file "$n")"
+            log "$n killed (SIGKILL)"
+        else
+            log "$n was not running"
+        fi
+        start_one "$n"
+    done
+}
+
 cmd_status() {
     local n pid state rc=0
     for n in "${ALL[@]}"; do
@@ -675,6 +701,7 @@ main() {
         start) cmd_start "$@" ;;
         stop) cmd_stop "$@" ;;
         restart) cmd_restart "$@" ;;
+        crash) cmd_crash "$@" ;;
         status) cmd_status ;;
         env) cmd_env ;;
         mqtt-users) cmd_mqtt_users "$@" ;;
