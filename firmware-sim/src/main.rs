@@ -4,11 +4,13 @@
 //! JSON on stdout. `gen-zone` writes a zone with synthetic devices for load
 //! tests; `capture` writes the fleet's messages to a file without a broker
 //! and `replay` publishes such a file at a fixed rate (`capture.rs`,
-//! `replay.rs`; used by scripts/bench-e2e.sh). See README.md and
+//! `replay.rs`; used by scripts/bench-e2e.sh); `sparkplug` plays the devices
+//! of one Sparkplug B edge node (`sparkplug_cmd.rs`). See README.md and
 //! SCENARIOS.md next to this crate.
 
 mod capture;
 mod replay;
+mod sparkplug_cmd;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -45,6 +47,9 @@ enum Cmd {
     Capture(capture::CaptureArgs),
     /// Publish a capture file at a fixed rate (QoS 1) and count the PUBACKs.
     Replay(replay::ReplayArgs),
+    /// Play the devices sparkplug.json maps to one edge node as that
+    /// Sparkplug B edge node (births, data by alias, faults).
+    Sparkplug(sparkplug_cmd::SparkplugArgs),
 }
 
 #[derive(Args, Clone)]
@@ -296,6 +301,7 @@ async fn main() -> anyhow::Result<()> {
         Some(Cmd::Run(a)) => run(a).await,
         Some(Cmd::Capture(c)) => capture::capture(c),
         Some(Cmd::Replay(r)) => replay::replay(r).await,
+        Some(Cmd::Sparkplug(a)) => sparkplug_cmd::run(a).await,
         Some(Cmd::Scenarios) => {
             for s in Scenario::ALL {
                 println!("{:<22} {}", s.as_str(), s.summary());
