@@ -60,4 +60,8 @@ section "cargo test --workspace --no-fail-fast $*"
 # --no-fail-fast: one failing test binary must not hide the others.
 cargo test --workspace --no-fail-fast "$@"
 
+section "fuzz: every cargo-fuzz target for ${WW_FUZZ_SECONDS:-10} s (fuzz/smoke.sh)"
+# The long runs (10 million executions each) are recorded in docs/FUZZING.md.
+fuzz/smoke.sh
+
 section "all checks passed"

@@ -1,15 +1,14 @@
 //! Fuzzes the whole decode path: topic parse, protobuf or JSON decode,
 //! validation, normalisation, then line-protocol encoding of what passed.
 //! The first input byte picks the topic and encoding; the rest is payload.
-//! Properties: no panic; an accepted record always encodes to exactly one line.
+//! Properties: no panic; an accepted record carries the topic's ids and
+//! encodes to exactly one line that reads back with its tags, point time and
+//! every device text byte-exact (`record::check_line`).
 #![no_main]
 
-use std::sync::{Arc, OnceLock};
-
 use libfuzzer_sys::fuzz_target;
-use wastewatch::decode::{DecodePolicy, Decoder};
-use wastewatch::registry::Registry;
-use wastewatch::sink::encode::encode_record;
+use wastewatch_fuzz::record::{check_ids, check_line};
+use wastewatch_fuzz::zone;
 
 const TOPICS: [&str; 8] = [
     "wastewatch/v1/cs-hanghai-east/truck/truck-d1234/telemetry",
@@ -22,15 +21,6 @@ const TOPICS: [&str; 8] = [
     "wastewatch/v1/res-jingbei/bin/unknown/telemetry",
 ];
 
-fn decoder() -> &'static Decoder {
-    static D: OnceLock<Decoder> = OnceLock::new();
-    D.get_or_init(|| {
-        let zone = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../zone");
-        let reg = Registry::load_dir(&zone).unwrap_or_else(|_| Registry::empty());
-        Decoder::new(Arc::new(reg), DecodePolicy::default())
-    })
-}
-
 fuzz_target!(|data: &[u8]| {
     let Some((&sel, payload)) = data.split_first() else {
         return;
@@ -41,9 +31,8 @@ fuzz_target!(|data: &[u8]| {
     } else {
         None
     };
-    if let Ok(rec) = decoder().decode(topic, payload, ct, 1_790_000_000_000) {
-        let mut buf = String::new();
-        encode_record(&rec, &mut buf).expect("a validated record always encodes");
-        assert_eq!(buf.matches('\n').count(), 1);
+    if let Ok(rec) = zone::decoder().decode(topic, payload, ct, zone::NOW_MS) {
+        check_ids(&rec, topic);
+        check_line(&rec);
     }
 });
