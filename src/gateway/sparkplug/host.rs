@@ -373,6 +373,29 @@ impl Host {
             self.rebirth(m, out);
         }
         let dev_key = m.device.map(str::to_owned);
+        if kind == MessageType::NData && node_map.device(None).is_none() {
+            // The node's own metrics (diagnostics, control) belong to no
+            // wastewatch device: counted as unmapped, not refused.
+            if let Some(st) = self.nodes.get(&key).and_then(|n| n.devices.get(&None)) {
+                for metric in &m.p.metrics {
+                    let name = metric.name.clone().filter(|n| !n.is_empty()).or_else(|| {
+                        metric
+                            .alias
+                            .and_then(|a| st.aliases.get(&a))
+                            .map(|(n, _)| n.clone())
+                    });
+                    match name {
+                        Some(n) if is_control_metric(&n) => {}
+                        Some(n) => {
+                            out.unmapped_metrics += 1;
+                            log_unmapped(&mut self.logged_unmapped, m, &n);
+                        }
+                        None => out.unmapped_metrics += 1,
+                    }
+                }
+            }
+            return;
+        }
         let Some(dev_map) = node_map.device(m.device) else {
             quarantine(
                 out,

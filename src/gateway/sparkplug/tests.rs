@@ -424,3 +424,26 @@ fn the_sparkplug_section_adds_its_filters_and_refuses_bad_ids() {
     .to_string();
     assert!(err.contains("sparkplug.host_id \"a/b\""), "{err}");
 }
+
+#[test]
+fn ndata_of_a_node_whose_own_metrics_are_unmapped_is_counted_not_refused() {
+    let mut h = host();
+    let p = payload(
+        Some(0),
+        vec![
+            m(Some("bdSeq"), None, dt::INT64, Value::Int(0)),
+            m(Some("Diag/CPU"), Some(50), dt::DOUBLE, Value::Float(3.0)),
+        ],
+    );
+    h.on_message(&topic(MessageType::NBirth, "edge-1", None), &p, T0);
+    let p = payload(
+        Some(1),
+        vec![m(None, Some(50), dt::DOUBLE, Value::Float(4.0))],
+    );
+    let o = h.on_message(&topic(MessageType::NData, "edge-1", None), &p, T0);
+    assert!(o.quarantine.is_empty() && o.records.is_empty() && o.commands.is_empty());
+    assert_eq!(o.unmapped_metrics, 1);
+    // The node's seq went on: the next device message is not a gap.
+    let o = store_birth(&mut h, 2);
+    assert!(o.commands.is_empty() && o.seq_gaps == 0);
+}
