@@ -12,7 +12,9 @@
 //!   format (`name:$7$iterations$salt$hash`, PBKDF2-HMAC-SHA512, the format
 //!   `mosquitto_passwd` writes), every device and every ingest identity;
 //! - `device-secrets.txt` — `device_id password` per line, for provisioning
-//!   the devices (keep it like a private key: mode 0600);
+//!   the devices (keep it like a private key: mode 0600); Sparkplug B edge
+//!   nodes of the zone's `sparkplug.json` are identities too, under their
+//!   `edge_node_id` (docs/PROTOCOLS.md);
 //! - `<ingest-user>.password` — each ingest identity's password, for
 //!   `mqtt.password_file`.
 //!
@@ -263,23 +265,32 @@ pub fn ingest_password_file(out: &Path, user: &str) -> PathBuf {
 /// Generates (or updates) the credentials of every registered device and
 /// of the ingest identities in `req.out`.
 pub fn generate(registry: &Registry, req: &Request) -> Result<Report, CredentialsError> {
-    let mut devices: Vec<&str> = registry.devices.keys().map(String::as_str).collect();
+    // Devices and Sparkplug edge nodes log in under their own names (an
+    // edge node id that is also a device id is one identity).
+    let mut devices: Vec<&str> = registry
+        .devices
+        .keys()
+        .chain(registry.sparkplug.values().map(|n| &n.edge_node_id))
+        .map(String::as_str)
+        .collect();
     devices.sort_unstable();
+    devices.dedup();
+    let known: std::collections::BTreeSet<&str> = devices.iter().copied().collect();
     for d in &devices {
         check_name("device id", d)?;
     }
     for u in &req.ingest_users {
         check_name("ingest user", u)?;
-        if registry.devices.contains_key(u) {
+        if known.contains(u.as_str()) {
             return Err(CredentialsError::BadName(format!(
-                "ingest user {u:?} is also a device id; a device logging in under it would read every device's messages. Pick another --ingest-user"
+                "ingest user {u:?} is also a device id (or a Sparkplug edge node id); a device logging in under it would read every device's messages. Pick another --ingest-user"
             )));
         }
     }
     for r in &req.rotate {
-        if !registry.devices.contains_key(r) && !req.ingest_users.contains(r) {
+        if !known.contains(r.as_str()) && !req.ingest_users.contains(r) {
             return Err(CredentialsError::BadName(format!(
-                "--rotate {r:?} is neither a registered device nor an --ingest-user"
+                "--rotate {r:?} is neither a registered device or edge node nor an --ingest-user"
             )));
         }
     }
@@ -304,7 +315,7 @@ pub fn generate(registry: &Registry, req: &Request) -> Result<Report, Credential
         devices: devices.len(),
         removed: old
             .keys()
-            .filter(|k| !registry.devices.contains_key(*k))
+            .filter(|k| !known.contains(k.as_str()))
             .cloned()
             .collect(),
         ingest_users: req.ingest_users.clone(),
@@ -385,6 +396,41 @@ mod tests {
             })
             .collect();
         Registry::from_json_strs(&sites, &format!("[{}]", devices.join(",")), "[]").unwrap()
+    }
+
+    #[test]
+    fn sparkplug_edge_nodes_get_an_identity_of_their_own() {
+        let poly = r#"{"type":"Polygon","coordinates":[[[113.70,34.70],[113.71,34.70],[113.71,34.71],[113.70,34.71],[113.70,34.70]]]}"#;
+        let sites =
+            format!(r#"[{{"id":"s-1","name":"t","type":"recycling_plant","geofence":{poly}}}]"#);
+        let devices = r#"[{"id":"st-1","kind":"storage","site_id":"s-1","expected_interval_s":60,"storage":{"capacity_kg":3000,"small_storage_point":true,"medical":false}}]"#;
+        let sp = r#"[{"group_id":"g","edge_node_id":"edge-1","devices":[{"sparkplug_device_id":"S","device_id":"st-1","metrics":[{"name":"Stock","field":"stock_kg"}]}]}]"#;
+        let reg = Registry::from_json_strs_with_sparkplug(&sites, devices, "[]", "[]", sp).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let req = Request {
+            out: dir.path().join("c"),
+            ingest_users: vec!["ingest-a".into()],
+            rotate: vec![],
+        };
+        let r = generate(&reg, &req).unwrap();
+        assert_eq!(r.issued, ["edge-1", "st-1"]);
+        let secrets = parse_secrets(
+            Path::new("x"),
+            &std::fs::read_to_string(req.out.join(DEVICE_SECRETS_FILE)).unwrap(),
+        )
+        .unwrap();
+        assert!(mosquitto_verify(
+            &passwd(&req.out)["edge-1"],
+            &secrets["edge-1"]
+        ));
+        let bad = Request {
+            ingest_users: vec!["edge-1".into()],
+            ..req
+        };
+        assert!(
+            generate(&reg, &bad).is_err(),
+            "an ingest user named like an edge node"
+        );
     }
 
     #[test]

@@ -133,16 +133,6 @@ impl Drop for Edge {
     }
 }
 
-fn mosquitto_passwd(file: &Path, user: &str, pw: &str) {
-    let st = Command::new("mosquitto_passwd")
-        .arg("-b")
-        .arg(file)
-        .args([user, pw])
-        .status()
-        .expect("mosquitto_passwd (scripts/services.sh install)");
-    assert!(st.success());
-}
-
 fn alerts(svc: &Service) -> Vec<Value> {
     serde_json::from_str(
         &http_get(&format!("http://{}/api/v1/alerts", svc.http)).unwrap_or_default(),
@@ -194,9 +184,9 @@ struct Ctx {
     host_id: String,
     group: String,
     edge_a: String,
-    pw_a: &'static str,
+    pw_a: String,
     edge_b: String,
-    pw_b: &'static str,
+    pw_b: String,
 }
 
 fn prepare(prefix: &str) -> Ctx {
@@ -240,12 +230,26 @@ fn prepare(prefix: &str) -> Ctx {
     .unwrap();
     // The edge nodes' broker identities, and the ingest identity's Sparkplug
     // grants (as deploy/mosquitto/wastewatch.acl gives wastewatch-ingest).
+    // `wastewatch devices credentials` again, now that the zone has its
+    // edge nodes: it keeps the passwords it issued and adds theirs.
+    let ingest_user = format!("ww-{}", setup.tag);
+    let out = z.credentials_dir();
+    let cmd = Command::new(wastewatch_bin())
+        .args(["devices", "credentials", "--zone"])
+        .arg(z.dir.path())
+        .arg("--out")
+        .arg(&out)
+        .args(["--ingest-user", ingest_user.as_str()])
+        .output()
+        .unwrap();
+    assert!(
+        cmd.status.success(),
+        "wastewatch devices credentials: {}",
+        String::from_utf8_lossy(&cmd.stderr)
+    );
+    let passwd = out.join("mosquitto.passwd");
+    let (pw_a, pw_b) = (z.device_password(&edge_a), z.device_password(&edge_b));
     let auth = tempfile::tempdir().unwrap();
-    let passwd = auth.path().join("passwd");
-    let (pw_a, pw_b) = ("edge-a-secret-7f3e", "edge-b-secret-91c2");
-    std::fs::write(&passwd, "").unwrap();
-    mosquitto_passwd(&passwd, &edge_a, pw_a);
-    mosquitto_passwd(&passwd, &edge_b, pw_b);
     let acl = auth.path().join("acl");
     std::fs::write(
         &acl,
@@ -265,7 +269,7 @@ fn prepare(prefix: &str) -> Ctx {
             acl.to_str().unwrap(),
         ]);
         eventually(Duration::from_secs(5), || {
-            try_login(&edge_a, pw_a).is_ok() && try_login(&edge_b, pw_b).is_ok()
+            try_login(&edge_a, &pw_a).is_ok() && try_login(&edge_b, &pw_b).is_ok()
         })
     });
     assert!(
@@ -307,7 +311,7 @@ fn an_edge_node_of_pysparkplug_births_reports_by_alias_is_rebirthed_and_dies_int
 
     // 1. The host's STATE birth, retained: a node connecting later gets it.
     let mut a = Edge::spawn();
-    connect(&mut a, &edge_a, pw_a, 1);
+    connect(&mut a, &edge_a, &pw_a, 1);
     let st = a.wait(|v| v["event"] == "state", "STATE");
     assert_eq!(st["online"], true, "{st}");
     assert_eq!(st["retain"], true, "STATE must be retained: {st}");
@@ -433,7 +437,7 @@ fn an_edge_node_of_pysparkplug_births_reports_by_alias_is_rebirthed_and_dies_int
 
     // 5. Edge node B claims A's storage point ("Store" is not B's device).
     let mut b = Edge::spawn();
-    connect(&mut b, &edge_b, pw_b, 0);
+    connect(&mut b, &edge_b, &pw_b, 0);
     b.publish("NBIRTH", None, 0, json!([]));
     b.publish(
         "DBIRTH",
@@ -519,7 +523,7 @@ async fn firmware_sim_edge_node_with_a_seq_gap_and_a_reconnect_loses_no_reading(
     let target = EdgeTarget {
         host,
         port,
-        login: Some((ctx.edge_a.clone(), ctx.pw_a.to_owned())),
+        login: Some((ctx.edge_a.clone(), ctx.pw_a.clone())),
         client_id_prefix: CLIENT_ID_PREFIX.to_owned(),
     };
     let faults = EdgeFaults {
