@@ -463,10 +463,42 @@ fn an_edge_node_of_pysparkplug_births_reports_by_alias_is_rebirthed_and_dies_int
             .any(|r| r["stock_kg"].as_f64() == Some(777.0)),
         "a device was spoken for by another edge node"
     );
-    // B cannot publish under A's name either: the broker's ACL drops it.
+    // B cannot publish under A's name either: the broker's ACL drops it
+    // (QoS 1: MQTT 3.1.1 has no refusal code, the broker acks and drops).
+    b.send(json!({"op": "publish", "type": "DDATA", "device": "Store", "seq": 5, "qos": 1,
+                  "as_edge": edge_a, "metrics": [{"alias": 1, "datatype": "DOUBLE", "value": 0.555}]}));
+    b.wait(|v| v["event"] == "published", "published");
+
+    // A's next message is no gap: B's attempt never reached the host.
+    a.publish(
+        "DDATA",
+        Some("Store"),
+        5,
+        json!([{"alias": 2, "datatype": "FLOAT", "value": 22.5}]),
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || influx_rows(
+            &db,
+            "SELECT temperature_c FROM storage_reading"
+        )
+        .iter()
+        .any(|r| r["temperature_c"].as_f64() == Some(22.5))),
+        "A's reading after B's attempt not stored"
+    );
+    assert!(
+        !influx_rows(&db, "SELECT stock_kg FROM storage_reading")
+            .iter()
+            .any(|r| r["stock_kg"].as_f64() == Some(555.0)),
+        "B published under A's id"
+    );
+    let gaps = svc.metric("sparkplug_seq_gaps_total");
+    assert_eq!(
+        gaps, 1,
+        "only the deliberate gap; B's message under A's id must not count"
+    );
 
     // 6. DDEATH: the storage point goes offline.
-    a.publish("DDEATH", Some("Store"), 5, json!([]));
+    a.publish("DDEATH", Some("Store"), 6, json!([]));
     assert!(
         eventually(Duration::from_secs(20), || offline(&svc, &z.storage)),
         "no device_offline for {} after DDEATH: {:?}\nlog:\n{}",

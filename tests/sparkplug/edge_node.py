@@ -9,7 +9,8 @@ send, so a test can make seq gaps, unknown aliases and deaths on purpose.
 Commands:
   {"op": "connect", "host", "port", "user", "password", "group", "edge", "bd_seq"}
   {"op": "publish", "type": "NBIRTH|DBIRTH|NDATA|DDATA|DDEATH", "device": str|null,
-   "seq": int, "qos": 0|1, "metrics": [{"name", "alias", "datatype", "value"}]}
+   "seq": int, "qos": 0|1, "metrics": [{"name", "alias", "datatype", "value"}],
+   "as_edge": str (optional: publish under another edge node's id)}
   {"op": "disconnect"}          clean: NDEATH published by us, then DISCONNECT
   {"op": "die"}                 the process exits without DISCONNECT (the broker
                                 publishes the will)
@@ -118,7 +119,7 @@ class Node:
         topic = psp.Topic(
             message_type=psp.MessageType[kind],
             group_id=self.group,
-            edge_node_id=self.edge,
+            edge_node_id=c.get("as_edge", self.edge),  # as_edge: try another node's topic
             device_id=device,
         )
         metrics = tuple(metric(m) for m in c.get("metrics", []))
