@@ -8,7 +8,7 @@
 # Idempotent; run from anywhere.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
-for t in decode protobuf json topic config registry jt808; do
+for t in decode protobuf json topic config registry jt808 sparkplug; do
     mkdir -p "corpus/$t"
     if [[ -d "seeds/$t" ]]; then
         cp -f seeds/"$t"/* "corpus/$t/"

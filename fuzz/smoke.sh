@@ -16,7 +16,7 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$(pwd)
-TARGETS=(topic json protobuf decode config registry jt808)
+TARGETS=(topic json protobuf decode config registry jt808 sparkplug)
 SECONDS_EACH=${WW_FUZZ_SECONDS:-10}
 
 if [[ -d "$HOME/.cargo/bin" && ":$PATH:" != *":$HOME/.cargo/bin:"* ]]; then
