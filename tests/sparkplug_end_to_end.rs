@@ -523,6 +523,12 @@ fn an_edge_node_of_pysparkplug_births_reports_by_alias_is_rebirthed_and_dies_int
         svc.metric("sparkplug_unmapped_metrics_total") >= 2,
         "Vendor/Serial of two DBIRTHs"
     );
+    let log = setup.log();
+    assert!(log.contains("sparkplug STATE birth published"), "{log}");
+    assert!(
+        !log.contains("refused a publish of ours"),
+        "the broker refused the host's STATE or NCMD:\n{log}"
+    );
     drop(b);
     svc.stop();
 }
@@ -558,16 +564,18 @@ async fn firmware_sim_edge_node_with_a_seq_gap_and_a_reconnect_loses_no_reading(
         login: Some((ctx.edge_a.clone(), ctx.pw_a.clone())),
         client_id_prefix: CLIENT_ID_PREFIX.to_owned(),
     };
+    // The rebirth request must reach the node before it drops its first
+    // session (an NCMD to a gone session is lost, as on any broker).
     let faults = EdgeFaults {
-        seq_gap_before: Some(3),
-        reconnect_before: Some(7),
+        seq_gap_before: Some(2),
+        reconnect_before: Some(9),
     };
     let summary = play(
         &mut sim,
         &target,
         &readings,
         &faults,
-        Duration::from_millis(150),
+        Duration::from_millis(200),
         Duration::from_secs(1),
     )
     .await

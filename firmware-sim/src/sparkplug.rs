@@ -461,7 +461,14 @@ pub async fn play(
             send(&s, m).await?;
             *summary.data.entry(env.device_id.clone()).or_default() += 1;
         }
-        tokio::time::sleep(pace).await;
+        // Commands are answered while waiting for the next reading.
+        let next = tokio::time::Instant::now() + pace;
+        while tokio::time::Instant::now() < next {
+            for m in answer(&mut s, sim, &mut summary) {
+                send(&s, m).await?;
+            }
+            tokio::time::sleep(Duration::from_millis(20).min(pace)).await;
+        }
     }
     let t0 = tokio::time::Instant::now();
     while t0.elapsed() < linger {

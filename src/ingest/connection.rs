@@ -34,7 +34,8 @@ use std::time::Duration;
 use bytes::BytesMut;
 use rumqttc::v5::mqttbytes::v5::{
     ConnAck, Connect, ConnectProperties, ConnectReturnCode, Disconnect, DisconnectReasonCode,
-    Filter, LastWill, Login, Packet, PingReq, Publish, Subscribe, SubscribeReasonCode,
+    Filter, LastWill, Login, Packet, PingReq, PubAckReason, Publish, Subscribe,
+    SubscribeReasonCode,
 };
 use rumqttc::v5::mqttbytes::QoS;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -433,6 +434,15 @@ async fn serve(
                     }
                 }
                 Ok(Packet::PingResp(_)) => awaiting_pong = false,
+                // Our own publishes (Sparkplug STATE, rebirth requests).
+                Ok(Packet::PubAck(ack))
+                    if !matches!(
+                        ack.reason,
+                        PubAckReason::Success | PubAckReason::NoMatchingSubscribers
+                    ) =>
+                {
+                    warn!(pkid = ack.pkid, reason = ?ack.reason, "the broker refused a publish of ours (Sparkplug STATE or NCMD); check the broker ACL for the ingest identity");
+                }
                 Ok(Packet::Disconnect(d)) => {
                     return End::Lost(format!("broker sent DISCONNECT ({:?})", d.reason_code))
                 }
