@@ -676,7 +676,9 @@ cmd_mqtt_users() {
     dir=$(svc_dir mosquitto)
     auth=$dir/auth
     [[ -f $auth/passwd ]] || die "mqtt-users: no $auth/passwd; start mosquitto first"
-    awk -F: 'NR==FNR { if ($1 != "") new[$1]=1; next } !($1 in new)' "$add" "$auth/passwd" >"$auth/passwd.new"
+    # FILENAME, not NR==FNR: with an empty PASSWD file NR==FNR holds for the
+    # broker's file too, and every identity would be dropped.
+    awk -F: -v add="$add" 'FILENAME == add { if ($1 != "") new[$1]=1; next } !($1 in new)' "$add" "$auth/passwd" >"$auth/passwd.new"
     grep -v '^[[:space:]]*$' "$add" >>"$auth/passwd.new" || true
     chmod 600 "$auth/passwd.new"
     mv -f "$auth/passwd.new" "$auth/passwd"
