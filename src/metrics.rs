@@ -359,7 +359,7 @@ pub const TABLE: &[Def] = &[
     atomic!(
         "mqtt_connected",
         Gauge,
-        "1 while the MQTT session is up.",
+        "1 while the MQTT session is up and subscribed (from SUBACK until the connection is lost).",
         mqtt_connected
     ),
     atomic!(

@@ -289,8 +289,9 @@ pub async fn run(
         let end = match attempt {
             Ok((stream, ack, leftover, connect_ms)) => {
                 let epoch = session.epoch.fetch_add(1, SeqCst) + 1;
-                session.connected.store(true, SeqCst);
-                metrics.mqtt_connected.store(1, Relaxed);
+                // `connected` (and readiness) wait for the SUBACK: a
+                // message published before the broker took the
+                // subscription of a new session would not reach us.
                 backoff.reset();
                 info!(session_present = ack.session_present, "mqtt connected");
                 if !ack.session_present && epoch > 1 {
@@ -422,6 +423,8 @@ async fn serve(
                     });
                 }
                 Ok(Packet::SubAck(ack)) => {
+                    session.connected.store(true, SeqCst);
+                    metrics.mqtt_connected.store(1, Relaxed);
                     for (f, code) in s.subscribe.iter().zip(&ack.return_codes) {
                         match code {
                             SubscribeReasonCode::Success(_) => {

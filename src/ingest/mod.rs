@@ -54,7 +54,8 @@ pub struct Session {
     pub epoch: AtomicU64,
     /// PUBACKs written to the socket.
     pub acks_flushed: AtomicU64,
-    /// True after CONNACK, false once the connection is lost.
+    /// True once the broker acknowledged the subscription (SUBACK) of the
+    /// live connection, false once the connection is lost.
     pub connected: AtomicBool,
 }
 
