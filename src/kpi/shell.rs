@@ -42,6 +42,16 @@ struct Snapshot {
     engine: serde_json::Value,
 }
 
+/// The snapshot file's bytes: a serialised [`Snapshot`], put together
+/// around the engine's JSON without parsing it.
+fn snapshot_bytes(offset: u64, engine: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(engine.len() + 48);
+    bytes.extend_from_slice(format!("{{\"offset\":{offset},\"engine\":").as_bytes());
+    bytes.extend_from_slice(engine);
+    bytes.push(b'}');
+    bytes
+}
+
 /// Path of the snapshot in `dir`.
 pub fn snapshot_path(dir: &Path) -> PathBuf {
     dir.join(SNAPSHOT_FILE)
@@ -219,9 +229,12 @@ async fn save(s: &KpiStage) {
     let pos = s.reader.position();
     let (dir, log) = (s.dir.clone(), s.log.clone());
     let r = tokio::task::spawn_blocking(move || -> Result<(), String> {
-        let engine: serde_json::Value =
-            serde_json::from_slice(&engine).map_err(|e| e.to_string())?;
-        let bytes = serde_json::to_vec(&Snapshot { offset, engine }).map_err(|e| e.to_string())?;
+        // The same JSON as serialising `Snapshot`, put together around the
+        // engine's bytes: parsing them into a `serde_json::Value` first
+        // took several times their size in memory (a 13 MB state peaked
+        // the service above 150 MB RSS in the end-to-end bench).
+        let bytes = snapshot_bytes(offset, &engine);
+        drop(engine);
         crate::fsutil::write_atomic(&snapshot_path(&dir), &bytes).map_err(|e| e.to_string())?;
         log.commit_cursor(CURSOR_KPI, pos, Durability::Now)
             .map_err(|e| e.to_string())
@@ -231,5 +244,30 @@ async fn save(s: &KpiStage) {
         Ok(Ok(())) => {}
         Ok(Err(e)) => error!(error = %e, "KPI snapshot not saved; will retry"),
         Err(e) => error!(error = %e, "KPI snapshot task failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_snapshot_file_is_a_serialised_snapshot_that_restores_the_engine() {
+        let reg = std::sync::Arc::new(
+            crate::registry::Registry::load_dir(
+                &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("zone"),
+            )
+            .unwrap(),
+        );
+        let engine = KpiEngine::new(reg.clone(), Default::default());
+        let state = engine.snapshot().unwrap();
+        let bytes = snapshot_bytes(12_345, &state);
+        let snap: Snapshot = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(snap.offset, 12_345);
+        let mut again = KpiEngine::new(reg, Default::default());
+        again
+            .restore(&serde_json::to_vec(&snap.engine).unwrap())
+            .unwrap();
+        assert_eq!(again.snapshot().unwrap(), state);
     }
 }
