@@ -269,5 +269,105 @@ fn bench_jt808(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench, bench_jt808);
+/// Sparkplug B: a DDATA of the shipped zone's hazardous storage point
+/// (`edge-hazard-east-01` / `HazStore` → `st-licensed-01`) with all ten
+/// mapped metrics by alias, after its NBIRTH and DBIRTH: payload decode →
+/// topic → seq and alias resolution → units → validated `storage_reading`
+/// record → line protocol. The seq moves on with every message, as an edge
+/// node's does.
+fn bench_sparkplug(c: &mut Criterion) {
+    use wastewatch::gateway::sparkplug::{Host, HostConfig};
+    use wastewatch_contract::sparkplug::{self as sp, datatype as dt, MessageType, Value};
+    use wastewatch_contract::sparkplug_pb::Payload;
+
+    let reg = Registry::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("zone"))
+        .expect("shipped zone loads");
+    let dec = Arc::new(Decoder::new(Arc::new(reg), DecodePolicy::default()));
+    let mut host = Host::new(
+        dec,
+        HostConfig {
+            host_id: "bench".into(),
+            groups: vec![],
+            rebirth_min_interval_ms: 5_000,
+        },
+    );
+    let (group, edge, dev) = ("licensed-facilities", "edge-hazard-east-01", "HazStore");
+    let metrics: [(&str, u32, Value); 10] = [
+        ("Stock", dt::DOUBLE, Value::Float(2.45)),
+        ("Oldest Container Age", dt::DOUBLE, Value::Float(2_400.0)),
+        ("Temperature", dt::FLOAT, Value::Float(26.3)),
+        ("Gas/Combustible", dt::FLOAT, Value::Float(3.0)),
+        ("Gas/Toxic", dt::FLOAT, Value::Float(5.0)),
+        ("Gas/Oxygen", dt::FLOAT, Value::Float(20.8)),
+        ("Leak", dt::BOOLEAN, Value::Bool(false)),
+        ("Door Open", dt::BOOLEAN, Value::Bool(false)),
+        ("Containers", dt::INT32, Value::Int(14)),
+        ("Battery", dt::FLOAT, Value::Float(3.58)),
+    ];
+    let enc = |seq: u64, ms: Vec<wastewatch_contract::sparkplug_pb::payload::Metric>| {
+        Payload {
+            timestamp: Some((NOW - 500) as u64),
+            seq: Some(seq),
+            metrics: ms,
+            ..Default::default()
+        }
+        .encode_to_vec()
+    };
+    let nbirth = enc(
+        0,
+        vec![sp::metric(Some("bdSeq"), None, dt::INT64, &Value::Int(1))],
+    );
+    let out = host.on_message(
+        &sp::topic(group, MessageType::NBirth, edge, None),
+        &nbirth,
+        NOW,
+    );
+    assert!(out.quarantine.is_empty(), "{:?}", out.quarantine);
+    let dbirth = enc(
+        1,
+        metrics
+            .iter()
+            .enumerate()
+            .map(|(i, (n, t, v))| sp::metric(Some(n), Some(i as u64 + 1), *t, v))
+            .collect(),
+    );
+    let out = host.on_message(
+        &sp::topic(group, MessageType::DBirth, edge, Some(dev)),
+        &dbirth,
+        NOW,
+    );
+    assert!(out.quarantine.is_empty(), "{:?}", out.quarantine);
+    // The 256 DDATA payloads of one seq cycle, prepared up front.
+    let data: Vec<Vec<u8>> = (0..256u64)
+        .map(|seq| {
+            enc(
+                seq,
+                metrics
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (_, t, v))| sp::metric(None, Some(i as u64 + 1), *t, v))
+                    .collect(),
+            )
+        })
+        .collect();
+    let topic = sp::topic(group, MessageType::DData, edge, Some(dev));
+    let mut seq = 2usize;
+    let mut buf = String::with_capacity(1024);
+    let mut g = c.benchmark_group("sparkplug_decode_normalise_encode");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("storage_ddata_10_metrics", |b| {
+        b.iter(|| {
+            let out = host.on_message(black_box(&topic), black_box(&data[seq]), NOW);
+            seq = (seq + 1) % 256;
+            let rec = out.records.first().expect("a storage reading");
+            debug_assert!(out.quarantine.is_empty() && out.commands.is_empty());
+            buf.clear();
+            encode_record(rec, &mut buf).expect("encodes");
+            black_box(buf.len())
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_jt808, bench_sparkplug);
 criterion_main!(benches);
