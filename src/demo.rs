@@ -264,6 +264,32 @@ fn sample(running: &crate::app::Running) -> Sample {
 }
 
 /// Runs the demo until `stop` turns true or `opts.duration` passes.
+/// `CREATE DATABASE` on an InfluxDB 1.x (a no-op when it exists), so the
+/// demo works against a fresh server; a server that refuses says why.
+async fn create_database(url: &url::Url, database: &str) -> anyhow::Result<()> {
+    let q = url
+        .join("query")
+        .with_context(|| format!("influx v1 url {url} cannot take /query"))?;
+    let quoted = database.replace('\\', "\\\\").replace('"', "\\\"");
+    let resp = reqwest::Client::new()
+        .post(q)
+        .form(&[("q", format!("CREATE DATABASE \"{quoted}\""))])
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .with_context(|| {
+            format!("cannot reach InfluxDB at {url} to create database {database:?}")
+        })?;
+    let status = resp.status();
+    let body = resp.text().await.unwrap_or_default();
+    if !status.is_success() || body.contains("\"error\"") {
+        anyhow::bail!(
+            "InfluxDB at {url} refused to create database {database:?}: HTTP {status}: {body}"
+        );
+    }
+    Ok(())
+}
+
 pub async fn run_until(opts: DemoOptions, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
     let scenarios = parse_scenarios(&opts.scenarios)?;
     let zone = zone_dir();
@@ -322,12 +348,17 @@ pub async fn run_until(opts: DemoOptions, mut stop: watch::Receiver<bool>) -> an
         });
     settings.tsdb.stats_interval = None;
     settings.tsdb.target = match &opts.influx_v1_url {
-        Some(u) => TsdbTarget::InfluxV1 {
-            url: url::Url::parse(u).with_context(|| format!("influx v1 url {u:?} is not a URL"))?,
-            database: opts.database.clone(),
-            retention_policy: String::new(),
-            credentials: None,
-        },
+        Some(u) => {
+            let url =
+                url::Url::parse(u).with_context(|| format!("influx v1 url {u:?} is not a URL"))?;
+            create_database(&url, &opts.database).await?;
+            TsdbTarget::InfluxV1 {
+                url,
+                database: opts.database.clone(),
+                retention_policy: String::new(),
+                credentials: None,
+            }
+        }
         None => {
             std::fs::write(&opts.out_file, b"")
                 .with_context(|| format!("cannot create {}", opts.out_file.display()))?;
@@ -612,6 +643,46 @@ mod tests {
                 "unexpected line {l}"
             );
         }
+    }
+
+    /// Against the test InfluxDB 1.x (scripts/services.sh): a database that
+    /// does not exist yet is created, and the points land in it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_demo_creates_its_influxdb_database_and_writes_there() {
+        let influx = std::env::var("WW_TEST_INFLUXDB")
+            .expect("WW_TEST_INFLUXDB is not set: run the tests with scripts/test.sh");
+        let db = format!("demo_create_{}", std::process::id());
+        let dir = tempfile::tempdir().unwrap();
+        let opts = DemoOptions {
+            influx_v1_url: Some(influx.clone()),
+            database: db.clone(),
+            out_file: dir.path().join("unused.lp"),
+            duration: Some(Duration::from_secs(4)),
+            scenarios: vec!["normal".to_owned()],
+            ..DemoOptions::default()
+        };
+        run(opts).await.unwrap();
+        let count = |q: String| {
+            let influx = influx.clone();
+            let db = db.clone();
+            async move {
+                reqwest::Client::new()
+                    .get(format!("{influx}/query"))
+                    .query(&[("db", db.as_str()), ("q", q.as_str())])
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap()
+            }
+        };
+        let body = count("SHOW MEASUREMENTS".to_owned()).await;
+        assert!(
+            body.contains("device_status") || body.contains("truck_fix"),
+            "no device measurement in the new database {db}: {body}"
+        );
+        let _ = count(format!("DROP DATABASE \"{db}\"")).await;
     }
 
     /// Collects every publish on `wastewatch/v1/#` until `stop`.
