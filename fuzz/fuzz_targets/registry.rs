@@ -24,7 +24,7 @@
 //!   column inside the text; a file that is not an array exactly one, for the
 //!   file; every other error names an entry by an index that has no usable
 //!   id or by an id that an entry of that file has; `Display` reads
-//!   `<file>: <entry>: <problem>`.
+//!   `<file>: <entry>: <problem>` (`<file>: <problem>` for the whole file).
 #![no_main]
 
 use std::collections::HashSet;
@@ -439,7 +439,12 @@ fn check_err(errs: &RegistryErrors, texts: &[String; 3]) {
         }
         for e in mine {
             let shown = e.to_string();
-            let head = format!("{}: {}: ", file.file_name(), e.entry);
+            // A whole-file problem reads `<file>: <problem>`; an entry's
+            // `<file>: <entry>: <problem>`.
+            let head = match e.entry {
+                Entry::File => format!("{}: ", file.file_name()),
+                _ => format!("{}: {}: ", file.file_name(), e.entry),
+            };
             assert!(
                 shown.starts_with(&head),
                 "{shown:?} does not start with {head:?}"
