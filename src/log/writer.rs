@@ -134,6 +134,7 @@ pub(crate) fn spawn(
         path: inner.dir.join(RESERVE_FILE),
         bytes: inner.opts.disk_reserve_bytes,
         present: false,
+        retry_at: None,
     };
     if let Err(e) = reserve.restore() {
         warn!(error = %e, path = %reserve.path.display(), bytes = reserve.bytes, "cannot write the log's disk reserve; ingest waits until it can");
@@ -171,7 +172,13 @@ struct Reserve {
     bytes: u64,
     /// Written in full and synced.
     present: bool,
+    /// A failed write is not tried again before this: each try writes up
+    /// to `bytes` of zeros, and ingest retries its appends every 500 ms.
+    retry_at: Option<std::time::Instant>,
 }
+
+/// Least time between two tries to write the reserve again.
+const RESERVE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Reserve {
     /// Writes the reserve in full (zeros, synced) unless it is there.
@@ -212,6 +219,20 @@ impl Reserve {
                 Err(e)
             }
         }
+    }
+
+    /// [`Reserve::restore`], at most once per [`RESERVE_RETRY`] after a
+    /// failure.
+    fn restore_when_due(&mut self) -> std::io::Result<()> {
+        let now = std::time::Instant::now();
+        if self.retry_at.is_some_and(|t| now < t) {
+            return Err(std::io::Error::other(
+                "the last try failed less than a second ago",
+            ));
+        }
+        let r = self.restore();
+        self.retry_at = r.is_err().then(|| now + RESERVE_RETRY);
+        r
     }
 
     /// Deletes the reserve, freeing its space.
@@ -266,7 +287,7 @@ impl Writer {
             .iter()
             .any(|Request::Append { batch, .. }| batch.class == Class::Ingest)
         {
-            match self.reserve.restore() {
+            match self.reserve.restore_when_due() {
                 Ok(()) => {
                     info!(
                         bytes = self.reserve.bytes,
