@@ -92,6 +92,19 @@ fn cert(
         ],
     );
     std::fs::write(dir.join(&extf), format!("{ext}\n")).unwrap();
+    // An explicit serial, not -CAcreateserial: the tests of this file sign
+    // with the shared test CA in parallel, and concurrent updates of its
+    // serial file corrupt it ("Unable to load number from ca.srl").
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let serial = format!(
+        "{}{:06}{:04}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_micros(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
     openssl(
         dir,
         &[
@@ -103,7 +116,8 @@ fn cert(
             ca.0.to_str().unwrap(),
             "-CAkey",
             ca.1.to_str().unwrap(),
-            "-CAcreateserial",
+            "-set_serial",
+            &serial,
             "-days",
             &days.to_string(),
             "-extfile",
