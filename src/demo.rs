@@ -266,6 +266,50 @@ fn sample(running: &crate::app::Running) -> Sample {
 /// Runs the demo until `stop` turns true or `opts.duration` passes.
 /// `CREATE DATABASE` on an InfluxDB 1.x (a no-op when it exists), so the
 /// demo works against a fresh server; a server that refuses says why.
+/// The KPIs no sensor measures (spot checks, audits, buildings, publicity):
+/// operators enter them with `wastewatch kpi import`. The demo enters these
+/// made-up values for its month, each noted "demo sample", so that its
+/// report covers every target of the plan: (kpi, numerator, denominator).
+const OPERATOR_SAMPLE: &[(&str, u32, u32)] = &[
+    ("hazardous_spot_check_pass", 47, 48),
+    ("clean_production_audit", 18, 19),
+    ("green_building_share", 182_000, 190_000),
+    ("prefabricated_share", 41_000, 100_000),
+    ("publicity_reach", 9_150, 10_000),
+    ("public_participation", 7_400, 10_000),
+    ("public_satisfaction", 9_320, 10_000),
+];
+
+/// [`OPERATOR_SAMPLE`] for `month` (`YYYY-MM`) as a `kpi import` CSV file.
+fn operator_sample_csv(month: &str) -> String {
+    let mut csv = String::from("kpi,period,site,numerator,denominator,note\n");
+    for (kpi, num, den) in OPERATOR_SAMPLE {
+        csv.push_str(&format!("{kpi},{month},,{num},{den},demo sample\n"));
+    }
+    csv
+}
+
+/// Imports [`OPERATOR_SAMPLE`] for `month` through the same parser and
+/// point encoding as `wastewatch kpi import`; returns how many values.
+async fn import_operator_sample(
+    tsdb: &crate::config::TsdbSettings,
+    kpi: &crate::kpi::config::KpiConfig,
+    month: &str,
+) -> anyhow::Result<usize> {
+    use crate::sink::writer::{WriteOutcome, Writer};
+    let records = crate::kpi::import::parse(&operator_sample_csv(month), kpi)
+        .map_err(|errs| anyhow::anyhow!("{}", errs.join("; ")))?;
+    let body = crate::kpi::import::lines(&records).map_err(anyhow::Error::msg)?;
+    let writer = Writer::new(tsdb).map_err(|e| anyhow::anyhow!("{e}"))?;
+    match writer.write(&body).await {
+        WriteOutcome::Ok => Ok(records.len()),
+        WriteOutcome::Rejected { reason } | WriteOutcome::Retry { reason, .. } => {
+            anyhow::bail!("InfluxDB did not take them: {reason}")
+        }
+        WriteOutcome::TooLarge => anyhow::bail!("InfluxDB refused them as too large"),
+    }
+}
+
 async fn create_database(url: &url::Url, database: &str) -> anyhow::Result<()> {
     let q = url
         .join("query")
@@ -367,6 +411,7 @@ pub async fn run_until(opts: DemoOptions, mut stop: watch::Receiver<bool>) -> an
             }
         }
     };
+    let (tsdb_settings, kpi_settings) = (settings.tsdb.clone(), settings.kpi.clone());
     let running = crate::app::start(settings, registry.clone()).await?;
     if let Some(addr) = running.http_addr {
         println!("service: http on http://{addr} (/metrics, /healthz, /readyz)");
@@ -401,6 +446,15 @@ pub async fn run_until(opts: DemoOptions, mut stop: watch::Receiver<bool>) -> an
         ..SimConfig::default()
     };
     let fleet = Fleet::new(&registry, &cfg)?;
+    if opts.influx_v1_url.is_some() {
+        let month = crate::kpi::cli::this_month(cfg.start_unix_ms, 480);
+        match import_operator_sample(&tsdb_settings, &kpi_settings, &month).await {
+            Ok(n) => println!(
+                "operator KPIs: {n} made-up sample values for {month} imported (source=import, note \"demo sample\"); real ones come from `wastewatch kpi import`"
+            ),
+            Err(e) => println!("operator KPIs: the demo sample was not imported: {e:#}"),
+        }
+    }
     // Print every alert notification as it happens.
     let mut alert_rx = running.alerts.broadcast.subscribe();
     let alert_printer = tokio::spawn(async move {
@@ -682,7 +736,104 @@ mod tests {
             body.contains("device_status") || body.contains("truck_fix"),
             "no device measurement in the new database {db}: {body}"
         );
+        // The operator sample: one imported value per imported KPI.
+        let body = count(
+            "SELECT count(numerator) FROM kpi WHERE source = 'import' GROUP BY kpi".to_owned(),
+        )
+        .await;
+        for (kpi, _, _) in OPERATOR_SAMPLE {
+            assert!(
+                body.contains(&format!("\"kpi\":\"{kpi}\"")),
+                "no imported {kpi} in {db}: {body}"
+            );
+        }
         let _ = count(format!("DROP DATABASE \"{db}\"")).await;
+    }
+
+    /// The first day and a half of the default demo, simulated offline and
+    /// decoded into the KPI engine, gives every computed KPI of the
+    /// catalogue a zone value with a denominator: the simulated fleet makes
+    /// the tickets, manifests, lots, readings and trips the formulas need.
+    #[test]
+    fn the_default_demo_fleet_feeds_every_computed_kpi() {
+        let registry = Arc::new(Registry::load_dir(&zone_dir()).unwrap());
+        // 2026-11-15 12:00 UTC; the demo starts the evening before.
+        let start = demo_start_ms(1_794_744_000_000);
+        let cfg = SimConfig {
+            seed: 1,
+            scenarios: parse_scenarios(&[]).unwrap(),
+            start_unix_ms: start,
+            ..SimConfig::default()
+        };
+        let mut fleet = Fleet::new(&registry, &cfg).unwrap();
+        let decoder = crate::decode::Decoder::new(registry.clone(), Default::default());
+        let mut engine = crate::kpi::engine::KpiEngine::new(registry.clone(), Default::default());
+        let mut latest: HashMap<String, crate::pb::KpiRecord> = HashMap::new();
+        let mut decoded = 0u64;
+        let end = start + 36 * 3_600_000;
+        let mut now = start;
+        while now < end {
+            now += 60_000;
+            for m in fleet.next_batch(now) {
+                let ct = m.json.then_some("application/json");
+                if let Ok(rec) = decoder.decode(&m.topic, &m.payload, ct, now) {
+                    decoded += 1;
+                    engine.on_record(&rec);
+                }
+            }
+            for k in engine.flush() {
+                if k.scope == "zone" && k.period == "year" {
+                    latest.insert(k.kpi.clone(), k);
+                }
+            }
+        }
+        assert!(decoded > 10_000, "only {decoded} records decoded");
+        let mut missing = Vec::new();
+        for spec in crate::kpi::CATALOGUE
+            .iter()
+            .filter(|s| s.source == crate::kpi::Source::Computed)
+        {
+            match latest.get(spec.id.as_str()) {
+                Some(k) if k.denominator > 0.0 && k.value.is_some() => {}
+                other => missing.push(format!("{}: {other:?}", spec.id.as_str())),
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "KPIs without a value:\n{}",
+            missing.join("\n")
+        );
+        // The manifests of the collections match: closure and the match
+        // rate are not left at 0 by tickets that lost their manifest.
+        for id in [
+            "hazardous_closure",
+            "manifest_match_rate",
+            "medical_disposal",
+        ] {
+            let k = &latest[id];
+            assert!(k.numerator > 0.0, "{id}: {k:?}");
+        }
+    }
+
+    #[test]
+    fn the_operator_sample_covers_every_imported_kpi_of_the_catalogue() {
+        let recs = crate::kpi::import::parse(
+            &operator_sample_csv("2026-11"),
+            &crate::kpi::config::KpiConfig::default(),
+        )
+        .unwrap();
+        let mut sampled: Vec<&str> = recs.iter().map(|r| r.kpi.as_str()).collect();
+        sampled.sort_unstable();
+        let mut imported: Vec<&str> = crate::kpi::CATALOGUE
+            .iter()
+            .filter(|s| s.source == crate::kpi::Source::Imported)
+            .map(|s| s.id.as_str())
+            .collect();
+        imported.sort_unstable();
+        assert_eq!(sampled, imported);
+        assert!(recs
+            .iter()
+            .all(|r| r.note == "demo sample" && r.period == "month"));
     }
 
     /// Collects every publish on `wastewatch/v1/#` until `stop`.

@@ -135,6 +135,11 @@ pub(crate) struct SimDevice {
     gone: bool,
     link_down: bool,
     held: Vec<OutMsg>,
+    /// The device times of the latest readings: a device never stamps two
+    /// readings with the same millisecond (the service keys a point by
+    /// device, measurement and time, so the second would overwrite the
+    /// first).
+    recent_stamps: std::collections::VecDeque<i64>,
     inbox: Vec<(i64, Inbound)>,
     will: Option<OutMsg>,
     model_due_ms: i64,
@@ -396,6 +401,7 @@ impl Fleet {
                 gone: false,
                 link_down: false,
                 held: Vec::new(),
+                recent_stamps: std::collections::VecDeque::new(),
                 inbox: Vec::new(),
                 will: None,
                 model_due_ms: model_start,
@@ -923,10 +929,22 @@ fn status_body(dev: &SimDevice, kind: StatusKind, now: i64) -> Body {
     })
 }
 
-/// Gives a reading the device's next seq and encodes it.
+/// How many of a device's latest device times [`encode`] keeps distinct.
+const RECENT_STAMPS: usize = 64;
+
+/// Gives a reading the device's next seq and a device time none of its
+/// latest readings has, and encodes it.
 fn encode(dev: &mut SimDevice, channel: Channel, body: Body, at_ms: i64, now: i64) -> OutMsg {
     dev.seq += 1;
-    let recorded = at_ms + dev.skew_ms;
+    let mut recorded = at_ms + dev.skew_ms;
+    // Earlier, never later: a reading is never stamped ahead of the clock.
+    while dev.recent_stamps.contains(&recorded) {
+        recorded -= 1;
+    }
+    if dev.recent_stamps.len() == RECENT_STAMPS {
+        dev.recent_stamps.pop_front();
+    }
+    dev.recent_stamps.push_back(recorded);
     let env = pb::Envelope {
         site_id: dev.site_id.clone(),
         device_id: dev.id.clone(),

@@ -3,12 +3,15 @@
 //! a door contact and a sump leak sensor.
 //!
 //! Containers are added during working hours (08:00-18:00 local), opening
-//! the door for a few minutes each time; stock is collected once it reaches
-//! 60 % of the limit (a small storage point's limit is 3 t, §8.3.5) or the
-//! oldest container is 270 days old, well before the 80 % / 335-day warning
-//! thresholds. Medical stores are cold stores emptied daily at 10:00, so no
-//! lot gets near 36 h. A collection becomes a ticket at a licensed
-//! facility's weighbridge and stock in its store. Reports every
+//! the door for a few minutes each time; stock is collected on the licensed
+//! collector's weekly round (the first in the simulation's first day), and
+//! sooner once it reaches 60 % of the limit (a small storage point's limit
+//! is 3 t, §8.3.5) or the oldest container is 270 days old, well before the
+//! 80 % / 335-day warning thresholds. Medical stores are cold stores emptied
+//! daily at 10:00, so no lot gets near 36 h; they report the lots they hold
+//! at start. A collection becomes a dispatch ticket at the generator's
+//! weighbridge, a receipt with the same transfer manifest at a licensed
+//! facility's weighbridge, and stock in its store. Reports every
 //! `expected_interval_s` less up to 5 %, and at once when the door moves.
 
 use std::collections::VecDeque;
@@ -28,6 +31,13 @@ use wastewatch_contract::topic::Channel;
 /// weights above 200 t as implausible.
 const MAX_STOCK_KG: f64 = 150_000.0;
 
+/// Local time of the licensed collector's round, minutes after midnight
+/// (09:30; the pickup follows within 30 min to 2 h).
+const ROUND_MINUTE_OF_DAY: u16 = 9 * 60 + 30;
+
+/// The round comes back weekly.
+const ROUND_EVERY_MS: i64 = 7 * DAY_MS;
+
 /// What a scenario does to this store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum StorageTwist {
@@ -37,7 +47,8 @@ pub(crate) enum StorageTwist {
     Overfill,
     /// Oldest container 364 d 22 h old at the start, never collected.
     OverdueContainers,
-    /// Oldest medical lot 46 h old at the start, never collected.
+    /// Oldest medical lot 46 h old at the start and left behind by every
+    /// daily collection (never collected); the other lots go as usual.
     OverdueMedicalLot,
 }
 
@@ -56,6 +67,9 @@ pub(crate) struct StorageSim {
     additions_per_day: f64,
     next_addition_ms: i64,
     collect_ms: Option<i64>,
+    /// Next weekly collection round (generators' stores in normal
+    /// operation).
+    round_ms: Option<i64>,
     door_close_ms: Option<i64>,
     door_open: bool,
     interval_ms: i64,
@@ -123,6 +137,8 @@ impl StorageSim {
             additions_per_day,
             next_addition_ms: start_ms,
             collect_ms: None,
+            round_ms: (twist == StorageTwist::None && !medical && !licensed)
+                .then(|| next_local_minute(start_ms, ROUND_MINUTE_OF_DAY)),
             door_close_ms: None,
             door_open: false,
             interval_ms,
@@ -165,6 +181,15 @@ impl StorageSim {
             let age = oldest_age_ms - (oldest_age_ms as f64 * i as f64 / n as f64) as i64;
             self.containers
                 .push_back((start_ms - age, stock / n as f64));
+            if self.medical {
+                // The cold store's lot register, reported at start.
+                self.lot_events.push(MedicalLot {
+                    lot_id: (start_ms - age) as u64,
+                    sealed_at_unix_ms: start_ms - age,
+                    collected_at_unix_ms: 0,
+                    weight_kg: round1(stock / n as f64),
+                });
+            }
         }
     }
 
@@ -196,7 +221,10 @@ impl StorageSim {
     }
 
     fn never_collected(&self) -> bool {
-        self.twist != StorageTwist::None
+        matches!(
+            self.twist,
+            StorageTwist::Overfill | StorageTwist::OverdueContainers
+        )
     }
 
     fn open_door(&mut self, r: &mut SimRng, now: i64, lo_s: f64, hi_s: f64) -> bool {
@@ -234,6 +262,12 @@ impl StorageSim {
             while self.stock_kg() > target && self.containers.pop_front().is_some() {}
             return;
         }
+        // The overdue lot stays at the back of the cold store.
+        let left_behind = if self.twist == StorageTwist::OverdueMedicalLot {
+            self.containers.pop_front()
+        } else {
+            None
+        };
         let mut collected = 0.0;
         while let Some((filled, kg)) = self.containers.pop_front() {
             collected += kg;
@@ -245,6 +279,9 @@ impl StorageSim {
                     weight_kg: round1(kg),
                 });
             }
+        }
+        if let Some(c) = left_behind {
+            self.containers.push_front(c);
         }
         let net = super::scale_round(collected);
         if net < 20.0 {
@@ -359,7 +396,15 @@ impl StorageSim {
             if self.medical {
                 self.collect_ms =
                     Some(next_local_minute(now, 10 * 60) + ms_between(r, -1800.0, 1800.0));
-            } else if self.stock_kg() >= self.collect_at_kg || oldest_age >= 270 * DAY_MS {
+            } else if self.stock_kg() >= self.collect_at_kg
+                || oldest_age >= 270 * DAY_MS
+                || self.round_ms.is_some_and(|t| t <= now)
+            {
+                if let Some(t) = self.round_ms.as_mut() {
+                    while *t <= now {
+                        *t += ROUND_EVERY_MS;
+                    }
+                }
                 let h = local_hour(now);
                 self.collect_ms = Some(if (9.0..14.0).contains(&h) {
                     now + ms_between(r, 1800.0, 7200.0)
@@ -407,7 +452,10 @@ impl StorageSim {
             .next_report_ms
             .min(self.next_addition_ms)
             .min(now + HOUR_MS);
-        for t in [self.collect_ms, self.door_close_ms].into_iter().flatten() {
+        for t in [self.collect_ms, self.door_close_ms, self.round_ms]
+            .into_iter()
+            .flatten()
+        {
             next = next.min(t);
         }
         next.max(now + 1)

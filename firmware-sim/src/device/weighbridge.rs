@@ -95,7 +95,9 @@ impl WeighbridgeSim {
     }
 
     /// A random independent delivery fitting the site, or `None` when the
-    /// site takes none (construction-waste sites, generators).
+    /// site takes none (construction-waste sites, generators, and licensed
+    /// hazardous-waste facilities, whose every load comes from a collection
+    /// with its transfer manifest).
     fn independent_load(&self, r: &mut SimRng, world: &World, now: i64) -> Option<TicketReq> {
         use SiteType as S;
         use WasteCategory as C;
@@ -117,12 +119,6 @@ impl WeighbridgeSim {
                         800.0,
                         3000.0,
                     ),
-                },
-                S::LicensedHazardousFacility => match r.random_range(0..10) {
-                    0..=5 => (C::Hazardous, "900-249-08", &[S::Factory], 800.0, 6000.0),
-                    6 | 7 => (C::Hazardous, "336-064-17", &[S::Factory], 800.0, 4000.0),
-                    8 => (C::Medical, "841-001-01", &[S::Hospital], 200.0, 1200.0),
-                    _ => (C::Laboratory, "900-047-49", &[S::Laboratory], 100.0, 800.0),
                 },
                 S::TransferStation => match r.random_range(0..3) {
                     0 => (
