@@ -20,8 +20,6 @@ pub mod clock;
 pub mod config;
 pub mod credentials;
 pub mod decode;
-#[cfg(feature = "demo")]
-pub mod demo;
 pub mod fsutil;
 pub mod gateway;
 pub mod ingest;

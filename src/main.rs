@@ -1,6 +1,8 @@
 //! `wastewatch` command line: parse arguments, load config, init tracing,
 //! hand over to the library.
 
+mod cmd;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -125,8 +127,8 @@ struct KpiTarget {
 }
 
 impl KpiTarget {
-    fn target(self) -> wastewatch::kpi::cli::Target {
-        wastewatch::kpi::cli::Target {
+    fn target(self) -> cmd::kpi::Target {
+        cmd::kpi::Target {
             influx_url: self.influx_url,
             database: self.database,
             token: self.token,
@@ -292,7 +294,7 @@ fn main() -> ExitCode {
                 .with_target(false)
                 .with_writer(std::io::stderr)
                 .init();
-            let opts = wastewatch::demo::DemoOptions {
+            let opts = cmd::demo::DemoOptions {
                 influx_v1_url: influx_url,
                 database,
                 out_file: out,
@@ -310,7 +312,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match rt.block_on(wastewatch::demo::run(opts)) {
+            match rt.block_on(cmd::demo::run(opts)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");
@@ -332,7 +334,7 @@ fn main() -> ExitCode {
             config,
             target,
         } => kpi_command(config.as_ref(), |settings| async move {
-            let text = wastewatch::kpi::cli::report(
+            let text = cmd::kpi::report(
                 &settings,
                 &target.target(),
                 period.as_deref(),
@@ -358,7 +360,7 @@ fn main() -> ExitCode {
                 },
         } => kpi_command(config.as_ref(), |settings| async move {
             let done =
-                wastewatch::kpi::cli::import(&settings, &target.target(), &file, dry_run).await?;
+                cmd::kpi::import(&settings, &target.target(), &file, dry_run).await?;
             println!("{done}");
             Ok(())
         }),

@@ -8,7 +8,6 @@
 //! (`import`). Definitions, sources and caveats: docs/KPIS.md.
 
 pub mod catalogue;
-pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod import;

@@ -31,9 +31,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use tokio::sync::watch;
 
-use crate::config::{self, TsdbTarget};
-use crate::decode::ErrorKind;
-use crate::registry::Registry;
+use wastewatch::config::{self, TsdbTarget};
+use wastewatch::decode::ErrorKind;
+use wastewatch::registry::Registry;
 use firmware_sim::{self as sim, Fleet, Progress, Scenario, SimConfig};
 
 /// Options of the demo.
@@ -252,7 +252,7 @@ struct Sample {
     depth: u64,
 }
 
-fn sample(running: &crate::app::Running) -> Sample {
+fn sample(running: &wastewatch::app::Running) -> Sample {
     let m = &running.metrics;
     Sample {
         received: m.received.load(Relaxed),
@@ -292,14 +292,14 @@ fn operator_sample_csv(month: &str) -> String {
 /// Imports [`OPERATOR_SAMPLE`] for `month` through the same parser and
 /// point encoding as `wastewatch kpi import`; returns how many values.
 async fn import_operator_sample(
-    tsdb: &crate::config::TsdbSettings,
-    kpi: &crate::kpi::config::KpiConfig,
+    tsdb: &wastewatch::config::TsdbSettings,
+    kpi: &wastewatch::kpi::config::KpiConfig,
     month: &str,
 ) -> anyhow::Result<usize> {
-    use crate::sink::writer::{WriteOutcome, Writer};
-    let records = crate::kpi::import::parse(&operator_sample_csv(month), kpi)
+    use wastewatch::sink::writer::{WriteOutcome, Writer};
+    let records = wastewatch::kpi::import::parse(&operator_sample_csv(month), kpi)
         .map_err(|errs| anyhow::anyhow!("{}", errs.join("; ")))?;
-    let body = crate::kpi::import::lines(&records).map_err(anyhow::Error::msg)?;
+    let body = wastewatch::kpi::import::lines(&records).map_err(anyhow::Error::msg)?;
     let writer = Writer::new(tsdb).map_err(|e| anyhow::anyhow!("{e}"))?;
     match writer.write(&body).await {
         WriteOutcome::Ok => Ok(records.len()),
@@ -353,7 +353,7 @@ pub async fn run_until(opts: DemoOptions, mut stop: watch::Receiver<bool>) -> an
     let log_dir = out_dir.join(format!(
         "wastewatch-log-{}-{}",
         std::process::id(),
-        sim::format_local(crate::ingest::now_ms()).replace([':', '+'], "")
+        sim::format_local(wastewatch::ingest::now_ms()).replace([':', '+'], "")
     ));
     std::fs::create_dir_all(&log_dir)
         .with_context(|| format!("cannot create {}", log_dir.display()))?;
@@ -383,12 +383,12 @@ pub async fn run_until(opts: DemoOptions, mut stop: watch::Receiver<bool>) -> an
     settings
         .alerting
         .webhooks
-        .push(crate::notify::webhook::WebhookSettings {
+        .push(wastewatch::notify::webhook::WebhookSettings {
             name: "demo-webhook".to_owned(),
-            url: crate::config::Secret::new(hook_url),
-            format: crate::notify::webhook::Format::Json,
-            min_severity: crate::alert::Severity::Info,
-            sign_secret: crate::config::Secret::new(String::new()),
+            url: wastewatch::config::Secret::new(hook_url),
+            format: wastewatch::notify::webhook::Format::Json,
+            min_severity: wastewatch::alert::Severity::Info,
+            sign_secret: wastewatch::config::Secret::new(String::new()),
         });
     settings.tsdb.stats_interval = None;
     settings.tsdb.target = match &opts.influx_v1_url {
@@ -412,7 +412,7 @@ pub async fn run_until(opts: DemoOptions, mut stop: watch::Receiver<bool>) -> an
         }
     };
     let (tsdb_settings, kpi_settings) = (settings.tsdb.clone(), settings.kpi.clone());
-    let running = crate::app::start(settings, registry.clone()).await?;
+    let running = wastewatch::app::start(settings, registry.clone()).await?;
     if let Some(addr) = running.http_addr {
         println!("service: http on http://{addr} (/metrics, /healthz, /readyz)");
         print_where_to_look(&opts, &addr.to_string());
@@ -431,7 +431,7 @@ pub async fn run_until(opts: DemoOptions, mut stop: watch::Receiver<bool>) -> an
     // first births are not published to nobody.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let now = crate::ingest::now_ms();
+    let now = wastewatch::ingest::now_ms();
     let cfg = SimConfig {
         seed: opts.seed,
         scenarios,
@@ -447,7 +447,7 @@ pub async fn run_until(opts: DemoOptions, mut stop: watch::Receiver<bool>) -> an
     };
     let fleet = Fleet::new(&registry, &cfg)?;
     if opts.influx_v1_url.is_some() {
-        let month = crate::kpi::cli::this_month(cfg.start_unix_ms, 480);
+        let month = crate::cmd::kpi::this_month(cfg.start_unix_ms, 480);
         match import_operator_sample(&tsdb_settings, &kpi_settings, &month).await {
             Ok(n) => println!(
                 "operator KPIs: {n} made-up sample values for {month} imported (source=import, note \"demo sample\"); real ones come from `wastewatch kpi import`"
@@ -481,7 +481,7 @@ pub async fn run_until(opts: DemoOptions, mut stop: watch::Receiver<bool>) -> an
         alert_store
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .list(&crate::alert::AlertFilter {
+            .list(&wastewatch::alert::AlertFilter {
                 active: Some(true),
                 ..Default::default()
             })
@@ -618,7 +618,7 @@ pub async fn run_until(opts: DemoOptions, mut stop: watch::Receiver<bool>) -> an
     let alerts = all_alerts
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .list(&crate::alert::AlertFilter::default());
+        .list(&wastewatch::alert::AlertFilter::default());
     println!("alerts: {} raised", alerts.len());
     for a in &alerts {
         println!(
@@ -638,7 +638,7 @@ pub async fn run_until(opts: DemoOptions, mut stop: watch::Receiver<bool>) -> an
         "notifications delivered to the demo webhook: {}",
         delivered.load(Relaxed)
     );
-    let month = crate::kpi::cli::this_month(cfg.start_unix_ms, 480);
+    let month = crate::cmd::kpi::this_month(cfg.start_unix_ms, 480);
     match &opts.influx_v1_url {
         Some(u) => println!(
             "KPI report of the simulated month: wastewatch report --period {month} --influx-url {u} --database {}",
@@ -766,9 +766,9 @@ mod tests {
             ..SimConfig::default()
         };
         let mut fleet = Fleet::new(&registry, &cfg).unwrap();
-        let decoder = crate::decode::Decoder::new(registry.clone(), Default::default());
-        let mut engine = crate::kpi::engine::KpiEngine::new(registry.clone(), Default::default());
-        let mut latest: HashMap<String, crate::pb::KpiRecord> = HashMap::new();
+        let decoder = wastewatch::decode::Decoder::new(registry.clone(), Default::default());
+        let mut engine = wastewatch::kpi::engine::KpiEngine::new(registry.clone(), Default::default());
+        let mut latest: HashMap<String, wastewatch::pb::KpiRecord> = HashMap::new();
         let mut decoded = 0u64;
         let end = start + 36 * 3_600_000;
         let mut now = start;
@@ -789,9 +789,9 @@ mod tests {
         }
         assert!(decoded > 10_000, "only {decoded} records decoded");
         let mut missing = Vec::new();
-        for spec in crate::kpi::CATALOGUE
+        for spec in wastewatch::kpi::CATALOGUE
             .iter()
-            .filter(|s| s.source == crate::kpi::Source::Computed)
+            .filter(|s| s.source == wastewatch::kpi::Source::Computed)
         {
             match latest.get(spec.id.as_str()) {
                 Some(k) if k.denominator > 0.0 && k.value.is_some() => {}
@@ -817,16 +817,16 @@ mod tests {
 
     #[test]
     fn the_operator_sample_covers_every_imported_kpi_of_the_catalogue() {
-        let recs = crate::kpi::import::parse(
+        let recs = wastewatch::kpi::import::parse(
             &operator_sample_csv("2026-11"),
-            &crate::kpi::config::KpiConfig::default(),
+            &wastewatch::kpi::config::KpiConfig::default(),
         )
         .unwrap();
         let mut sampled: Vec<&str> = recs.iter().map(|r| r.kpi.as_str()).collect();
         sampled.sort_unstable();
-        let mut imported: Vec<&str> = crate::kpi::CATALOGUE
+        let mut imported: Vec<&str> = wastewatch::kpi::CATALOGUE
             .iter()
-            .filter(|s| s.source == crate::kpi::Source::Imported)
+            .filter(|s| s.source == wastewatch::kpi::Source::Imported)
             .map(|s| s.id.as_str())
             .collect();
         imported.sort_unstable();
@@ -867,7 +867,7 @@ mod tests {
             per_device_connections: true,
             speedup: 600.0,
             duration: Some(Duration::from_secs(3)),
-            start_unix_ms: crate::ingest::now_ms() - 3_600_000,
+            start_unix_ms: wastewatch::ingest::now_ms() - 3_600_000,
             ..SimConfig::default()
         };
         let fleet = Fleet::new(&registry, &cfg).unwrap();
@@ -893,9 +893,9 @@ mod tests {
             .filter(|(t, _)| t.ends_with(&will_topic))
             .collect();
         let last = wills.last().unwrap();
-        let env = crate::pb::Envelope::decode(last.1.as_slice()).unwrap();
+        let env = wastewatch::pb::Envelope::decode(last.1.as_slice()).unwrap();
         assert!(
-            matches!(env.body, Some(crate::pb::envelope::Body::DeviceStatus(s)) if s.kind == crate::pb::StatusKind::LastWill as i32)
+            matches!(env.body, Some(wastewatch::pb::envelope::Body::DeviceStatus(s)) if s.kind == wastewatch::pb::StatusKind::LastWill as i32)
         );
         // Devices still online at the end disconnected cleanly: their wills
         // were not published, and the summary names the unused seq.

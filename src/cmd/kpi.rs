@@ -4,10 +4,10 @@
 
 use std::path::Path;
 
-use super::period::{Period, PeriodKind};
-use super::report::{self, Source1};
-use crate::config::{Settings, TsdbTarget};
-use crate::sink::writer::{WriteOutcome, Writer};
+use wastewatch::kpi::period::{Period, PeriodKind};
+use wastewatch::kpi::report::{self, Source1};
+use wastewatch::config::{Settings, TsdbTarget};
+use wastewatch::sink::writer::{WriteOutcome, Writer};
 
 /// Where the KPIs live, as given on the command line.
 #[derive(Clone, Debug, Default)]
@@ -83,7 +83,7 @@ pub async fn report(
     let offset = settings.kpi.utc_offset_min;
     let label = match period {
         Some(p) => p.trim().to_owned(),
-        None => this_month(crate::ingest::now_ms(), offset),
+        None => this_month(wastewatch::ingest::now_ms(), offset),
     };
     let p = Period::parse(&label, offset)
         .filter(|p| p.kind != PeriodKind::Day)
@@ -113,7 +113,7 @@ pub async fn import(
 ) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
-    let records = super::import::parse(&text, &settings.kpi).map_err(|errs| {
+    let records = wastewatch::kpi::import::parse(&text, &settings.kpi).map_err(|errs| {
         anyhow::anyhow!(
             "{}: {} error(s), nothing imported:\n  - {}",
             file.display(),
@@ -121,7 +121,7 @@ pub async fn import(
             errs.join("\n  - ")
         )
     })?;
-    let body = super::import::lines(&records).map_err(anyhow::Error::msg)?;
+    let body = wastewatch::kpi::import::lines(&records).map_err(anyhow::Error::msg)?;
     if dry_run {
         return Ok(format!(
             "{} value(s) valid; not written (--dry-run):\n{body}",
@@ -135,7 +135,7 @@ pub async fn import(
             url: src.url.clone(),
             org: org.clone(),
             bucket: src.database.clone(),
-            token: crate::secret::Secret::new(token.clone()),
+            token: wastewatch::secret::Secret::new(token.clone()),
         },
         _ => TsdbTarget::InfluxV1 {
             url: src.url.clone(),
@@ -144,7 +144,7 @@ pub async fn import(
             credentials: src
                 .basic
                 .as_ref()
-                .map(|(u, p)| (u.clone(), crate::secret::Secret::new(p.clone()))),
+                .map(|(u, p)| (u.clone(), wastewatch::secret::Secret::new(p.clone()))),
         },
     };
     let writer = Writer::new(&tsdb).map_err(|e| anyhow::anyhow!("{e}"))?;
