@@ -22,7 +22,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -86,9 +85,41 @@ struct Stops {
     http: CancellationToken,
 }
 
+/// Why the service did not start: each cause with its source.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The zone registry did not load.
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryErrors),
+    /// The durable log did not open, or its reader did not.
+    #[error("durable log: {0}")]
+    Log(#[from] crate::log::LogError),
+    /// A saved state file (rules and alerts snapshot, outboxes, KPI
+    /// snapshot) cannot be read or is not valid.
+    #[error(transparent)]
+    State(#[from] crate::fsutil::StateFileError),
+    /// The TSDB writer could not be built.
+    #[error(transparent)]
+    Writer(#[from] crate::sink::writer::WriterError),
+    /// The MQTT session could not be set up.
+    #[error("mqtt: {0}")]
+    Session(#[from] crate::ingest::session::SessionError),
+    /// A listener could not bind.
+    #[error("cannot listen on {key} {addr}: {source}")]
+    Listen {
+        /// The config key (`http.listen`, `jt808.listen`).
+        key: &'static str,
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The bind error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// Loads the registry named in the settings.
-pub fn load_registry(settings: &Settings) -> anyhow::Result<Registry> {
-    Registry::load_dir(&settings.registry_dir).map_err(|e| anyhow::anyhow!("{e}"))
+pub fn load_registry(settings: &Settings) -> Result<Registry, StartError> {
+    Ok(Registry::load_dir(&settings.registry_dir)?)
 }
 
 /// Selects the process-wide rustls crypto provider (ring; reqwest and the
@@ -107,11 +138,15 @@ struct Restored {
     legacy_points: String,
 }
 
-fn restore(settings: &Settings, registry: Arc<Registry>, log: &Log) -> anyhow::Result<Restored> {
+fn restore(
+    settings: &Settings,
+    registry: Arc<Registry>,
+    log: &Log,
+) -> Result<Restored, StartError> {
     let dir = &settings.log.dir;
     let mut engine = RuleEngine::new(registry, settings.alerting.rules.clone());
-    let saved_outboxes = dispatch::load(dir).map_err(anyhow::Error::msg)?;
-    let Some(snap) = snapshot::read(dir).map_err(anyhow::Error::msg)? else {
+    let saved_outboxes = dispatch::load(dir)?;
+    let Some(snap) = snapshot::read(dir)? else {
         return Ok(Restored {
             engine,
             store: AlertStore::new(settings.alerting.policy.clone()),
@@ -124,9 +159,9 @@ fn restore(settings: &Settings, registry: Arc<Registry>, log: &Log) -> anyhow::R
     let p = snapshot::path(dir);
     engine
         .restore(snap.engine.as_bytes())
-        .map_err(|e| anyhow::anyhow!("rules snapshot {}: {e}", p.display()))?;
+        .map_err(|e| snapshot::invalid(p.clone(), Box::new(e)))?;
     let mut store = AlertStore::restore(snap.alerts.as_bytes())
-        .map_err(|e| anyhow::anyhow!("alert snapshot {}: {e}", p.display()))?;
+        .map_err(|e| snapshot::invalid(p.clone(), Box::new(e)))?;
     store.set_policy(settings.alerting.policy.clone());
     info!(offset = snap.offset, "rule state restored from snapshot");
     Ok(Restored {
@@ -145,7 +180,7 @@ fn restore(settings: &Settings, registry: Arc<Registry>, log: &Log) -> anyhow::R
 }
 
 /// Starts every stage.
-pub async fn start(settings: Settings, registry: Registry) -> anyhow::Result<Running> {
+pub async fn start(settings: Settings, registry: Registry) -> Result<Running, StartError> {
     install_crypto_provider();
     let clock = Clock::system();
     let metrics = Arc::new(Metrics::default());
@@ -178,7 +213,11 @@ pub async fn start(settings: Settings, registry: Registry) -> anyhow::Result<Run
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
-                .with_context(|| format!("cannot listen on http.listen {addr}"))?;
+                .map_err(|source| StartError::Listen {
+                    key: "http.listen",
+                    addr,
+                    source,
+                })?;
             let bound = listener.local_addr().ok();
             let state = crate::api::ApiState {
                 metrics: metrics.clone(),
@@ -324,7 +363,11 @@ pub async fn start(settings: Settings, registry: Registry) -> anyhow::Result<Run
                 stop.intake.clone(),
             )
             .await
-            .with_context(|| format!("cannot listen on jt808.listen {}", j.listen))?;
+            .map_err(|source| StartError::Listen {
+                key: "jt808.listen",
+                addr: j.listen,
+                source,
+            })?;
             (Some(g.task), Some(g.local_addr))
         }
         None => (None, None),

@@ -19,3 +19,81 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// A saved state file (rules and alerts snapshot, notification outboxes,
+/// KPI snapshot) that cannot be used at start.
+#[derive(Debug, thiserror::Error)]
+pub enum StateFileError {
+    /// The file exists but cannot be read.
+    #[error("cannot read {what} {}: {source}", .path.display())]
+    Read {
+        /// Which state.
+        what: &'static str,
+        /// Its file.
+        path: std::path::PathBuf,
+        /// The read error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file was read but its content is not valid.
+    #[error("{what} {} is not valid: {source}; {remedy}", .path.display())]
+    Invalid {
+        /// Which state.
+        what: &'static str,
+        /// Its file.
+        path: std::path::PathBuf,
+        /// What is wrong with the content.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+        /// What the operator can do.
+        remedy: &'static str,
+    },
+}
+
+/// Reads a state file; `Ok(None)` when it does not exist.
+pub fn read_state(what: &'static str, path: &Path) -> Result<Option<Vec<u8>>, StateFileError> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(StateFileError::Read {
+            what,
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_file_that_is_not_valid_names_its_path_and_the_remedy() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(crate::notify::dispatch::load(dir.path()).unwrap().is_none());
+        let path = dir.path().join(crate::notify::dispatch::OUTBOX_FILE);
+        std::fs::write(&path, b"{not json").unwrap();
+        let err = crate::notify::dispatch::load(dir.path()).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            matches!(&err, StateFileError::Invalid { path: p, .. } if *p == path),
+            "{err:?}"
+        );
+        assert!(msg.contains(&path.display().to_string()), "{msg}");
+        assert!(msg.contains("move it away"), "{msg}");
+        assert!(std::error::Error::source(&err).is_some(), "{err:?}");
+    }
+
+    #[test]
+    fn an_unreadable_state_file_is_a_read_error_not_a_missing_one() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory where the file should be: exists, cannot be read.
+        let path = dir.path().join("state");
+        std::fs::create_dir(&path).unwrap();
+        let err = read_state("test state", &path).unwrap_err();
+        assert!(matches!(err, StateFileError::Read { .. }), "{err:?}");
+        assert!(read_state("test state", &dir.path().join("absent"))
+            .unwrap()
+            .is_none());
+    }
+}

@@ -334,13 +334,8 @@ fn main() -> ExitCode {
             config,
             target,
         } => kpi_command(config.as_ref(), |settings| async move {
-            let text = cmd::kpi::report(
-                &settings,
-                &target.target(),
-                period.as_deref(),
-                &format,
-            )
-            .await?;
+            let text =
+                cmd::kpi::report(&settings, &target.target(), period.as_deref(), &format).await?;
             match output {
                 Some(path) => std::fs::write(&path, text)
                     .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display())),
@@ -359,8 +354,7 @@ fn main() -> ExitCode {
                     target,
                 },
         } => kpi_command(config.as_ref(), |settings| async move {
-            let done =
-                cmd::kpi::import(&settings, &target.target(), &file, dry_run).await?;
+            let done = cmd::kpi::import(&settings, &target.target(), &file, dry_run).await?;
             println!("{done}");
             Ok(())
         }),

@@ -53,14 +53,29 @@ pub fn path(dir: &Path) -> PathBuf {
 }
 
 /// Reads the snapshot, if there is one.
-pub fn read(dir: &Path) -> Result<Option<Snapshot>, String> {
+pub fn read(dir: &Path) -> Result<Option<Snapshot>, crate::fsutil::StateFileError> {
     let p = path(dir);
-    match std::fs::read(&p) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| format!("rules snapshot {} is unreadable: {e}", p.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("cannot read rules snapshot {}: {e}", p.display())),
+    let Some(bytes) = crate::fsutil::read_state(WHAT, &p)? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| invalid(p, Box::new(e)))
+}
+
+/// What the snapshot is, in errors.
+pub const WHAT: &str = "rules and alerts snapshot";
+
+/// The error for a snapshot file whose content cannot be used.
+pub fn invalid(
+    path: std::path::PathBuf,
+    source: Box<dyn std::error::Error + Send + Sync>,
+) -> crate::fsutil::StateFileError {
+    crate::fsutil::StateFileError::Invalid {
+        what: WHAT,
+        path,
+        source,
+        remedy: "move it away to rebuild the rule state from the log",
     }
 }
 

@@ -52,7 +52,7 @@ pub enum ToDispatch {
     /// of resolved ones; webhooks are not re-sent).
     Resend(Vec<Alert>),
     /// Save the outboxes, then answer.
-    Flush(oneshot::Sender<Result<(), String>>),
+    Flush(oneshot::Sender<std::io::Result<()>>),
 }
 
 /// Shared alert state, for the HTTP API and the demo.
@@ -252,7 +252,7 @@ pub async fn run(mut s: Stage) {
                 Err(e) => {
                     error!(error = %e, "rules snapshot failed; will retry");
                     for (reply, _) in replies.drain(..) {
-                        let _ = reply.send(AckReply::NotPersisted(e.clone()));
+                        let _ = reply.send(AckReply::NotPersisted(e.to_string()));
                     }
                 }
             }
@@ -350,23 +350,40 @@ fn resend_set(store: &Mutex<AlertStore>, now: i64) -> Vec<Alert> {
     all
 }
 
+/// Why a rules snapshot was not saved.
+#[derive(Debug, thiserror::Error)]
+enum SaveError {
+    #[error("no engine checkpoint yet")]
+    NoCheckpoint,
+    #[error("notification outbox not saved: {0}")]
+    Outbox(#[source] std::io::Error),
+    #[error("notification dispatch is gone")]
+    DispatchGone,
+    #[error("alert store snapshot failed: {0}")]
+    Store(#[from] crate::alert::store::SnapshotError),
+    #[error("rules snapshot not written: {0}")]
+    Write(#[source] std::io::Error),
+    #[error("rules cursor not committed: {0}")]
+    Cursor(#[from] crate::log::LogError),
+    #[error("snapshot task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
 /// Dispatch saves its outboxes, then the snapshot is written, then the
 /// rules cursor moves.
-async fn save(s: &Stage) -> Result<(), String> {
+async fn save(s: &Stage) -> Result<(), SaveError> {
     let Some(c) = s.checkpoint.clone() else {
-        return Err("no engine checkpoint yet".into());
+        return Err(SaveError::NoCheckpoint);
     };
     let (tx, rx) = oneshot::channel();
     if s.notify.send(ToDispatch::Flush(tx)).await.is_ok() {
         match rx.await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(format!("notification outbox not saved: {e}")),
-            Err(_) => return Err("notification dispatch is gone".into()),
+            Ok(Err(e)) => return Err(SaveError::Outbox(e)),
+            Err(_) => return Err(SaveError::DispatchGone),
         }
     }
-    let alerts = lock(&s.handle.store)
-        .snapshot()
-        .map_err(|e| format!("alert store snapshot failed: {e}"))?;
+    let alerts = lock(&s.handle.store).snapshot()?;
     let snap = Snapshot {
         offset: c.offset,
         engine: String::from_utf8_lossy(&c.engine).into_owned(),
@@ -374,11 +391,9 @@ async fn save(s: &Stage) -> Result<(), String> {
         ..Default::default()
     };
     let (dir, log, pos) = (s.settings.dir.clone(), s.log.clone(), c.position);
-    tokio::task::spawn_blocking(move || -> Result<(), String> {
-        snapshot::write(&dir, &snap).map_err(|e| e.to_string())?;
-        log.commit_cursor(CURSOR_RULES, pos, Durability::Now)
-            .map_err(|e| e.to_string())
+    tokio::task::spawn_blocking(move || -> Result<(), SaveError> {
+        snapshot::write(&dir, &snap).map_err(SaveError::Write)?;
+        Ok(log.commit_cursor(CURSOR_RULES, pos, Durability::Now)?)
     })
-    .await
-    .map_err(|e| e.to_string())?
+    .await?
 }

@@ -31,10 +31,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use tokio::sync::watch;
 
+use firmware_sim::{self as sim, Fleet, Progress, Scenario, SimConfig};
 use wastewatch::config::{self, TsdbTarget};
 use wastewatch::decode::ErrorKind;
 use wastewatch::registry::Registry;
-use firmware_sim::{self as sim, Fleet, Progress, Scenario, SimConfig};
 
 /// Options of the demo.
 #[derive(Clone, Debug, PartialEq)]
@@ -767,7 +767,8 @@ mod tests {
         };
         let mut fleet = Fleet::new(&registry, &cfg).unwrap();
         let decoder = wastewatch::decode::Decoder::new(registry.clone(), Default::default());
-        let mut engine = wastewatch::kpi::engine::KpiEngine::new(registry.clone(), Default::default());
+        let mut engine =
+            wastewatch::kpi::engine::KpiEngine::new(registry.clone(), Default::default());
         let mut latest: HashMap<String, wastewatch::pb::KpiRecord> = HashMap::new();
         let mut decoded = 0u64;
         let end = start + 36 * 3_600_000;

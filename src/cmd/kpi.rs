@@ -4,9 +4,9 @@
 
 use std::path::Path;
 
+use wastewatch::config::{Settings, TsdbTarget};
 use wastewatch::kpi::period::{Period, PeriodKind};
 use wastewatch::kpi::report::{self, Source1};
-use wastewatch::config::{Settings, TsdbTarget};
 use wastewatch::sink::writer::{WriteOutcome, Writer};
 
 /// Where the KPIs live, as given on the command line.

@@ -380,12 +380,65 @@ pub fn rows_from_json(v: &serde_json::Value) -> Result<Vec<Row>, String> {
     Ok(out)
 }
 
+/// Why the report's rows could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The InfluxDB URL cannot take `/query`.
+    #[error("InfluxDB URL {url} cannot take /query: {source}")]
+    Url {
+        /// The base URL.
+        url: url::Url,
+        /// The join error.
+        #[source]
+        source: url::ParseError,
+    },
+    /// No answer (connection refused, timeout, TLS, body cut).
+    #[error("cannot reach InfluxDB at {url}: {source}")]
+    Unreachable {
+        /// The query URL.
+        url: url::Url,
+        /// The HTTP client's error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// An answer that is not a 2xx.
+    #[error("InfluxDB at {url} answered HTTP {status}: {body}")]
+    Status {
+        /// The query URL.
+        url: url::Url,
+        /// The HTTP status.
+        status: reqwest::StatusCode,
+        /// The answer, trimmed.
+        body: String,
+    },
+    /// A 2xx whose body is not the JSON of an InfluxQL answer.
+    #[error("InfluxDB answer is not JSON ({source}): {body}")]
+    NotJson {
+        /// The answer.
+        body: String,
+        /// The parse error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// An InfluxQL answer with an error, or rows that are not KPI rows.
+    #[error("{0}")]
+    Answer(String),
+}
+
 /// Reads the rows of `period` from InfluxDB.
-pub async fn fetch(src: &Source1, period: &Period) -> anyhow::Result<Vec<Row>> {
-    let url = src.url.join("query")?;
+pub async fn fetch(src: &Source1, period: &Period) -> Result<Vec<Row>, FetchError> {
+    let url = src.url.join("query").map_err(|source| FetchError::Url {
+        url: src.url.clone(),
+        source,
+    })?;
+    let unreachable = |source| FetchError::Unreachable {
+        url: url.clone(),
+        source,
+    };
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(30))
-        .build()?;
+        .build()
+        .map_err(unreachable)?;
     let mut req = client.post(url.clone()).form(&[
         ("db", src.database.as_str()),
         ("q", query(period).as_str()),
@@ -397,18 +450,21 @@ pub async fn fetch(src: &Source1, period: &Period) -> anyhow::Result<Vec<Row>> {
     if let Some(t) = &src.token {
         req = req.header("Authorization", format!("Token {t}"));
     }
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot reach InfluxDB at {url}: {e}"))?;
+    let resp = req.send().await.map_err(unreachable)?;
     let status = resp.status();
-    let body = resp.text().await?;
+    let body = resp.text().await.map_err(unreachable)?;
     if !status.is_success() {
-        anyhow::bail!("InfluxDB at {url} answered HTTP {status}: {}", body.trim());
+        return Err(FetchError::Status {
+            url,
+            status,
+            body: body.trim().to_owned(),
+        });
     }
-    let v: serde_json::Value = serde_json::from_str(&body)
-        .map_err(|e| anyhow::anyhow!("InfluxDB answer is not JSON ({e}): {body}"))?;
-    rows_from_json(&v).map_err(anyhow::Error::msg)
+    let v: serde_json::Value = match serde_json::from_str(&body) {
+        Ok(v) => v,
+        Err(source) => return Err(FetchError::NotJson { body, source }),
+    };
+    rows_from_json(&v).map_err(FetchError::Answer)
 }
 
 #[cfg(test)]

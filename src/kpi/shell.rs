@@ -59,27 +59,26 @@ pub fn snapshot_path(dir: &Path) -> PathBuf {
 
 /// Restores `engine` from the snapshot in `dir`, if there is one; returns
 /// the log offset to read from.
-pub fn restore(engine: &mut KpiEngine, dir: &Path, log: &Log) -> anyhow::Result<u64> {
+pub fn restore(
+    engine: &mut KpiEngine,
+    dir: &Path,
+    log: &Log,
+) -> Result<u64, crate::fsutil::StateFileError> {
+    const WHAT: &str = "KPI snapshot";
     let path = snapshot_path(dir);
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(log.cursor(CURSOR_KPI)),
-        Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
+    let Some(bytes) = crate::fsutil::read_state(WHAT, &path)? else {
+        return Ok(log.cursor(CURSOR_KPI));
     };
-    let snap: Snapshot = serde_json::from_slice(&bytes).map_err(|e| {
-        anyhow::anyhow!(
-            "KPI snapshot {} is not valid: {e}; delete it to recompute the KPIs from the log",
-            path.display()
-        )
-    })?;
+    let invalid = |e: serde_json::Error| crate::fsutil::StateFileError::Invalid {
+        what: WHAT,
+        path: path.clone(),
+        source: Box::new(e),
+        remedy: "delete it to recompute the KPIs from the log",
+    };
+    let snap: Snapshot = serde_json::from_slice(&bytes).map_err(invalid)?;
     engine
-        .restore(&serde_json::to_vec(&snap.engine)?)
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "KPI snapshot {} is not valid: {e}; delete it to recompute the KPIs from the log",
-                path.display()
-            )
-        })?;
+        .restore(&serde_json::to_vec(&snap.engine).map_err(invalid)?)
+        .map_err(invalid)?;
     info!(offset = snap.offset, "KPI state restored from snapshot");
     Ok(snap.offset)
 }

@@ -12,7 +12,11 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use super::NotifyError;
 use crate::alert::{Alert, AlertState};
+
+/// The receiver's name in errors and metrics.
+const RECEIVER: &str = "alertmanager";
 
 /// An Alertmanager client.
 #[derive(Clone)]
@@ -23,25 +27,35 @@ pub struct Alertmanager {
 
 impl Alertmanager {
     /// Client for the Alertmanager at `base` (e.g. `http://127.0.0.1:9093`).
-    pub fn new(base: &url::Url, timeout: Duration) -> Result<Self, String> {
-        let url = base.join("api/v2/alerts").map_err(|e| e.to_string())?;
+    pub fn new(base: &url::Url, timeout: Duration) -> Result<Self, NotifyError> {
+        let setup = |source: Box<dyn std::error::Error + Send + Sync>| NotifyError::Setup {
+            receiver: RECEIVER.to_owned(),
+            source,
+        };
+        let url = base.join("api/v2/alerts").map_err(|e| setup(Box::new(e)))?;
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .build()
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| setup(Box::new(e)))?;
         Ok(Alertmanager { http, url })
     }
 
     /// Posts alerts; Err names the failure.
-    pub async fn post(&self, alerts: &[Alert]) -> Result<(), String> {
+    pub async fn post(&self, alerts: &[Alert]) -> Result<(), NotifyError> {
         if alerts.is_empty() {
             return Ok(());
         }
         let body: Vec<serde_json::Value> = alerts.iter().map(am_alert).collect();
         match self.http.post(self.url.clone()).json(&body).send().await {
             Ok(r) if r.status().is_success() => Ok(()),
-            Ok(r) => Err(format!("alertmanager answered HTTP {}", r.status())),
-            Err(e) => Err(format!("alertmanager unreachable: {e}")),
+            Ok(r) => Err(NotifyError::Status {
+                receiver: RECEIVER.to_owned(),
+                status: r.status(),
+            }),
+            Err(source) => Err(NotifyError::Unreachable {
+                receiver: RECEIVER.to_owned(),
+                source,
+            }),
         }
     }
 }

@@ -66,15 +66,20 @@ fn build(r: &Receivers) -> Vec<Notifier> {
 }
 
 /// Loads the saved outboxes (none saved: empty).
-pub fn load(dir: &Path) -> Result<Option<Outboxes>, String> {
+pub fn load(dir: &Path) -> Result<Option<Outboxes>, crate::fsutil::StateFileError> {
+    const WHAT: &str = "notification outbox";
     let path = dir.join(OUTBOX_FILE);
-    match std::fs::read(&path) {
-        Ok(b) => serde_json::from_slice(&b)
-            .map(Some)
-            .map_err(|e| format!("notification outbox {} is unreadable: {e}", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
-    }
+    let Some(b) = crate::fsutil::read_state(WHAT, &path)? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&b)
+        .map(Some)
+        .map_err(|e| crate::fsutil::StateFileError::Invalid {
+            what: WHAT,
+            path,
+            source: Box::new(e),
+            remedy: "move it away to start without the pending notifications",
+        })
 }
 
 fn save(dir: &Path, o: &Outboxes) -> std::io::Result<()> {
@@ -84,7 +89,10 @@ fn save(dir: &Path, o: &Outboxes) -> std::io::Result<()> {
     )
 }
 
-type Inflight = (Vec<Alert>, tokio::task::JoinHandle<Result<(), String>>);
+type Inflight = (
+    Vec<Alert>,
+    tokio::task::JoinHandle<Result<(), super::NotifyError>>,
+);
 
 /// One receiver's delivery state.
 struct Receiver {
@@ -164,19 +172,16 @@ pub async fn run(
     info!("notification dispatch stopped");
 }
 
-async fn persist(dir: &Path, o: &Outboxes, dirty: &mut bool) -> Result<(), String> {
+async fn persist(dir: &Path, o: &Outboxes, dirty: &mut bool) -> std::io::Result<()> {
     if !*dirty {
         return Ok(());
     }
     let (d, snapshot) = (dir.to_owned(), o.clone());
-    match tokio::task::spawn_blocking(move || save(&d, &snapshot)).await {
-        Ok(Ok(())) => {
-            *dirty = false;
-            Ok(())
-        }
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(e) => Err(e.to_string()),
-    }
+    tokio::task::spawn_blocking(move || save(&d, &snapshot))
+        .await
+        .map_err(std::io::Error::other)??;
+    *dirty = false;
+    Ok(())
 }
 
 /// Queues `a` for every receiver that wants it; true when one did. A full

@@ -52,12 +52,81 @@ impl Notifier {
     }
 
     /// Delivers `alerts`; Err says why not (never a secret).
-    pub async fn post(&self, alerts: &[Alert], now_ms: i64) -> Result<(), String> {
+    pub async fn post(&self, alerts: &[Alert], now_ms: i64) -> Result<(), NotifyError> {
         match self {
             Notifier::Alertmanager(a) => a.post(alerts).await,
             Notifier::Webhook(w) => w.post(alerts, now_ms).await,
         }
     }
+}
+
+/// Why a receiver's client was not built or a delivery failed. Names the
+/// receiver (`alertmanager`, `webhook NAME`), never its URL: a robot's URL
+/// carries its access token.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    /// The client cannot be built (URL, TLS set-up).
+    #[error("{receiver}: {source}")]
+    Setup {
+        /// The receiver.
+        receiver: String,
+        /// What failed.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The message body cannot be encoded.
+    #[error("{receiver}: cannot encode the body: {source}")]
+    Encode {
+        /// The receiver.
+        receiver: String,
+        /// The encoder's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// No answer: connection refused, timeout, TLS.
+    #[error("{receiver} unreachable: {source}")]
+    Unreachable {
+        /// The receiver.
+        receiver: String,
+        /// The HTTP client's error, without the URL.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// An answer that is not a 2xx.
+    #[error("{receiver} answered HTTP {status}")]
+    Status {
+        /// The receiver.
+        receiver: String,
+        /// The status.
+        status: reqwest::StatusCode,
+    },
+    /// A robot's answer that is not JSON.
+    #[error("{receiver}: answer is not JSON: {source}")]
+    NotJson {
+        /// The receiver.
+        receiver: String,
+        /// The HTTP client's error, without the URL.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// A robot that answered with a non-zero `errcode`.
+    #[error("{receiver} refused the message: errcode {code} ({message})")]
+    Refused {
+        /// The receiver.
+        receiver: String,
+        /// The robot's errcode.
+        code: i64,
+        /// Its errmsg.
+        message: String,
+    },
+    /// A robot's JSON answer without an `errcode`.
+    #[error("{receiver}: answer has no errcode: {answer}")]
+    NoErrcode {
+        /// The receiver.
+        receiver: String,
+        /// The answer.
+        answer: String,
+    },
 }
 
 /// Undelivered notifications per receiver.

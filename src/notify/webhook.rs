@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use super::NotifyError;
 use crate::alert::{Alert, AlertState, Severity};
 use crate::secret::Secret;
 
@@ -81,13 +82,17 @@ pub struct Webhook {
 
 impl Webhook {
     /// Client for `s`.
-    pub fn new(s: WebhookSettings, timeout: Duration) -> Result<Self, String> {
+    pub fn new(s: WebhookSettings, timeout: Duration) -> Result<Self, NotifyError> {
+        let setup = |source: Box<dyn std::error::Error + Send + Sync>| NotifyError::Setup {
+            receiver: format!("webhook {}", s.name),
+            source,
+        };
         let url = url::Url::parse(s.url.expose())
-            .map_err(|e| format!("webhook {}: URL is not valid: {e}", s.name))?;
+            .map_err(|e| setup(format!("URL is not valid: {e}").into()))?;
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .build()
-            .map_err(|e| format!("webhook {}: {e}", s.name))?;
+            .map_err(|e| setup(Box::new(e.without_url())))?;
         Ok(Webhook { s, url, http })
     }
 
@@ -102,11 +107,11 @@ impl Webhook {
     }
 
     /// Posts `alerts` in one message; Err names the failure, never the URL.
-    pub async fn post(&self, alerts: &[Alert], now_ms: i64) -> Result<(), String> {
+    pub async fn post(&self, alerts: &[Alert], now_ms: i64) -> Result<(), NotifyError> {
         if alerts.is_empty() {
             return Ok(());
         }
-        let name = &self.s.name;
+        let receiver = || format!("webhook {}", self.s.name);
         let mut url = self.url.clone();
         if self.s.format == Format::Dingtalk && !self.s.sign_secret.is_empty() {
             let sign = dingtalk_sign(self.s.sign_secret.expose(), now_ms);
@@ -114,8 +119,12 @@ impl Webhook {
                 .append_pair("timestamp", &now_ms.to_string())
                 .append_pair("sign", &sign);
         }
-        let body = serde_json::to_vec(&body(self.s.format, alerts))
-            .map_err(|e| format!("webhook {name}: cannot encode the body: {e}"))?;
+        let body = serde_json::to_vec(&body(self.s.format, alerts)).map_err(|source| {
+            NotifyError::Encode {
+                receiver: receiver(),
+                source,
+            }
+        })?;
         let mut req = self
             .http
             .post(url)
@@ -131,26 +140,40 @@ impl Webhook {
             .body(body)
             .send()
             .await
-            .map_err(|e| format!("webhook {name} unreachable: {}", e.without_url()))?;
+            .map_err(|e| NotifyError::Unreachable {
+                receiver: receiver(),
+                source: e.without_url(),
+            })?;
         let status = resp.status();
         if !status.is_success() {
-            return Err(format!("webhook {name} answered HTTP {status}"));
+            return Err(NotifyError::Status {
+                receiver: receiver(),
+                status,
+            });
         }
         if self.s.format == Format::Json {
             return Ok(());
         }
         // Robots: 200 with {"errcode": 0, "errmsg": "ok"} on success.
-        let v: serde_json::Value = resp
-            .json()
-            .await
-            .map_err(|e| format!("webhook {name}: answer is not JSON: {}", e.without_url()))?;
+        let v: serde_json::Value = resp.json().await.map_err(|e| NotifyError::NotJson {
+            receiver: receiver(),
+            source: e.without_url(),
+        })?;
         match v.get("errcode").and_then(serde_json::Value::as_i64) {
             Some(0) => Ok(()),
-            Some(code) => Err(format!(
-                "webhook {name} refused the message: errcode {code} ({})",
-                v.get("errmsg").and_then(|m| m.as_str()).unwrap_or("")
-            )),
-            None => Err(format!("webhook {name}: answer has no errcode: {v}")),
+            Some(code) => Err(NotifyError::Refused {
+                receiver: receiver(),
+                code,
+                message: v
+                    .get("errmsg")
+                    .and_then(|m| m.as_str())
+                    .unwrap_or("")
+                    .to_owned(),
+            }),
+            None => Err(NotifyError::NoErrcode {
+                receiver: receiver(),
+                answer: v.to_string(),
+            }),
         }
     }
 }
@@ -380,7 +403,15 @@ mod tests {
         )
         .unwrap();
         let a = alert(1, RuleId::Leak, Severity::Critical, AlertState::Firing);
-        let e = w.post(&[a], 0).await.unwrap_err();
+        let err = w.post(&[a], 0).await.unwrap_err();
+        assert!(matches!(err, NotifyError::Unreachable { .. }), "{err:?}");
+        // The message and every source under it.
+        let mut e = err.to_string();
+        let mut src = std::error::Error::source(&err);
+        while let Some(s) = src {
+            e.push_str(&format!(" / {s} / {s:?}"));
+            src = s.source();
+        }
         assert!(e.contains("webhook chat unreachable"), "{e}");
         assert!(!e.contains("T0KEN"), "{e}");
     }
