@@ -6,8 +6,9 @@
 
 mod raw;
 mod settings;
+pub mod typed;
 
-pub use raw::RawConfig;
+pub use raw::{RawConfig, TsdbKind};
 pub use settings::*;
 
 use std::path::Path;

@@ -1,9 +1,30 @@
 //! Raw configuration as written in TOML: plain serde types, defaults here.
 //! See `config/wastewatch.example.toml` for every key with its meaning.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
 use serde::Deserialize;
 
+use super::typed::{empty_as_none, Lenient};
+use crate::alert::Severity;
+use crate::decode::ClockAction;
+use crate::notify::webhook::Format;
 use crate::secret::Secret;
+
+/// `tsdb.kind`: where points go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TsdbKind {
+    /// InfluxDB 1.x, v1 write API.
+    InfluxdbV1,
+    /// InfluxDB 2.x (or anything speaking `/api/v2/write`).
+    InfluxdbV2,
+    /// A line-protocol file.
+    File,
+    /// Nowhere.
+    None,
+}
 
 /// Secrets are read as plain strings and held as [`Secret`] from the first
 /// moment, so not even the raw config prints them.
@@ -69,7 +90,8 @@ impl Default for RawRuntime {
 #[serde(deny_unknown_fields, default)]
 pub struct RawNotify {
     /// Alertmanager base URL, e.g. `http://127.0.0.1:9093`; empty = off.
-    pub alertmanager_url: String,
+    #[serde(deserialize_with = "empty_as_none")]
+    pub alertmanager_url: Option<String>,
     /// Re-post active alerts this often, ms (Alertmanager resolves alerts it
     /// has not heard of for its `resolve_timeout`, 5 min by default).
     pub resend_interval_ms: u64,
@@ -82,7 +104,7 @@ pub struct RawNotify {
 impl Default for RawNotify {
     fn default() -> Self {
         RawNotify {
-            alertmanager_url: String::new(),
+            alertmanager_url: None,
             resend_interval_ms: 60_000,
             snapshot_interval_ms: 2_000,
             webhooks: Vec::new(),
@@ -100,10 +122,10 @@ pub struct RawWebhook {
     pub url: String,
     /// `json` (default), `dingtalk` or `wecom`.
     #[serde(default = "default_webhook_format")]
-    pub format: String,
+    pub format: Lenient<Format>,
     /// Lowest severity sent: `info`, `warn`, `major` (default), `critical`.
     #[serde(default = "default_min_severity")]
-    pub min_severity: String,
+    pub min_severity: Lenient<Severity>,
     /// Signing secret (never logged); empty = unsigned. `json`: HMAC-SHA256
     /// of timestamp and body in the `X-Wastewatch-Signature` header;
     /// `dingtalk`: the robot's own signature (加签). `wecom` has none.
@@ -111,12 +133,12 @@ pub struct RawWebhook {
     pub sign_secret: Secret,
 }
 
-fn default_webhook_format() -> String {
-    "json".into()
+fn default_webhook_format() -> Lenient<Format> {
+    Lenient::Valid(Format::Json)
 }
 
-fn default_min_severity() -> String {
-    "major".into()
+fn default_min_severity() -> Lenient<Severity> {
+    Lenient::Valid(Severity::Major)
 }
 
 /// `[mqtt]`
@@ -137,16 +159,20 @@ pub struct RawMqtt {
     pub password: Secret,
     /// File holding the password (first line), e.g. written by
     /// `wastewatch devices credentials`; empty for none.
-    pub password_file: String,
+    #[serde(deserialize_with = "empty_as_none")]
+    pub password_file: Option<PathBuf>,
     /// Use TLS (rustls).
     pub tls: bool,
     /// PEM CA bundle for TLS; empty = system roots.
-    pub ca_file: String,
+    #[serde(deserialize_with = "empty_as_none")]
+    pub ca_file: Option<PathBuf>,
     /// PEM client certificate (chain) for TLS client authentication; its
     /// Common Name is the identity on the broker's certificate listener.
-    pub client_cert_file: String,
+    #[serde(deserialize_with = "empty_as_none")]
+    pub client_cert_file: Option<PathBuf>,
     /// PEM private key of `client_cert_file` (secret file).
-    pub client_key_file: String,
+    #[serde(deserialize_with = "empty_as_none")]
+    pub client_key_file: Option<PathBuf>,
     /// Keep-alive, seconds.
     pub keep_alive_s: u64,
     /// Session expiry, seconds; non-zero so the broker keeps the session.
@@ -170,11 +196,11 @@ impl Default for RawMqtt {
             subscribe: vec!["wastewatch/v1/#".into()],
             username: String::new(),
             password: Secret::default(),
-            password_file: String::new(),
+            password_file: None,
             tls: false,
-            ca_file: String::new(),
-            client_cert_file: String::new(),
-            client_key_file: String::new(),
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
             keep_alive_s: 30,
             session_expiry_s: 7 * 24 * 3600,
             receive_maximum: 10_000,
@@ -190,7 +216,7 @@ impl Default for RawMqtt {
 #[serde(deny_unknown_fields, default)]
 pub struct RawDecode {
     /// Directory with sites.json, devices.json, permits.json.
-    pub registry_dir: String,
+    pub registry_dir: PathBuf,
     /// Largest payload accepted, bytes.
     pub max_payload_bytes: usize,
     /// Device clock may be this far ahead, ms.
@@ -198,7 +224,7 @@ pub struct RawDecode {
     /// Device time may be this far behind, ms.
     pub max_past_ms: i64,
     /// `restamp` or `reject`.
-    pub clock_action: String,
+    pub clock_action: Lenient<ClockAction>,
     /// Allowed |net − (gross − tare)|, kg.
     pub net_tolerance_kg: f64,
 }
@@ -206,11 +232,11 @@ pub struct RawDecode {
 impl Default for RawDecode {
     fn default() -> Self {
         RawDecode {
-            registry_dir: "zone".into(),
+            registry_dir: PathBuf::from("zone"),
             max_payload_bytes: crate::decode::DEFAULT_MAX_PAYLOAD_BYTES,
             max_future_ms: 5 * 60 * 1000,
             max_past_ms: 7 * 24 * 3600 * 1000,
-            clock_action: "restamp".into(),
+            clock_action: Lenient::Valid(ClockAction::Restamp),
             net_tolerance_kg: 20.0,
         }
     }
@@ -225,7 +251,7 @@ pub const DEFAULT_LOG_MAX_BYTES: u64 = 2 << 30;
 #[serde(deny_unknown_fields, default)]
 pub struct RawLog {
     /// Directory of the durable log.
-    pub dir: String,
+    pub dir: PathBuf,
     /// Bound on bytes held (unconsumed records + quarantine); when
     /// reached, ingest stops acking.
     pub max_bytes: u64,
@@ -248,7 +274,7 @@ pub struct RawLog {
 impl Default for RawLog {
     fn default() -> Self {
         RawLog {
-            dir: "data".into(),
+            dir: PathBuf::from("data"),
             max_bytes: DEFAULT_LOG_MAX_BYTES,
             segment_bytes: None,
             commit_max_records: 4096,
@@ -264,7 +290,7 @@ impl Default for RawLog {
 #[serde(deny_unknown_fields, default)]
 pub struct RawTsdb {
     /// `influxdb_v1`, `influxdb_v2`, `file` or `none`.
-    pub kind: String,
+    pub kind: Lenient<TsdbKind>,
     /// Base URL of the server.
     pub url: String,
     /// v1: database.
@@ -282,7 +308,8 @@ pub struct RawTsdb {
     /// v2: API token (secret).
     pub token: Secret,
     /// `file`: path of the line-protocol file.
-    pub file_path: String,
+    #[serde(deserialize_with = "empty_as_none")]
+    pub file_path: Option<PathBuf>,
     /// Most lines in one write.
     pub batch_max_lines: usize,
     /// Oldest a partial batch may get before it is written, ms.
@@ -303,7 +330,7 @@ pub struct RawTsdb {
 impl Default for RawTsdb {
     fn default() -> Self {
         RawTsdb {
-            kind: "influxdb_v1".into(),
+            kind: Lenient::Valid(TsdbKind::InfluxdbV1),
             url: "http://127.0.0.1:8086".into(),
             database: "wastewatch".into(),
             retention_policy: String::new(),
@@ -312,7 +339,7 @@ impl Default for RawTsdb {
             org: "wastewatch".into(),
             bucket: "wastewatch".into(),
             token: Secret::default(),
-            file_path: "wastewatch-points.lp".into(),
+            file_path: Some(PathBuf::from("wastewatch-points.lp")),
             batch_max_lines: 5000,
             batch_max_age_ms: 1000,
             gzip: None,
@@ -329,10 +356,12 @@ impl Default for RawTsdb {
 #[serde(deny_unknown_fields, default)]
 pub struct RawHttp {
     /// Listen address; empty disables the HTTP server.
-    pub listen: String,
+    #[serde(deserialize_with = "empty_as_none")]
+    pub listen: Option<Lenient<SocketAddr>>,
     /// File of API bearer tokens, `name:token` per line (the name is
     /// recorded as who acknowledged); never the tokens themselves here.
-    pub tokens_file: String,
+    #[serde(deserialize_with = "empty_as_none")]
+    pub tokens_file: Option<PathBuf>,
     /// Require a token for reads too (`/metrics`, `/api/v1/...`); the
     /// health probes stay open.
     pub protect_reads: bool,
@@ -346,8 +375,8 @@ pub struct RawHttp {
 impl Default for RawHttp {
     fn default() -> Self {
         RawHttp {
-            listen: "127.0.0.1:9464".into(),
-            tokens_file: String::new(),
+            listen: Some(Lenient::Valid(SocketAddr::from(([127, 0, 0, 1], 9464)))),
+            tokens_file: None,
             protect_reads: false,
             tokens_env: None,
         }
@@ -377,11 +406,12 @@ pub struct RawJt808 {
     /// Listen for terminals (off by default).
     pub enabled: bool,
     /// TCP listen address, e.g. `0.0.0.0:6808` for terminals on the network.
-    pub listen: String,
+    pub listen: Lenient<SocketAddr>,
     /// File holding the key the authentication codes are derived from
     /// (first line, at least 16 characters; keep it: changing it makes every
     /// terminal register again).
-    pub auth_key_file: String,
+    #[serde(deserialize_with = "empty_as_none")]
+    pub auth_key_file: Option<PathBuf>,
     /// The key itself (secret); prefer `auth_key_file`.
     pub auth_key: Secret,
     /// Most terminals connected at once; further connections are closed.
@@ -409,8 +439,8 @@ impl Default for RawJt808 {
     fn default() -> Self {
         RawJt808 {
             enabled: false,
-            listen: "127.0.0.1:6808".into(),
-            auth_key_file: String::new(),
+            listen: Lenient::Valid(SocketAddr::from(([127, 0, 0, 1], 6808))),
+            auth_key_file: None,
             auth_key: Secret::default(),
             max_connections: 1000,
             max_frame_bytes: 4096,

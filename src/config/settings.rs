@@ -318,29 +318,23 @@ fn jt808(e: &mut Vec<String>, j: &super::raw::RawJt808) -> Option<Jt808Settings>
             e.push(format!("{k} is {v} s; use 1 to 86400"));
         }
     }
+    // A listen address that does not parse is a typo even while disabled.
+    let listen =
+        j.listen
+            .clone()
+            .or_report(e, "jt808.listen", SocketAddr::from(([127, 0, 0, 1], 0)));
     if !j.enabled {
         return None;
     }
-    let listen = match j.listen.parse::<SocketAddr>() {
-        Ok(a) => a,
-        Err(err) => {
-            e.push(format!(
-                "jt808.listen {:?} is not host:port: {err}",
-                j.listen
-            ));
-            SocketAddr::from(([127, 0, 0, 1], 0))
-        }
-    };
-    if !j.auth_key.is_empty() && !j.auth_key_file.is_empty() {
+    if !j.auth_key.is_empty() && j.auth_key_file.is_some() {
         e.push(
             "jt808.auth_key and jt808.auth_key_file are both set; keep only jt808.auth_key_file"
                 .into(),
         );
     }
-    let auth_key = if j.auth_key_file.is_empty() {
-        j.auth_key.clone()
-    } else {
-        secret_file(e, "jt808.auth_key_file", &j.auth_key_file)
+    let auth_key = match &j.auth_key_file {
+        None => j.auth_key.clone(),
+        Some(f) => secret_file(e, "jt808.auth_key_file", f),
     };
     if auth_key.expose().chars().count() < 16 {
         e.push("jt808.auth_key_file (or jt808.auth_key) must hold a key of at least 16 characters when jt808.enabled is true; authentication codes are derived from it".into());
@@ -393,22 +387,15 @@ fn webhooks(
                 "{key}.url is not a URL: {err} (value not shown: it may hold a token)"
             )),
         }
-        let format = Format::parse(&w.format).unwrap_or_else(|| {
-            errors.push(format!(
-                "{key}.format {:?} must be json, dingtalk or wecom",
-                w.format
-            ));
-            Format::Json
-        });
-        let min_severity =
-            serde_json::from_value(serde_json::Value::String(w.min_severity.clone()))
-                .unwrap_or_else(|_| {
-                    errors.push(format!(
-                        "{key}.min_severity {:?} must be info, warn, major or critical",
-                        w.min_severity
-                    ));
-                    crate::alert::Severity::Major
-                });
+        let format = w
+            .format
+            .clone()
+            .or_report(errors, &format!("{key}.format"), Format::Json);
+        let min_severity = w.min_severity.clone().or_report(
+            errors,
+            &format!("{key}.min_severity"),
+            crate::alert::Severity::Major,
+        );
         if !w.sign_secret.is_empty() && format == Format::Wecom {
             errors.push(format!(
                 "{key}.sign_secret is used by format = \"json\" (HMAC header) and \"dingtalk\"; WeCom robots have no signing, remove it"
@@ -472,19 +459,20 @@ fn creds(user: &str, pass: &Secret) -> Option<(String, Secret)> {
 }
 
 /// The first line of a secret file (`key` names the setting in errors).
-fn secret_file(errors: &mut Vec<String>, key: &str, path: &str) -> Secret {
+fn secret_file(errors: &mut Vec<String>, key: &str, path: &std::path::Path) -> Secret {
+    let shown = path.display();
     match std::fs::read_to_string(path) {
         Ok(t) => {
             let first = t.lines().next().unwrap_or("").trim();
             if first.is_empty() {
                 errors.push(format!(
-                    "{key} {path} is empty; put the secret on its first line"
+                    "{key} {shown} is empty; put the secret on its first line"
                 ));
             }
             Secret::new(first)
         }
         Err(e) => {
-            errors.push(format!("cannot read {key} {path}: {e}"));
+            errors.push(format!("cannot read {key} {shown}: {e}"));
             Secret::default()
         }
     }
@@ -499,13 +487,10 @@ fn http_auth(
 ) -> crate::api::auth::ApiAuth {
     let mut auth = crate::api::auth::ApiAuth::none();
     auth.protect_reads = h.protect_reads;
-    if !h.tokens_file.is_empty() {
-        match std::fs::read_to_string(&h.tokens_file) {
-            Ok(t) => auth.add_tokens(&format!("http.tokens_file {}", h.tokens_file), &t, errors),
-            Err(e) => errors.push(format!(
-                "cannot read http.tokens_file {}: {e}",
-                h.tokens_file
-            )),
+    if let Some(f) = &h.tokens_file {
+        match std::fs::read_to_string(f) {
+            Ok(t) => auth.add_tokens(&format!("http.tokens_file {}", f.display()), &t, errors),
+            Err(e) => errors.push(format!("cannot read http.tokens_file {}: {e}", f.display())),
         }
     }
     if let Some(t) = &h.tokens_env {
@@ -525,313 +510,15 @@ fn http_auth(
 }
 
 impl RawConfig {
-    /// Converts to [`Settings`], collecting every error.
+    /// Converts to [`Settings`], collecting every error: one validation
+    /// function per section, each adding what it finds to the same list.
     pub fn validate(self) -> Result<Settings, ConfigErrors> {
         let mut e = Vec::new();
-        let m = self.mqtt;
-        let max_packet_bytes = m.max_packet_bytes;
-        if m.host.is_empty() {
-            e.push("mqtt.host is empty; set the broker host name or IP".into());
-        }
-        if m.port == 0 {
-            e.push("mqtt.port is 0; set the broker port (1883, or 8883 for TLS)".into());
-        }
-        if m.client_id.is_empty() || m.client_id.len() > 128 {
-            e.push(format!(
-                "mqtt.client_id {:?} must be 1-128 characters; it keys the persistent session",
-                m.client_id
-            ));
-        }
-        if m.subscribe.is_empty() {
-            e.push("mqtt.subscribe is empty; subscribe at least to wastewatch/v1/#".into());
-        }
-        for f in &m.subscribe {
-            if f.is_empty() || f.contains('\0') {
-                e.push(format!(
-                    "mqtt.subscribe filter {f:?} is empty or contains NUL"
-                ));
-            }
-        }
-        if m.session_expiry_s == 0 {
-            e.push("mqtt.session_expiry_s is 0; a persistent session needs a non-zero expiry or messages are lost while disconnected".into());
-        }
-        if m.receive_maximum == 0 {
-            e.push("mqtt.receive_maximum is 0; MQTT 5 requires 1-65535".into());
-        }
-        if m.keep_alive_s < 5 || m.keep_alive_s > 3600 {
-            e.push(format!(
-                "mqtt.keep_alive_s is {} s; use 5-3600 s",
-                m.keep_alive_s
-            ));
-        }
-        if m.reconnect_min_ms == 0 || m.reconnect_min_ms > m.reconnect_max_ms {
-            e.push(format!(
-                "mqtt.reconnect_min_ms ({}) must be > 0 and <= mqtt.reconnect_max_ms ({})",
-                m.reconnect_min_ms, m.reconnect_max_ms
-            ));
-        }
-        if !m.password.is_empty() && !m.password_file.is_empty() {
-            e.push(
-                "mqtt.password and mqtt.password_file are both set; keep only mqtt.password_file"
-                    .into(),
-            );
-        }
-        let password = if m.password_file.is_empty() {
-            m.password.clone()
-        } else {
-            secret_file(&mut e, "mqtt.password_file", &m.password_file)
-        };
-        if !password.is_empty() && m.username.is_empty() {
-            e.push("mqtt.password is set but mqtt.username is empty".into());
-        }
-        let client_auth = match (m.client_cert_file.is_empty(), m.client_key_file.is_empty()) {
-            (true, true) => None,
-            (false, false) => {
-                if !m.tls {
-                    e.push(
-                        "mqtt.client_cert_file is set but mqtt.tls is off; turn mqtt.tls on".into(),
-                    );
-                }
-                for (k, f) in [
-                    ("mqtt.client_cert_file", &m.client_cert_file),
-                    ("mqtt.client_key_file", &m.client_key_file),
-                ] {
-                    if !std::path::Path::new(f).exists() {
-                        e.push(format!("{k} {f} does not exist"));
-                    }
-                }
-                Some((
-                    PathBuf::from(&m.client_cert_file),
-                    PathBuf::from(&m.client_key_file),
-                ))
-            }
-            _ => {
-                e.push("mqtt.client_cert_file and mqtt.client_key_file go together; set both or neither".into());
-                None
-            }
-        };
-        if m.tls && m.ca_file.is_empty() {
-            e.push("mqtt.tls is on but mqtt.ca_file is empty; give the PEM CA bundle that signed the broker certificate".into());
-        }
-        if !m.ca_file.is_empty() && !std::path::Path::new(&m.ca_file).exists() {
-            e.push(format!("mqtt.ca_file {} does not exist", m.ca_file));
-        }
-        let mqtt = MqttSettings {
-            credentials: creds(&m.username, &password),
-            tls: m.tls.then(|| PathBuf::from(&m.ca_file)),
-            client_auth,
-            host: m.host,
-            port: m.port,
-            client_id: m.client_id,
-            subscribe: m.subscribe,
-            keep_alive: Duration::from_secs(m.keep_alive_s),
-            session_expiry_s: m.session_expiry_s,
-            receive_maximum: m.receive_maximum,
-            max_packet_bytes: m.max_packet_bytes,
-            reconnect_min: Duration::from_millis(m.reconnect_min_ms),
-            reconnect_max: Duration::from_millis(m.reconnect_max_ms),
-            sparkplug: sparkplug(&mut e, &self.sparkplug),
-        };
-        let mut mqtt = mqtt;
-        if let Some(sp) = &mqtt.sparkplug {
-            for f in sp.filters() {
-                if !mqtt.subscribe.contains(&f) {
-                    mqtt.subscribe.push(f);
-                }
-            }
-        }
-
-        let d = self.decode;
-        let action = match d.clock_action.as_str() {
-            "restamp" => ClockAction::Restamp,
-            "reject" => ClockAction::Reject,
-            other => {
-                e.push(format!(
-                    "decode.clock_action {other:?} must be \"restamp\" or \"reject\""
-                ));
-                ClockAction::Restamp
-            }
-        };
-        if d.max_future_ms < 0 || d.max_past_ms < 0 {
-            e.push(format!(
-                "decode.max_future_ms ({}) and decode.max_past_ms ({}) must be >= 0",
-                d.max_future_ms, d.max_past_ms
-            ));
-        }
-        if !(d.net_tolerance_kg.is_finite() && d.net_tolerance_kg >= 0.0) {
-            e.push(format!(
-                "decode.net_tolerance_kg is {} kg; it must be a number >= 0",
-                d.net_tolerance_kg
-            ));
-        }
-        if d.max_payload_bytes == 0 {
-            e.push("decode.max_payload_bytes is 0; it must be at least 1".into());
-        }
-        if d.registry_dir.is_empty() {
-            e.push("decode.registry_dir is empty; point it at the zone directory".into());
-        }
-        let decode = DecodePolicy {
-            max_payload_bytes: d.max_payload_bytes,
-            clock: ClockPolicy {
-                max_future_ms: d.max_future_ms,
-                max_past_ms: d.max_past_ms,
-                action,
-            },
-            limits: ValidationLimits {
-                net_tolerance_kg: d.net_tolerance_kg,
-            },
-        };
-
-        let l = self.log;
-        if l.dir.is_empty() {
-            e.push("log.dir is empty; set a directory for the durable log".into());
-        }
-        if l.max_bytes < 1 << 20 {
-            e.push(format!(
-                "log.max_bytes is {} bytes; use at least 1048576 (1 MiB)",
-                l.max_bytes
-            ));
-        }
-        let derived = crate::log::LogOptions::with_max_bytes(l.max_bytes);
-        let reserve = derived.reserve_bytes;
-        let room = l.max_bytes.saturating_sub(reserve);
-        let segment_bytes = l.segment_bytes.unwrap_or(derived.segment_bytes);
-        // Derived: 4 MiB, but small enough that the largest commit (this
-        // plus one more message) fits twice in what ingest may fill.
-        let commit_max_bytes = l.commit_max_bytes.unwrap_or_else(|| {
-            (4u64 << 20).min(
-                (room / 2)
-                    .saturating_sub(u64::from(max_packet_bytes) + 4096)
-                    .max(64 << 10),
-            )
-        });
-        // Cross-checks only make sense against a usable bound.
-        let bound_ok = l.max_bytes >= 1 << 20;
-        if !(64 << 10..=1 << 30).contains(&segment_bytes) {
-            e.push(format!(
-                "log.segment_bytes is {segment_bytes} bytes; use 65536 (64 KiB) to 1073741824 (1 GiB)"
-            ));
-        } else if bound_ok && segment_bytes > l.max_bytes / 4 {
-            e.push(format!(
-                "log.segment_bytes ({segment_bytes} bytes) is more than a quarter of log.max_bytes ({} bytes); space is freed a segment at a time, so use at most {} bytes",
-                l.max_bytes,
-                l.max_bytes / 4
-            ));
-        }
-        if commit_max_bytes < 64 << 10 {
-            e.push(format!(
-                "log.commit_max_bytes is {commit_max_bytes} bytes; use at least 65536 (64 KiB)"
-            ));
-        } else if bound_ok {
-            // The largest commit: the limit plus one more message (its
-            // quarantine entry carries the whole packet). It must fit twice
-            // in what ingest may fill, so a commit can never be too large to
-            // ever go in (no deadlock) and the log is not one commit wide.
-            let largest = commit_max_bytes + u64::from(max_packet_bytes) + 4096;
-            if largest > room / 2 {
-                e.push(format!(
-                    "log.commit_max_bytes ({commit_max_bytes} bytes) + mqtt.max_packet_bytes ({max_packet_bytes} bytes) is more than half of log.max_bytes less its reserve ({room} bytes); lower them or raise log.max_bytes"
-                ));
-            }
-        }
-        if l.cursor_sync_ms == 0 || l.cursor_sync_ms > 60_000 {
-            e.push(format!(
-                "log.cursor_sync_ms is {}; use 1 to 60000",
-                l.cursor_sync_ms
-            ));
-        }
-        if l.disk_reserve_bytes > 1 << 30 {
-            e.push(format!(
-                "log.disk_reserve_bytes is {} bytes; use 0 (none) to 1073741824 (1 GiB)",
-                l.disk_reserve_bytes
-            ));
-        }
-        let log = LogSettings {
-            dir: PathBuf::from(l.dir),
-            max_bytes: l.max_bytes,
-            segment_bytes,
-            commit_max_records: nz(&mut e, "log.commit_max_records", l.commit_max_records),
-            commit_max_bytes,
-            cursor_sync: Duration::from_millis(l.cursor_sync_ms),
-            disk_reserve_bytes: l.disk_reserve_bytes,
-        };
-
-        let t = self.tsdb;
-        let target = match t.kind.as_str() {
-            "influxdb_v1" => {
-                if t.database.is_empty() {
-                    e.push("tsdb.database is empty; InfluxDB 1.x needs a database".into());
-                }
-                TsdbTarget::InfluxV1 {
-                    url: url(&mut e, "tsdb.url", &t.url),
-                    database: t.database,
-                    retention_policy: t.retention_policy,
-                    credentials: creds(&t.username, &t.password),
-                }
-            }
-            "influxdb_v2" => {
-                if t.org.is_empty() || t.bucket.is_empty() {
-                    e.push("tsdb.org and tsdb.bucket must be set for influxdb_v2".into());
-                }
-                TsdbTarget::InfluxV2 {
-                    url: url(&mut e, "tsdb.url", &t.url),
-                    org: t.org,
-                    bucket: t.bucket,
-                    token: t.token,
-                }
-            }
-            "file" => {
-                if t.file_path.is_empty() {
-                    e.push("tsdb.file_path is empty; set where line protocol is written".into());
-                }
-                TsdbTarget::File {
-                    path: PathBuf::from(t.file_path),
-                }
-            }
-            "none" => TsdbTarget::None,
-            other => {
-                e.push(format!(
-                    "tsdb.kind {other:?} must be one of influxdb_v1, influxdb_v2, file, none"
-                ));
-                TsdbTarget::None
-            }
-        };
-        if t.retry_min_ms == 0 || t.retry_min_ms > t.retry_max_ms {
-            e.push(format!(
-                "tsdb.retry_min_ms ({}) must be > 0 and <= tsdb.retry_max_ms ({})",
-                t.retry_min_ms, t.retry_max_ms
-            ));
-        }
-        if t.request_timeout_ms == 0 {
-            e.push("tsdb.request_timeout_ms is 0; use e.g. 10000".into());
-        }
-        let gzip = t.gzip.unwrap_or_else(|| !target_is_loopback(&target));
-        let tsdb = TsdbSettings {
-            target,
-            batch_max_lines: nz(&mut e, "tsdb.batch_max_lines", t.batch_max_lines),
-            batch_max_age: Duration::from_millis(t.batch_max_age_ms),
-            gzip,
-            retry_min: Duration::from_millis(t.retry_min_ms),
-            retry_max: Duration::from_millis(t.retry_max_ms),
-            request_timeout: Duration::from_millis(t.request_timeout_ms),
-            stats_interval: (t.stats_interval_ms > 0)
-                .then(|| Duration::from_millis(t.stats_interval_ms)),
-        };
-
-        let http_listen = if self.http.listen.is_empty() {
-            None
-        } else {
-            match self.http.listen.parse::<SocketAddr>() {
-                Ok(a) => Some(a),
-                Err(err) => {
-                    e.push(format!(
-                        "http.listen {:?} is not host:port: {err}",
-                        self.http.listen
-                    ));
-                    None
-                }
-            }
-        };
+        let mqtt = mqtt(&mut e, self.mqtt, &self.sparkplug);
+        let (decode, registry_dir) = decode(&mut e, self.decode);
+        let log = log(&mut e, self.log, mqtt.max_packet_bytes);
+        let tsdb = tsdb(&mut e, self.tsdb);
+        let http_listen = http_listen(&mut e, &self.http);
         for p in self.kpi.problems() {
             e.push(p);
         }
@@ -839,43 +526,16 @@ impl RawConfig {
             e.push(format!("rules: {p}"));
         }
         let http_auth = http_auth(&mut e, &self.http, http_listen);
-        let n = self.notify;
-        let alertmanager = if n.alertmanager_url.is_empty() {
-            None
-        } else {
-            Some(url(&mut e, "notify.alertmanager_url", &n.alertmanager_url))
-        };
-        if n.resend_interval_ms < 1000 || n.snapshot_interval_ms < 100 {
-            e.push(format!(
-                "notify.resend_interval_ms ({}) must be >= 1000 and notify.snapshot_interval_ms ({}) >= 100",
-                n.resend_interval_ms, n.snapshot_interval_ms
-            ));
-        }
-        let webhooks = webhooks(&mut e, &n.webhooks);
-        let alerting = AlertingSettings {
-            rules: self.rules,
-            policy: self.alerts,
-            alertmanager,
-            webhooks,
-            resend_interval: Duration::from_millis(n.resend_interval_ms),
-            snapshot_interval: Duration::from_millis(n.snapshot_interval_ms),
-        };
-        if self.runtime.worker_threads == 0 || self.runtime.worker_threads > 64 {
-            e.push(format!(
-                "runtime.worker_threads is {}; use 1 (one thread) to 64",
-                self.runtime.worker_threads
-            ));
-        }
-        if self.shutdown.deadline_ms == 0 {
-            e.push("shutdown.deadline_ms is 0; use e.g. 10000".into());
-        }
+        let alerting = alerting(&mut e, self.notify, self.rules, self.alerts);
+        runtime(&mut e, &self.runtime);
+        shutdown(&mut e, &self.shutdown);
         let jt808 = jt808(&mut e, &self.jt808);
         if !e.is_empty() {
             return Err(ConfigErrors(e));
         }
         Ok(Settings {
             mqtt,
-            registry_dir: PathBuf::from(d.registry_dir),
+            registry_dir,
             decode,
             log,
             tsdb,
@@ -887,5 +547,347 @@ impl RawConfig {
             kpi: self.kpi,
             jt808,
         })
+    }
+}
+
+/// Validates `[mqtt]` (with `[sparkplug]`, whose filters it subscribes to).
+fn mqtt(
+    e: &mut Vec<String>,
+    m: super::raw::RawMqtt,
+    sparkplug_raw: &super::raw::RawSparkplug,
+) -> MqttSettings {
+    if m.host.is_empty() {
+        e.push("mqtt.host is empty; set the broker host name or IP".into());
+    }
+    if m.port == 0 {
+        e.push("mqtt.port is 0; set the broker port (1883, or 8883 for TLS)".into());
+    }
+    if m.client_id.is_empty() || m.client_id.len() > 128 {
+        e.push(format!(
+            "mqtt.client_id {:?} must be 1-128 characters; it keys the persistent session",
+            m.client_id
+        ));
+    }
+    if m.subscribe.is_empty() {
+        e.push("mqtt.subscribe is empty; subscribe at least to wastewatch/v1/#".into());
+    }
+    for f in &m.subscribe {
+        if f.is_empty() || f.contains('\0') {
+            e.push(format!(
+                "mqtt.subscribe filter {f:?} is empty or contains NUL"
+            ));
+        }
+    }
+    if m.session_expiry_s == 0 {
+        e.push("mqtt.session_expiry_s is 0; a persistent session needs a non-zero expiry or messages are lost while disconnected".into());
+    }
+    if m.receive_maximum == 0 {
+        e.push("mqtt.receive_maximum is 0; MQTT 5 requires 1-65535".into());
+    }
+    if m.keep_alive_s < 5 || m.keep_alive_s > 3600 {
+        e.push(format!(
+            "mqtt.keep_alive_s is {} s; use 5-3600 s",
+            m.keep_alive_s
+        ));
+    }
+    if m.reconnect_min_ms == 0 || m.reconnect_min_ms > m.reconnect_max_ms {
+        e.push(format!(
+            "mqtt.reconnect_min_ms ({}) must be > 0 and <= mqtt.reconnect_max_ms ({})",
+            m.reconnect_min_ms, m.reconnect_max_ms
+        ));
+    }
+    if !m.password.is_empty() && m.password_file.is_some() {
+        e.push(
+            "mqtt.password and mqtt.password_file are both set; keep only mqtt.password_file"
+                .into(),
+        );
+    }
+    let password = match &m.password_file {
+        None => m.password.clone(),
+        Some(f) => secret_file(e, "mqtt.password_file", f),
+    };
+    if !password.is_empty() && m.username.is_empty() {
+        e.push("mqtt.password is set but mqtt.username is empty".into());
+    }
+    let client_auth = match (&m.client_cert_file, &m.client_key_file) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => {
+            if !m.tls {
+                e.push("mqtt.client_cert_file is set but mqtt.tls is off; turn mqtt.tls on".into());
+            }
+            for (k, f) in [
+                ("mqtt.client_cert_file", cert),
+                ("mqtt.client_key_file", key),
+            ] {
+                if !f.exists() {
+                    e.push(format!("{k} {} does not exist", f.display()));
+                }
+            }
+            Some((cert.clone(), key.clone()))
+        }
+        _ => {
+            e.push(
+                "mqtt.client_cert_file and mqtt.client_key_file go together; set both or neither"
+                    .into(),
+            );
+            None
+        }
+    };
+    if m.tls && m.ca_file.is_none() {
+        e.push("mqtt.tls is on but mqtt.ca_file is empty; give the PEM CA bundle that signed the broker certificate".into());
+    }
+    if let Some(ca) = m.ca_file.as_ref().filter(|f| !f.exists()) {
+        e.push(format!("mqtt.ca_file {} does not exist", ca.display()));
+    }
+    let mut mqtt = MqttSettings {
+        credentials: creds(&m.username, &password),
+        tls: if m.tls { m.ca_file } else { None },
+        client_auth,
+        host: m.host,
+        port: m.port,
+        client_id: m.client_id,
+        subscribe: m.subscribe,
+        keep_alive: Duration::from_secs(m.keep_alive_s),
+        session_expiry_s: m.session_expiry_s,
+        receive_maximum: m.receive_maximum,
+        max_packet_bytes: m.max_packet_bytes,
+        reconnect_min: Duration::from_millis(m.reconnect_min_ms),
+        reconnect_max: Duration::from_millis(m.reconnect_max_ms),
+        sparkplug: sparkplug(e, sparkplug_raw),
+    };
+    if let Some(sp) = &mqtt.sparkplug {
+        for f in sp.filters() {
+            if !mqtt.subscribe.contains(&f) {
+                mqtt.subscribe.push(f);
+            }
+        }
+    }
+    mqtt
+}
+
+/// Validates `[decode]`; also returns the registry directory.
+fn decode(e: &mut Vec<String>, d: super::raw::RawDecode) -> (DecodePolicy, PathBuf) {
+    let action = d
+        .clock_action
+        .or_report(e, "decode.clock_action", ClockAction::Restamp);
+    if d.max_future_ms < 0 || d.max_past_ms < 0 {
+        e.push(format!(
+            "decode.max_future_ms ({}) and decode.max_past_ms ({}) must be >= 0",
+            d.max_future_ms, d.max_past_ms
+        ));
+    }
+    if !(d.net_tolerance_kg.is_finite() && d.net_tolerance_kg >= 0.0) {
+        e.push(format!(
+            "decode.net_tolerance_kg is {} kg; it must be a number >= 0",
+            d.net_tolerance_kg
+        ));
+    }
+    if d.max_payload_bytes == 0 {
+        e.push("decode.max_payload_bytes is 0; it must be at least 1".into());
+    }
+    if d.registry_dir.as_os_str().is_empty() {
+        e.push("decode.registry_dir is empty; point it at the zone directory".into());
+    }
+    let policy = DecodePolicy {
+        max_payload_bytes: d.max_payload_bytes,
+        clock: ClockPolicy {
+            max_future_ms: d.max_future_ms,
+            max_past_ms: d.max_past_ms,
+            action,
+        },
+        limits: ValidationLimits {
+            net_tolerance_kg: d.net_tolerance_kg,
+        },
+    };
+    (policy, d.registry_dir)
+}
+
+/// Validates `[log]`, cross-checked with the largest MQTT packet.
+fn log(e: &mut Vec<String>, l: super::raw::RawLog, max_packet_bytes: u32) -> LogSettings {
+    if l.dir.as_os_str().is_empty() {
+        e.push("log.dir is empty; set a directory for the durable log".into());
+    }
+    if l.max_bytes < 1 << 20 {
+        e.push(format!(
+            "log.max_bytes is {} bytes; use at least 1048576 (1 MiB)",
+            l.max_bytes
+        ));
+    }
+    let derived = crate::log::LogOptions::with_max_bytes(l.max_bytes);
+    let reserve = derived.reserve_bytes;
+    let room = l.max_bytes.saturating_sub(reserve);
+    let segment_bytes = l.segment_bytes.unwrap_or(derived.segment_bytes);
+    // Derived: 4 MiB, but small enough that the largest commit (this
+    // plus one more message) fits twice in what ingest may fill.
+    let commit_max_bytes = l.commit_max_bytes.unwrap_or_else(|| {
+        (4u64 << 20).min(
+            (room / 2)
+                .saturating_sub(u64::from(max_packet_bytes) + 4096)
+                .max(64 << 10),
+        )
+    });
+    // Cross-checks only make sense against a usable bound.
+    let bound_ok = l.max_bytes >= 1 << 20;
+    if !(64 << 10..=1 << 30).contains(&segment_bytes) {
+        e.push(format!(
+            "log.segment_bytes is {segment_bytes} bytes; use 65536 (64 KiB) to 1073741824 (1 GiB)"
+        ));
+    } else if bound_ok && segment_bytes > l.max_bytes / 4 {
+        e.push(format!(
+            "log.segment_bytes ({segment_bytes} bytes) is more than a quarter of log.max_bytes ({} bytes); space is freed a segment at a time, so use at most {} bytes",
+            l.max_bytes,
+            l.max_bytes / 4
+        ));
+    }
+    if commit_max_bytes < 64 << 10 {
+        e.push(format!(
+            "log.commit_max_bytes is {commit_max_bytes} bytes; use at least 65536 (64 KiB)"
+        ));
+    } else if bound_ok {
+        // The largest commit: the limit plus one more message (its
+        // quarantine entry carries the whole packet). It must fit twice
+        // in what ingest may fill, so a commit can never be too large to
+        // ever go in (no deadlock) and the log is not one commit wide.
+        let largest = commit_max_bytes + u64::from(max_packet_bytes) + 4096;
+        if largest > room / 2 {
+            e.push(format!(
+                "log.commit_max_bytes ({commit_max_bytes} bytes) + mqtt.max_packet_bytes ({max_packet_bytes} bytes) is more than half of log.max_bytes less its reserve ({room} bytes); lower them or raise log.max_bytes"
+            ));
+        }
+    }
+    if l.cursor_sync_ms == 0 || l.cursor_sync_ms > 60_000 {
+        e.push(format!(
+            "log.cursor_sync_ms is {}; use 1 to 60000",
+            l.cursor_sync_ms
+        ));
+    }
+    if l.disk_reserve_bytes > 1 << 30 {
+        e.push(format!(
+            "log.disk_reserve_bytes is {} bytes; use 0 (none) to 1073741824 (1 GiB)",
+            l.disk_reserve_bytes
+        ));
+    }
+    LogSettings {
+        dir: l.dir,
+        max_bytes: l.max_bytes,
+        segment_bytes,
+        commit_max_records: nz(e, "log.commit_max_records", l.commit_max_records),
+        commit_max_bytes,
+        cursor_sync: Duration::from_millis(l.cursor_sync_ms),
+        disk_reserve_bytes: l.disk_reserve_bytes,
+    }
+}
+
+/// Validates `[tsdb]`.
+fn tsdb(e: &mut Vec<String>, t: super::raw::RawTsdb) -> TsdbSettings {
+    use super::raw::TsdbKind;
+    let kind = t.kind.or_report(e, "tsdb.kind", TsdbKind::None);
+    let target = match kind {
+        TsdbKind::InfluxdbV1 => {
+            if t.database.is_empty() {
+                e.push("tsdb.database is empty; InfluxDB 1.x needs a database".into());
+            }
+            TsdbTarget::InfluxV1 {
+                url: url(e, "tsdb.url", &t.url),
+                database: t.database,
+                retention_policy: t.retention_policy,
+                credentials: creds(&t.username, &t.password),
+            }
+        }
+        TsdbKind::InfluxdbV2 => {
+            if t.org.is_empty() || t.bucket.is_empty() {
+                e.push("tsdb.org and tsdb.bucket must be set for influxdb_v2".into());
+            }
+            TsdbTarget::InfluxV2 {
+                url: url(e, "tsdb.url", &t.url),
+                org: t.org,
+                bucket: t.bucket,
+                token: t.token,
+            }
+        }
+        TsdbKind::File => match t.file_path {
+            Some(path) => TsdbTarget::File { path },
+            None => {
+                e.push("tsdb.file_path is empty; set where line protocol is written".into());
+                TsdbTarget::None
+            }
+        },
+        TsdbKind::None => TsdbTarget::None,
+    };
+    if t.retry_min_ms == 0 || t.retry_min_ms > t.retry_max_ms {
+        e.push(format!(
+            "tsdb.retry_min_ms ({}) must be > 0 and <= tsdb.retry_max_ms ({})",
+            t.retry_min_ms, t.retry_max_ms
+        ));
+    }
+    if t.request_timeout_ms == 0 {
+        e.push("tsdb.request_timeout_ms is 0; use e.g. 10000".into());
+    }
+    let gzip = t.gzip.unwrap_or_else(|| !target_is_loopback(&target));
+    TsdbSettings {
+        target,
+        batch_max_lines: nz(e, "tsdb.batch_max_lines", t.batch_max_lines),
+        batch_max_age: Duration::from_millis(t.batch_max_age_ms),
+        gzip,
+        retry_min: Duration::from_millis(t.retry_min_ms),
+        retry_max: Duration::from_millis(t.retry_max_ms),
+        request_timeout: Duration::from_millis(t.request_timeout_ms),
+        stats_interval: (t.stats_interval_ms > 0)
+            .then(|| Duration::from_millis(t.stats_interval_ms)),
+    }
+}
+
+/// `http.listen`: `None` when switched off.
+fn http_listen(e: &mut Vec<String>, h: &super::raw::RawHttp) -> Option<SocketAddr> {
+    match h.listen.clone()? {
+        super::typed::Lenient::Valid(a) => Some(a),
+        bad => {
+            bad.or_report(e, "http.listen", SocketAddr::from(([127, 0, 0, 1], 0)));
+            None
+        }
+    }
+}
+
+/// Validates `[notify]` and joins it with `[rules]` and `[alerts]`.
+fn alerting(
+    e: &mut Vec<String>,
+    n: super::raw::RawNotify,
+    rules: crate::rules::RuleConfig,
+    policy: crate::alert::AlertPolicy,
+) -> AlertingSettings {
+    let alertmanager = n
+        .alertmanager_url
+        .as_deref()
+        .map(|u| url(e, "notify.alertmanager_url", u));
+    if n.resend_interval_ms < 1000 || n.snapshot_interval_ms < 100 {
+        e.push(format!(
+            "notify.resend_interval_ms ({}) must be >= 1000 and notify.snapshot_interval_ms ({}) >= 100",
+            n.resend_interval_ms, n.snapshot_interval_ms
+        ));
+    }
+    AlertingSettings {
+        rules,
+        policy,
+        alertmanager,
+        webhooks: webhooks(e, &n.webhooks),
+        resend_interval: Duration::from_millis(n.resend_interval_ms),
+        snapshot_interval: Duration::from_millis(n.snapshot_interval_ms),
+    }
+}
+
+/// Validates `[runtime]`.
+fn runtime(e: &mut Vec<String>, r: &super::raw::RawRuntime) {
+    if r.worker_threads == 0 || r.worker_threads > 64 {
+        e.push(format!(
+            "runtime.worker_threads is {}; use 1 (one thread) to 64",
+            r.worker_threads
+        ));
+    }
+}
+
+/// Validates `[shutdown]`.
+fn shutdown(e: &mut Vec<String>, s: &super::raw::RawShutdown) {
+    if s.deadline_ms == 0 {
+        e.push("shutdown.deadline_ms is 0; use e.g. 10000".into());
     }
 }

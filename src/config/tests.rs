@@ -164,8 +164,8 @@ sign_secret = "WECOMSECRET"
     for want in [
         "notify.webhooks[1].name \"chat\" must be non-empty, unique",
         "notify.webhooks[1].url must be an http:// or https:// URL",
-        "notify.webhooks[1].format \"teams\" must be json, dingtalk or wecom",
-        "notify.webhooks[1].min_severity \"urgent\" must be",
+        "notify.webhooks[1].format \"teams\": unknown variant `teams`, expected one of `json`, `dingtalk`, `wecom`",
+        "notify.webhooks[1].min_severity \"urgent\": unknown variant `urgent`, expected one of `info`, `warn`, `major`, `critical`",
         "notify.webhooks[2].sign_secret is used by format = \"json\" (HMAC header) and \"dingtalk\"",
         "notify.webhooks[2].name \"alertmanager\"",
         "notify.webhooks[2].url is not a URL",
@@ -409,4 +409,78 @@ fn the_raw_config_never_prints_a_secret() {
     for s in ["RAWMQTTPASS", "RAWTSDBPASS", "RAWTSDBTOKEN"] {
         assert!(!d.contains(s), "{s} in {d}");
     }
+}
+
+#[test]
+fn typed_values_that_do_not_parse_are_all_reported_with_their_key() {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    writeln!(
+        f,
+        "[decode]\nclock_action = \"sometimes\"\n[tsdb]\nkind = \"graphite\"\n[http]\nlisten = \"everywhere\"\n[jt808]\nlisten = \"port 6808\"\n[[notify.webhooks]]\nname = \"ops\"\nurl = \"https://example.invalid/hook\"\nformat = \"slack\""
+    )
+    .unwrap();
+    let err = load(Some(f.path()), &[]).unwrap_err();
+    let text = err.to_string();
+    for want in [
+        "decode.clock_action \"sometimes\": unknown variant `sometimes`, expected `restamp` or `reject`",
+        "tsdb.kind \"graphite\": unknown variant `graphite`, expected one of `influxdb_v1`, `influxdb_v2`, `file`, `none`",
+        "http.listen \"everywhere\": ",
+        "jt808.listen \"port 6808\": ",
+        "notify.webhooks[0].format \"slack\": unknown variant",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    assert_eq!(err.0.len(), 5, "{text}");
+}
+
+#[test]
+fn an_empty_value_switches_an_optional_setting_off() {
+    let s = load(
+        None,
+        &env(&[
+            ("WASTEWATCH__HTTP__LISTEN", ""),
+            ("WASTEWATCH__NOTIFY__ALERTMANAGER_URL", ""),
+            ("WASTEWATCH__MQTT__CA_FILE", ""),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(s.http_listen, None);
+    assert_eq!(s.alerting.alertmanager, None);
+    assert_eq!(s.mqtt.tls, None);
+    // And a set one is typed.
+    let s = load(
+        None,
+        &env(&[
+            ("WASTEWATCH__HTTP__LISTEN", "127.0.0.1:19464"),
+            (
+                "WASTEWATCH__NOTIFY__ALERTMANAGER_URL",
+                "http://127.0.0.1:9093",
+            ),
+            ("WASTEWATCH__TSDB__KIND", "file"),
+            ("WASTEWATCH__TSDB__FILE_PATH", "/tmp/points.lp"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(s.http_listen, Some(([127, 0, 0, 1], 19464).into()));
+    assert_eq!(
+        s.alerting.alertmanager.as_ref().map(url::Url::as_str),
+        Some("http://127.0.0.1:9093/")
+    );
+    assert!(
+        matches!(&s.tsdb.target, TsdbTarget::File { path } if path == std::path::Path::new("/tmp/points.lp"))
+    );
+}
+
+#[test]
+fn a_file_target_without_a_path_is_an_error() {
+    let err = load(
+        None,
+        &env(&[
+            ("WASTEWATCH__TSDB__KIND", "file"),
+            ("WASTEWATCH__TSDB__FILE_PATH", ""),
+        ]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("tsdb.file_path is empty"), "{err}");
 }

@@ -34,7 +34,8 @@ pub const TIMESTAMP_HEADER: &str = "X-Wastewatch-Timestamp";
 pub const MAX_LINES: usize = 20;
 
 /// The body a receiver understands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Format {
     /// `{"source": "wastewatch", "alerts": [...]}`, one object per alert.
     Json,
@@ -42,18 +43,6 @@ pub enum Format {
     Dingtalk,
     /// WeCom (企业微信) group robot, markdown message.
     Wecom,
-}
-
-impl Format {
-    /// Parses the config name.
-    pub fn parse(s: &str) -> Option<Format> {
-        match s {
-            "json" => Some(Format::Json),
-            "dingtalk" => Some(Format::Dingtalk),
-            "wecom" => Some(Format::Wecom),
-            _ => None,
-        }
-    }
 }
 
 /// A configured webhook.
