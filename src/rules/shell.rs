@@ -190,27 +190,7 @@ mod tests {
     /// its deadline is 2 s with floor and margin at 0.
     #[tokio::test]
     async fn timers_fire_on_time_while_records_keep_coming() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("zone");
-        let read = |f: &str| std::fs::read_to_string(root.join(f)).unwrap();
-        let mut devices: serde_json::Value = serde_json::from_str(&read("devices.json")).unwrap();
-        for d in devices.as_array_mut().unwrap() {
-            if d["id"] == QUIET {
-                d["expected_interval_s"] = serde_json::json!(1);
-            }
-        }
-        let registry = Arc::new(
-            crate::registry::Registry::from_json_strs(
-                &read("sites.json"),
-                &devices.to_string(),
-                &read("permits.json"),
-            )
-            .unwrap(),
-        );
-        let mut config = RuleConfig::default();
-        config.thresholds.devices.silent_floor_ms = 0;
-        config.thresholds.devices.silent_margin_ms = 0;
-        config.engine.reorder_window_ms = 0;
-        let engine = RuleEngine::new(registry, config);
+        let engine = quiet_truck_engine();
         let d = tempfile::tempdir().unwrap();
         let log = Arc::new(Log::open(d.path(), 1 << 26, &[CURSOR_RULES]).unwrap());
         let clock = Clock::system();
@@ -258,6 +238,94 @@ mod tests {
             (t0 + 2_000..=t0 + 3_500).contains(&at),
             "raised {} ms after the last message, deadline 2000 ms",
             at - t0
+        );
+        cancel.cancel();
+        shell.await.unwrap();
+    }
+
+    /// The shipped zone with the quiet truck expected every second, and an
+    /// engine whose silence deadline is exactly 2 x that (floor, margin and
+    /// reorder window 0).
+    fn quiet_truck_engine() -> RuleEngine {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("zone");
+        let read = |f: &str| std::fs::read_to_string(root.join(f)).unwrap();
+        let mut devices: serde_json::Value = serde_json::from_str(&read("devices.json")).unwrap();
+        for d in devices.as_array_mut().unwrap() {
+            if d["id"] == QUIET {
+                d["expected_interval_s"] = serde_json::json!(1);
+            }
+        }
+        let registry = Arc::new(
+            crate::registry::Registry::from_json_strs(
+                &read("sites.json"),
+                &devices.to_string(),
+                &read("permits.json"),
+            )
+            .unwrap(),
+        );
+        let mut config = RuleConfig::default();
+        config.thresholds.devices.silent_floor_ms = 0;
+        config.thresholds.devices.silent_margin_ms = 0;
+        config.engine.reorder_window_ms = 0;
+        RuleEngine::new(registry, config)
+    }
+
+    /// The same deadline on paused tokio time, driven by the injected
+    /// clock: nothing before 2 s of silence, `device_silent` at the first
+    /// tick after it, stamped with the clock's time. The record is in the
+    /// log before the clock starts, and the test only advances time and
+    /// yields (never waits on the log's writer thread, which would let
+    /// tokio auto-advance the paused clock).
+    #[tokio::test(start_paused = true)]
+    async fn on_paused_time_silence_is_raised_at_its_deadline_by_the_injected_clock() {
+        let d = tempfile::tempdir().unwrap();
+        let log = Arc::new(Log::open(d.path(), 1 << 26, &[CURSOR_RULES]).unwrap());
+        let t0 = 1_800_000_000_000;
+        let mut b = crate::log::AppendBatch::new(crate::log::Class::Ingest);
+        b.records.push(&fix(QUIET, 1, t0)).unwrap();
+        log.append_async(b).await.unwrap().result.unwrap();
+        let clock = Clock::tokio_at(t0);
+        let (tx, mut rx) = mpsc::channel(64);
+        let cancel = CancellationToken::new();
+        let shell = tokio::spawn(run(
+            quiet_truck_engine(),
+            log.reader(CURSOR_RULES).unwrap(),
+            log.subscribe_head(),
+            tx,
+            Duration::from_secs(3600),
+            Arc::new(Metrics::default()),
+            clock.clone(),
+            cancel.clone(),
+        ));
+        let mut raised = None;
+        for _ in 0..50 {
+            tokio::time::advance(Duration::from_millis(100)).await;
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            while let Ok(out) = rx.try_recv() {
+                if let RulesOut::Transitions(tr) = out {
+                    for t in tr {
+                        if let Transition::Raise { key, at_ms, .. } = t {
+                            assert_eq!(key.rule, RuleId::DeviceSilent, "{key:?}");
+                            assert_eq!(key.entity, QUIET);
+                            raised.get_or_insert((at_ms, clock.now_ms()));
+                        }
+                    }
+                }
+            }
+        }
+        let (at, seen) = raised.expect("device_silent never raised in 5 s of paused time");
+        assert!(
+            (t0 + 2_000..=t0 + 3_000).contains(&at),
+            "raised at t0 + {} ms, deadline t0 + 2000 ms",
+            at - t0
+        );
+        assert!(
+            seen - at <= 200,
+            "raised at t0 + {} ms, seen at t0 + {} ms",
+            at - t0,
+            seen - t0
         );
         cancel.cancel();
         shell.await.unwrap();
