@@ -46,7 +46,7 @@ mkdir -p "$OUT"
 log() { printf '[outage] %s\n' "$*" >&2; }
 die() { printf '[outage] ERROR: %s\n' "$*" >&2; exit 1; }
 
-for t in curl python3; do command -v $t >/dev/null || die "$t is missing"; done
+for t in curl python3 mosquitto_passwd mosquitto_sub; do command -v $t >/dev/null || die "$t is missing"; done
 scripts/services.sh install >/dev/null
 scripts/services.sh start mosquitto influxdb alertmanager >&2
 set -a
@@ -72,12 +72,36 @@ python3 scripts/bench/tsdb_gate.py --listen "127.0.0.1:$GATE_PORT" \
     --target "${WW_TEST_INFLUXDB#http://}" --down-file "$GATE_CTL" >"$OUT/gate.log" 2>&1 &
 GATE_PID=$!
 
-CLIENT=ww-outage-$STAMP
+# The broker authenticates every client as shipped: register this run's
+# ingest identity (read wastewatch/v1/#) and the simulator's gateway
+# identity (write wastewatch/v1/#) as test-only entries; both log in with
+# `ww:` client ids.
+ING=ww-outage-ingest-${STAMP//-/}
+SIMU=ww-outage-sim-${STAMP//-/}
+AUTH=$OUT/auth
+mkdir -p "$AUTH"
+: >"$AUTH/passwd"
+for u in "$ING" "$SIMU"; do
+    python3 -c 'import secrets; print(secrets.token_hex(16))' >"$AUTH/$u.password"
+    mosquitto_passwd -b "$AUTH/passwd" "$u" "$(cat "$AUTH/$u.password")"
+done
+printf 'user %s\ntopic read wastewatch/v1/#\nuser %s\ntopic write wastewatch/v1/#\n' "$ING" "$SIMU" >"$AUTH/acl"
+scripts/services.sh mqtt-users "$AUTH/passwd" "$AUTH/acl" >&2
+for i in $(seq 1 150); do
+    mosquitto_sub -h 127.0.0.1 -p "${WW_TEST_MQTT##*:}" -i "ww:probe-$STAMP" -u "$ING" \
+        -P "$(cat "$AUTH/$ING.password")" -t 'wastewatch/v1/#' -E >/dev/null 2>&1 && break
+    [[ $i == 150 ]] && die "identity $ING cannot log in 15 s after registering it"
+    sleep 0.1
+done
+
+CLIENT=ww:ww-outage-$STAMP
 cat >"$OUT/wastewatch.toml" <<EOF
 [mqtt]
 host = "127.0.0.1"
 port = ${WW_TEST_MQTT##*:}
 client_id = "$CLIENT"
+username = "$ING"
+password_file = "$AUTH/$ING.password"
 session_expiry_s = 3600
 [decode]
 registry_dir = "$ZONE"
@@ -91,6 +115,10 @@ retry_max_ms = 5000
 stats_interval_ms = 0
 [http]
 listen = "127.0.0.1:$HTTP_PORT"
+# The fleet replays the last two days at 200x (below), so its readings are
+# hours old by design; do not turn every alert into "cannot verify".
+[rules.thresholds.quality]
+stale_after_ms = 259200000
 [notify]
 alertmanager_url = "$WW_TEST_ALERTMANAGER"
 EOF
@@ -113,7 +141,9 @@ sleep 1
 TOTAL_S=$((BEFORE_S + OUTAGE_S + AFTER_S))
 log "publishing ~$RATE msg/s for ${TOTAL_S}s; outage of ${OUTAGE_S}s after ${BEFORE_S}s"
 "$SIM" --zone "$ZONE" --host 127.0.0.1 --port "${WW_TEST_MQTT##*:}" --client-id "sim-$STAMP" \
+    --client-id-prefix ww: --username "$SIMU" --password-file "$AUTH/$SIMU.password" \
     --scenario normal,route_deviation,storage_overfill --rate "$RATE" --speedup 200 \
+    --start-unix-ms $(( ($(date +%s) - 47 * 3600) * 1000 )) \
     --duration "$TOTAL_S" --clamp-to-wall-clock --quiet --summary-json "$OUT/sim-summary.json" \
     >"$OUT/sim.log" 2>&1 &
 SIM_PID=$!
