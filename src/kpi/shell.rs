@@ -269,4 +269,128 @@ mod tests {
             .unwrap();
         assert_eq!(again.snapshot().unwrap(), state);
     }
+
+    /// A general-industrial delivery at the shipped zone's utilisation
+    /// plant: a record the engine turns into KPI points.
+    fn delivery(seq: u64, t: i64) -> Vec<u8> {
+        let tk = pb::WeighbridgeTicket {
+            ticket_id: format!("T{seq}"),
+            plate: "豫AD0001".into(),
+            gross_weight_kg: 20_000.0,
+            tare_weight_kg: 12_000.0,
+            net_weight_kg: 8_000.0,
+            category: pb::WasteCategory::GeneralIndustrial as i32,
+            direction: pb::Direction::In as i32,
+            origin_site_id: "fa-autoparts-jingnan".into(),
+            ..Default::default()
+        };
+        let rec = pb::LogRecord {
+            envelope: Some(pb::Envelope {
+                site_id: "up-industrial-jingnan".into(),
+                device_id: "wb-utilise-01".into(),
+                device_kind: pb::DeviceKind::Weighbridge as i32,
+                seq,
+                recorded_at_unix_ms: t,
+                schema_version: 1,
+                body: Some(pb::envelope::Body::WeighbridgeTicket(tk)),
+            }),
+            received_at_unix_ms: t,
+            time_unix_ms: t,
+            ..Default::default()
+        };
+        rec.encode_to_vec()
+    }
+
+    /// On paused tokio time: after its first flush at start, the stage
+    /// writes the points of new records on its flush interval, not before,
+    /// and its snapshot only at its interval or when stopping. Records go
+    /// into the log with the blocking append and time moves only by
+    /// `advance` until the flush (awaiting the log's writer thread would let
+    /// tokio auto-advance the paused clock).
+    #[tokio::test(start_paused = true)]
+    async fn on_paused_time_points_wait_for_the_flush_tick_and_the_snapshot_for_its_interval() {
+        let d = tempfile::tempdir().unwrap();
+        let log = Arc::new(Log::open(d.path(), 1 << 26, &crate::log::CONSUMERS).unwrap());
+        let t0 = 1_795_000_000_000;
+        let reg = std::sync::Arc::new(
+            crate::registry::Registry::load_dir(
+                &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("zone"),
+            )
+            .unwrap(),
+        );
+        let cancel = CancellationToken::new();
+        let stage = KpiStage {
+            engine: KpiEngine::new(reg, Default::default()),
+            reader: log.reader(CURSOR_KPI).unwrap(),
+            head: log.subscribe_head(),
+            log: log.clone(),
+            dir: d.path().to_owned(),
+            flush_interval: Duration::from_secs(30),
+            snapshot_interval: Duration::from_secs(300),
+            cancel: cancel.clone(),
+        };
+        let started = tokio::time::Instant::now();
+        let task = tokio::spawn(run(stage));
+        // The flush at start finds nothing.
+        tokio::time::advance(Duration::from_millis(10)).await;
+        for _ in 0..5 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(*log.subscribe_head().borrow(), 0);
+        let mut b = AppendBatch::new(Class::Ingest);
+        for seq in 1..=3 {
+            b.records
+                .push(&delivery(seq, t0 + seq as i64 * 60_000))
+                .unwrap();
+        }
+        // On a thread of its own: a blocking wait inside the runtime panics.
+        std::thread::scope(|sc| sc.spawn(|| log.append_batch(b)).join().unwrap())
+            .result
+            .unwrap();
+        let ingest_head = *log.subscribe_head().borrow();
+        assert_eq!(ingest_head, 3);
+        // Up to 29 s: read, but nothing written.
+        for _ in 0..29 {
+            tokio::time::advance(Duration::from_secs(1)).await;
+            for _ in 0..5 {
+                tokio::task::yield_now().await;
+            }
+            assert_eq!(
+                *log.subscribe_head().borrow(),
+                ingest_head,
+                "points before the flush tick"
+            );
+        }
+        assert!(!snapshot_path(d.path()).exists());
+        // The 30 s tick appends the points (on the writer thread: real time).
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let t = std::time::Instant::now();
+        while *log.subscribe_head().borrow() == ingest_head {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "no KPI points after the flush tick"
+            );
+            tokio::task::yield_now().await;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(started.elapsed() >= Duration::from_secs(30));
+        let mut r = log.reader_at(ingest_head).unwrap();
+        let batch = r.read(100).unwrap();
+        let kpis: Vec<pb::KpiRecord> = batch
+            .iter()
+            .filter_map(|(_, b)| pb::LogRecord::decode(b).ok()?.kpi)
+            .collect();
+        assert!(
+            kpis.iter().any(|k| k.kpi == "industrial_utilisation"
+                && k.scope == "zone"
+                && k.denominator == 24_000.0),
+            "{kpis:?}"
+        );
+        // No snapshot before its interval.
+        assert!(!snapshot_path(d.path()).exists());
+        cancel.cancel();
+        task.await.unwrap();
+        // Stopping saves it.
+        assert!(snapshot_path(d.path()).exists());
+    }
 }
