@@ -68,23 +68,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_state_file_that_is_not_valid_names_its_path_and_the_remedy() {
-        let dir = tempfile::tempdir().unwrap();
-        assert!(crate::notify::dispatch::load(dir.path()).unwrap().is_none());
-        let path = dir.path().join(crate::notify::dispatch::OUTBOX_FILE);
-        std::fs::write(&path, b"{not json").unwrap();
-        let err = crate::notify::dispatch::load(dir.path()).unwrap_err();
-        let msg = err.to_string();
-        assert!(
-            matches!(&err, StateFileError::Invalid { path: p, .. } if *p == path),
-            "{err:?}"
-        );
-        assert!(msg.contains(&path.display().to_string()), "{msg}");
-        assert!(msg.contains("move it away"), "{msg}");
-        assert!(std::error::Error::source(&err).is_some(), "{err:?}");
-    }
-
-    #[test]
     fn an_unreadable_state_file_is_a_read_error_not_a_missing_one() {
         let dir = tempfile::tempdir().unwrap();
         // A directory where the file should be: exists, cannot be read.

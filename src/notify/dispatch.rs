@@ -252,3 +252,25 @@ async fn deliver(
     metrics.notify_outbox.store(outboxes.len() as u64, Relaxed);
     changed
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_file_that_is_not_valid_names_its_path_and_the_remedy() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(load(dir.path()).unwrap().is_none());
+        let path = dir.path().join(OUTBOX_FILE);
+        std::fs::write(&path, b"{not json").unwrap();
+        let err = load(dir.path()).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            matches!(&err, crate::fsutil::StateFileError::Invalid { path: p, .. } if *p == path),
+            "{err:?}"
+        );
+        assert!(msg.contains(&path.display().to_string()), "{msg}");
+        assert!(msg.contains("move it away"), "{msg}");
+        assert!(std::error::Error::source(&err).is_some(), "{err:?}");
+    }
+}
