@@ -159,10 +159,11 @@ struct FixLite {
     lon: f64,
     accuracy_m: f64,
     loaded: bool,
-    /// Permit the fix is judged against; empty: none valid.
-    permit: String,
-    /// The truck's home site (for km without a permit).
-    home: String,
+    /// Permit the fix is judged against; empty: none valid. Shared with
+    /// every other fix naming it (an hour of a fleet's fixes is held).
+    permit: Arc<str>,
+    /// The truck's home site (for km without a permit), shared likewise.
+    home: Arc<str>,
 }
 
 /// Everything the engine remembers; serialised as its snapshot.
@@ -222,6 +223,8 @@ pub struct KpiEngine {
     registry: Arc<Registry>,
     cfg: KpiConfig,
     state: State,
+    /// One copy of each permit and site id the held fixes name.
+    interned: std::collections::HashSet<Arc<str>>,
 }
 
 fn is_construction(c: WasteCategory) -> bool {
@@ -299,6 +302,7 @@ impl KpiEngine {
             registry,
             cfg,
             state: State::default(),
+            interned: std::collections::HashSet::new(),
         }
     }
 
@@ -768,6 +772,16 @@ impl KpiEngine {
         ]
     }
 
+    /// The shared copy of `s`.
+    fn intern(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.interned.get(s) {
+            return a.clone();
+        }
+        let a: Arc<str> = Arc::from(s);
+        self.interned.insert(a.clone());
+        a
+    }
+
     fn fix(&mut self, device: &str, home: &str, t: i64, f: &pb::TruckFix) {
         let registry = self.registry.clone();
         let named = registry
@@ -780,17 +794,23 @@ impl KpiEngine {
                     .into_iter()
                     .next()
             })
-            .map(|p| p.id.clone())
+            .map(|p| p.id.as_str())
             .unwrap_or_default();
         let lite = FixLite {
             lat: f.latitude_deg,
             lon: f.longitude_deg,
             accuracy_m: f.accuracy_m,
             loaded: f.loaded,
-            permit,
-            home: home.to_owned(),
+            permit: self.intern(permit),
+            home: self.intern(home),
         };
-        let mut fixes = self.state.fixes.remove(device).unwrap_or_default();
+        // Taken out (with its key, so no new key is allocated) while the
+        // segment facts borrow the engine.
+        let (key, mut fixes) = self
+            .state
+            .fixes
+            .remove_entry(device)
+            .unwrap_or_else(|| (device.to_owned(), BTreeMap::new()));
         match neighbours(&fixes, t, self.cfg.reading_memory_ms) {
             Slot::Late => self.state.stats.late_dropped += 1,
             Slot::Seen => {}
@@ -811,7 +831,7 @@ impl KpiEngine {
                 trim(&mut fixes, self.cfg.reading_memory_ms);
             }
         }
-        self.state.fixes.insert(device.to_owned(), fixes);
+        self.state.fixes.insert(key, fixes);
     }
 
     fn pair_facts(&self, site: &str, ta: i64, a: f64, tb: i64, b: f64) -> Vec<Fact> {
