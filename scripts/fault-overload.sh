@@ -100,7 +100,8 @@ port = $MQTT_PORT
 client_id = "ww:ww-overload-$STAMP"
 username = "$ING"
 password_file = "$AUTH/$ING.password"
-session_expiry_s = 3600
+# Short: a session left behind would get a copy of every later test message.
+session_expiry_s = 120
 [decode]
 registry_dir = "$ZONE"
 [log]

@@ -102,7 +102,8 @@ port = ${WW_TEST_MQTT##*:}
 client_id = "$CLIENT"
 username = "$ING"
 password_file = "$AUTH/$ING.password"
-session_expiry_s = 3600
+# Short: a session left behind would get a copy of every later test message.
+session_expiry_s = 120
 [decode]
 registry_dir = "$ZONE"
 [log]
