@@ -321,6 +321,12 @@ impl KpiEngine {
         serde_json::to_vec(&self.state)
     }
 
+    /// The state, serialised as by [`KpiEngine::snapshot`], appended to
+    /// `out` (no buffer of its own).
+    pub fn snapshot_into(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        serde_json::to_writer(out, &self.state)
+    }
+
     /// Replaces the state with a snapshot's.
     pub fn restore(&mut self, bytes: &[u8]) -> Result<(), serde_json::Error> {
         self.state = serde_json::from_slice(bytes)?;

@@ -42,14 +42,21 @@ struct Snapshot {
     engine: serde_json::Value,
 }
 
-/// The snapshot file's bytes: a serialised [`Snapshot`], put together
-/// around the engine's JSON without parsing it.
-fn snapshot_bytes(offset: u64, engine: &[u8]) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(engine.len() + 48);
+/// The snapshot file's bytes: a serialised [`Snapshot`], the engine's JSON
+/// written straight into the one buffer after the offset, never parsed or
+/// copied. `capacity` is the size of the last snapshot, so a state of tens
+/// of MB (an hour of a fleet's fixes) is not regrown by doubling, when the
+/// old and the new allocation are alive at once.
+fn snapshot_bytes(
+    offset: u64,
+    engine: &KpiEngine,
+    capacity: usize,
+) -> Result<Vec<u8>, serde_json::Error> {
+    let mut bytes = Vec::with_capacity(capacity + capacity / 8);
     bytes.extend_from_slice(format!("{{\"offset\":{offset},\"engine\":").as_bytes());
-    bytes.extend_from_slice(engine);
+    engine.snapshot_into(&mut bytes)?;
     bytes.push(b'}');
-    bytes
+    Ok(bytes)
 }
 
 /// Path of the snapshot in `dir`.
@@ -110,6 +117,7 @@ pub async fn run(mut s: KpiStage) {
     let mut pending = AppendBatch::new(Class::Internal);
     let mut saved_at = tokio::time::Instant::now();
     let mut failing = false;
+    let mut snapshot_len = 0;
     loop {
         let stopping = s.cancel.is_cancelled();
         let behind = *s.head.borrow() > s.reader.offset();
@@ -118,7 +126,7 @@ pub async fn run(mut s: KpiStage) {
             _ = tick.tick(), if !stopping => {
                 flush(&mut s, &mut pending, &mut failing).await;
                 if pending.is_empty() && saved_at.elapsed() >= s.snapshot_interval {
-                    save(&s).await;
+                    save(&s, &mut snapshot_len).await;
                     saved_at = tokio::time::Instant::now();
                 }
             }
@@ -133,7 +141,7 @@ pub async fn run(mut s: KpiStage) {
         if stopping && *s.head.borrow() <= s.reader.offset() {
             flush(&mut s, &mut pending, &mut failing).await;
             if pending.is_empty() {
-                save(&s).await;
+                save(&s, &mut snapshot_len).await;
             } else {
                 warn!("KPI points not durable at shutdown; the next start recomputes them from the log");
             }
@@ -216,24 +224,23 @@ async fn flush(s: &mut KpiStage, pending: &mut AppendBatch, failing: &mut bool) 
 }
 
 /// Writes the snapshot, then moves the cursor.
-async fn save(s: &KpiStage) {
-    let engine = match s.engine.snapshot() {
+async fn save(s: &KpiStage, last_len: &mut usize) {
+    let offset = s.reader.offset();
+    let pos = s.reader.position();
+    let bytes = match snapshot_bytes(offset, &s.engine, *last_len) {
         Ok(b) => b,
         Err(e) => {
             error!(error = %e, "KPI snapshot failed");
             return;
         }
     };
-    let offset = s.reader.offset();
-    let pos = s.reader.position();
+    *last_len = bytes.len();
     let (dir, log) = (s.dir.clone(), s.log.clone());
     let r = tokio::task::spawn_blocking(move || -> Result<(), String> {
-        // The same JSON as serialising `Snapshot`, put together around the
-        // engine's bytes: parsing them into a `serde_json::Value` first
-        // took several times their size in memory (a 13 MB state peaked
-        // the service above 150 MB RSS in the end-to-end bench).
-        let bytes = snapshot_bytes(offset, &engine);
-        drop(engine);
+        // The same JSON as serialising `Snapshot`, written around the
+        // engine's state: parsing it into a `serde_json::Value` first took
+        // several times its size in memory (a 13 MB state peaked the
+        // service above 150 MB RSS in the end-to-end bench).
         crate::fsutil::write_atomic(&snapshot_path(&dir), &bytes).map_err(|e| e.to_string())?;
         log.commit_cursor(CURSOR_KPI, pos, Durability::Now)
             .map_err(|e| e.to_string())
@@ -260,7 +267,7 @@ mod tests {
         );
         let engine = KpiEngine::new(reg.clone(), Default::default());
         let state = engine.snapshot().unwrap();
-        let bytes = snapshot_bytes(12_345, &state);
+        let bytes = snapshot_bytes(12_345, &engine, 0).unwrap();
         let snap: Snapshot = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(snap.offset, 12_345);
         let mut again = KpiEngine::new(reg, Default::default());
