@@ -676,14 +676,20 @@ cmd_mqtt_users() {
     dir=$(svc_dir mosquitto)
     auth=$dir/auth
     [[ -f $auth/passwd ]] || die "mqtt-users: no $auth/passwd; start mosquitto first"
+    # The ACL first, then the passwords: a reload the broker makes at any
+    # moment (another caller's signal is handled asynchronously) that lets
+    # a new identity log in then also has its grants. In the other order a
+    # reload between the two saw the passwords and the old ACL, and the
+    # signal sent below could arrive while that reload ran and be missed:
+    # the identity logged in but was refused its publishes.
+    cat "$acl" >>"$auth/acl.tests"
+    gen_mosquitto_acl "$dir"
     # FILENAME, not NR==FNR: with an empty PASSWD file NR==FNR holds for the
     # broker's file too, and every identity would be dropped.
     awk -F: -v add="$add" 'FILENAME == add { if ($1 != "") new[$1]=1; next } !($1 in new)' "$add" "$auth/passwd" >"$auth/passwd.new"
     grep -v '^[[:space:]]*$' "$add" >>"$auth/passwd.new" || true
     chmod 600 "$auth/passwd.new"
     mv -f "$auth/passwd.new" "$auth/passwd"
-    cat "$acl" >>"$auth/acl.tests"
-    gen_mosquitto_acl "$dir"
     if pid=$(svc_pid mosquitto); then
         kill -HUP "$pid"
     fi
