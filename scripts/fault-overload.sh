@@ -17,7 +17,7 @@
 #     the queue for our session);
 #   - counted backpressure: the log's bytes and bound, log_full episodes,
 #     how far behind ingest acks fell from the publisher, the messages the
-#     broker held and dropped ($SYS/broker/publish/messages/dropped);
+#     broker held ($SYS/broker/store/messages/count);
 # and writes target/fault-overload/<stamp>/{samples.csv,report.md}.
 #
 # Exit status 0 when nothing was lost and RSS stayed under 100 MB; 1
@@ -37,75 +37,32 @@ while [[ $# -gt 0 ]]; do
     *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
-STAMP=$(date -u +%Y%m%d-%H%M%S)
-OUT=$REPO/target/fault-overload/$STAMP
-mkdir -p "$OUT"
-log() { printf '[overload] %s\n' "$*" >&2; }
-die() { printf '[overload] ERROR: %s\n' "$*" >&2; exit 1; }
-
-for t in curl python3 mosquitto_passwd mosquitto_sub; do command -v $t >/dev/null || die "$t is missing"; done
-scripts/services.sh install >/dev/null
-scripts/services.sh start mosquitto influxdb >&2
-set -a
-# shellcheck disable=SC1091
-. target/services/env
-set +a
-MQTT_PORT=${WW_TEST_MQTT##*:}
+# shellcheck source=scripts/lib/fault.sh
+. scripts/lib/fault.sh
+fault_init fault-overload overload mosquitto influxdb
 BROKER_PID=$(cat "$WW_SERVICES_DIR/mosquitto/mosquitto.pid")
-
-log "building release binaries"
-cargo build --release -p wastewatch -p firmware-sim >&2
-WW=$REPO/target/release/wastewatch
-SIM=$REPO/target/release/firmware-sim
-
-ZONE=$OUT/zone
-"$SIM" gen-zone --zone zone --out "$ZONE" --devices "$DEVICES" >&2
+fault_zone "$DEVICES"
 COUNT=$((RATE * SECONDS_RUN))
 log "capturing $COUNT messages"
 "$SIM" capture --zone "$ZONE" --count "$COUNT" --out "$OUT/capture.bin" >"$OUT/capture.json"
+fault_db overload
 
-DB=overload_${STAMP//-/_}
-curl -sS -XPOST "$WW_TEST_INFLUXDB/query" --data-urlencode "q=CREATE DATABASE $DB" >/dev/null
-
-# Test-only identities on the shipped broker config: ingest (read), the
-# publisher (write) and a monitor ($SYS), all with `ww:` client ids.
+# Test-only identities: ingest (read), the publisher (write) and a monitor
+# of the broker's $SYS counters.
 ING=ww-ovl-ingest-${STAMP//-/}
 PUB=ww-ovl-pub-${STAMP//-/}
 MON=ww-ovl-mon-${STAMP//-/}
-AUTH=$OUT/auth
-mkdir -p "$AUTH"
-: >"$AUTH/passwd"
-for u in "$ING" "$PUB" "$MON"; do
-    python3 -c 'import secrets; print(secrets.token_hex(16))' >"$AUTH/$u.password"
-    mosquitto_passwd -b "$AUTH/passwd" "$u" "$(cat "$AUTH/$u.password")"
-done
-printf 'user %s\ntopic read wastewatch/v1/#\nuser %s\ntopic write wastewatch/v1/#\nuser %s\ntopic read $SYS/#\n' \
-    "$ING" "$PUB" "$MON" >"$AUTH/acl"
-scripts/services.sh mqtt-users "$AUTH/passwd" "$AUTH/acl" >&2
-mon() { mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" -i "ww:$MON" -u "$MON" -P "$(cat "$AUTH/$MON.password")" "$@"; }
-for i in $(seq 1 150); do
-    mon -t '$SYS/broker/uptime' -C 1 -W 2 >/dev/null 2>&1 && break
-    [[ $i == 150 ]] && die "identity $MON cannot log in 15 s after registering it"
-    sleep 0.1
-done
+register_identities "$ING=topic read wastewatch/v1/#" "$PUB=topic write wastewatch/v1/#" \
+    "$MON=topic read \$SYS/#"
 sys_counter() { # $SYS/broker/<key> (updated every 10 s by the broker)
-    mon -t "\$SYS/broker/$1" -C 1 -W 15 2>/dev/null || echo ""
+    mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" -i "ww:$MON" -u "$MON" -P "$(cat "$AUTH/$MON.password")" \
+        -t "\$SYS/broker/$1" -C 1 -W 15 2>/dev/null || echo ""
 }
 
-HTTP_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat >"$OUT/wastewatch.toml" <<EOF
-[mqtt]
-host = "127.0.0.1"
-port = $MQTT_PORT
-client_id = "ww:ww-overload-$STAMP"
-username = "$ING"
-password_file = "$AUTH/$ING.password"
-# Short: a session left behind would get a copy of every later test message.
-session_expiry_s = 120
-[decode]
-registry_dir = "$ZONE"
-[log]
-dir = "$OUT/data"
+HTTP_PORT=$(free_port)
+{
+    ingest_config "$ING"
+    cat <<EOF
 [tsdb]
 kind = "influxdb_v1"
 url = "$WW_TEST_INFLUXDB"
@@ -116,21 +73,14 @@ listen = "127.0.0.1:$HTTP_PORT"
 [rules.thresholds.quality]
 stale_after_ms = 259200000
 EOF
-"$WW" check-config --config "$OUT/wastewatch.toml" >&2
-RUST_LOG=info "$WW" run --config "$OUT/wastewatch.toml" >"$OUT/wastewatch.log" 2>&1 &
-WW_PID=$!
+} >"$OUT/wastewatch.toml"
 cleanup() {
-    kill "${PUB_PID:-}" 2>/dev/null || true
-    kill "$WW_PID" 2>/dev/null || true
+    kill "${PUB_PID:-}" "${WW_PID:-}" 2>/dev/null || true
     wait 2>/dev/null || true
 }
 trap cleanup EXIT
-for _ in $(seq 1 100); do
-    curl -sf "http://127.0.0.1:$HTTP_PORT/healthz" >/dev/null && break
-    sleep 0.2
-done
+start_wastewatch "$OUT/wastewatch.toml" "$HTTP_PORT"
 sleep 1
-DROPPED0=$(sys_counter publish/messages/dropped)
 
 log "offering $COUNT messages at $RATE msg/s (~${SECONDS_RUN} s)"
 "$SIM" replay --file "$OUT/capture.bin" --rate "$RATE" --host 127.0.0.1 --port "$MQTT_PORT" \
@@ -138,7 +88,6 @@ log "offering $COUNT messages at $RATE msg/s (~${SECONDS_RUN} s)"
     --ack-timeout-s 600 --timeline "$OUT/timeline.csv" >"$OUT/replay.json" 2>"$OUT/replay.log" &
 PUB_PID=$!
 
-metric() { awk -v n="$1" '$1 == n { print $2 }' <<<"$2"; }
 rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 echo "t_s,phase,acks,decoded,tsdb_points,tsdb_lag,log_bytes,log_max_bytes,log_full,log_full_events,ww_rss_kb,broker_rss_kb" >"$OUT/samples.csv"
 T0=$(date +%s)
@@ -166,13 +115,11 @@ for _ in $(seq 1 360); do
     [[ ${lag:-1} == 0 && ${pts:-0} -ge $ACKED ]] && break
     sleep 5
 done
-DROPPED1=$(sys_counter publish/messages/dropped)
 
-python3 - "$OUT" "$DB" "$WW_TEST_INFLUXDB" "$RATE" "$SECONDS_RUN" "$PUB_END" "$T0" "$HELD_PEAK" "${DROPPED0:-}" "${DROPPED1:-}" <<'EOF'
+python3 - "$OUT" "$DB" "$WW_TEST_INFLUXDB" "$RATE" "$SECONDS_RUN" "$PUB_END" "$T0" "$HELD_PEAK" <<'EOF'
 import csv, json, sys, urllib.parse, urllib.request
 out, db, influx = sys.argv[1], sys.argv[2], sys.argv[3]
 rate, secs, pub_end, t0, held_peak = (int(x) for x in sys.argv[4:9])
-d0, d1 = sys.argv[9], sys.argv[10]
 rows = list(csv.DictReader(open(f"{out}/samples.csv")))
 num = lambda r, k: int(float(r[k] or 0))
 replay = json.load(open(f"{out}/replay.json"))
@@ -189,14 +136,12 @@ for m in ["bin_reading", "storage_reading", "truck_fix", "weighbridge_ticket", "
     r = json.load(urllib.request.urlopen(f"{influx}/query?{q}"))
     for s in r["results"][0].get("series", []):
         stored += s["values"][0][1]
-quarantined = 0
 ww_peak = max(num(r, "ww_rss_kb") for r in rows) / 1024
 broker_peak = max(num(r, "broker_rss_kb") for r in rows) / 1024
 log_peak = max(num(r, "log_bytes") for r in rows)
 log_max = max(num(r, "log_max_bytes") for r in rows)
 full_events = max(num(r, "log_full_events") for r in rows)
 behind = max(0, acked - num(last_load, "acks"))
-dropped = (int(d1) - int(d0)) if d0.isdigit() and d1.isdigit() else "unavailable"
 decoded = num(rows[-1], "decoded")
 lost = acked - stored
 ok = lost <= 0 and ww_peak <= 100
@@ -210,7 +155,6 @@ rep = f"""# Overload: {acked:,} messages offered at up to {rate:,}/s for ~{secs}
 | overload: offered / stored | {offered_rate / max(1, stored_rate):.2f}x |
 | ingest behind the publisher when it finished | {behind:,} messages (held by the broker for our session) |
 | broker: peak messages held ($SYS store/messages/count) | {held_peak:,} |
-| broker: messages dropped during the run ($SYS publish/messages/dropped) | {dropped} |
 | log: peak bytes / bound | {log_peak:,} / {log_max:,} |
 | log_full episodes | {full_events} |
 | wastewatch peak RSS | {ww_peak:.1f} MB |

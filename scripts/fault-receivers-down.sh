@@ -34,64 +34,21 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 DOWN_S=$((MINUTES * 60))
-STAMP=$(date -u +%Y%m%d-%H%M%S)
-OUT=$REPO/target/fault-receivers-down/$STAMP
-mkdir -p "$OUT"
-log() { printf '[receivers] %s\n' "$*" >&2; }
-die() { printf '[receivers] ERROR: %s\n' "$*" >&2; exit 1; }
-
-for t in curl python3 mosquitto_passwd mosquitto_sub; do command -v $t >/dev/null || die "$t is missing"; done
-scripts/services.sh install >/dev/null
-scripts/services.sh start mosquitto influxdb alertmanager >&2
-set -a
-# shellcheck disable=SC1091
-. target/services/env
-set +a
-MQTT_PORT=${WW_TEST_MQTT##*:}
-
-log "building release binaries"
-cargo build --release -p wastewatch -p firmware-sim >&2
-WW=$REPO/target/release/wastewatch
-SIM=$REPO/target/release/firmware-sim
-ZONE=$OUT/zone
-"$SIM" gen-zone --zone zone --out "$ZONE" --devices "$DEVICES" >&2
-DB=receivers_${STAMP//-/_}
-curl -sS -XPOST "$WW_TEST_INFLUXDB/query" --data-urlencode "q=CREATE DATABASE $DB" >/dev/null
+# shellcheck source=scripts/lib/fault.sh
+. scripts/lib/fault.sh
+fault_init fault-receivers-down receivers mosquitto influxdb alertmanager
+fault_zone "$DEVICES"
+fault_db receivers
 
 ING=ww-rcv-ingest-${STAMP//-/}
 SIMU=ww-rcv-sim-${STAMP//-/}
-AUTH=$OUT/auth
-mkdir -p "$AUTH"
-: >"$AUTH/passwd"
-for u in "$ING" "$SIMU"; do
-    python3 -c 'import secrets; print(secrets.token_hex(16))' >"$AUTH/$u.password"
-    mosquitto_passwd -b "$AUTH/passwd" "$u" "$(cat "$AUTH/$u.password")"
-done
-printf 'user %s\ntopic read wastewatch/v1/#\nuser %s\ntopic write wastewatch/v1/#\n' "$ING" "$SIMU" >"$AUTH/acl"
-scripts/services.sh mqtt-users "$AUTH/passwd" "$AUTH/acl" >&2
-for i in $(seq 1 150); do
-    mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" -i "ww:probe-$STAMP" -u "$ING" \
-        -P "$(cat "$AUTH/$ING.password")" -t 'wastewatch/v1/#' -E >/dev/null 2>&1 && break
-    [[ $i == 150 ]] && die "identity $ING cannot log in 15 s after registering it"
-    sleep 0.1
-done
+register_identities "$ING=topic read wastewatch/v1/#" "$SIMU=topic write wastewatch/v1/#"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 HTTP_PORT=$(free_port)
 HOOK_PORT=$(free_port)
-cat >"$OUT/wastewatch.toml" <<EOF
-[mqtt]
-host = "127.0.0.1"
-port = $MQTT_PORT
-client_id = "ww:ww-receivers-$STAMP"
-username = "$ING"
-password_file = "$AUTH/$ING.password"
-# Short: a session left behind would get a copy of every later test message.
-session_expiry_s = 120
-[decode]
-registry_dir = "$ZONE"
-[log]
-dir = "$OUT/data"
+{
+    ingest_config "$ING"
+    cat <<EOF
 [tsdb]
 kind = "influxdb_v1"
 url = "$WW_TEST_INFLUXDB"
@@ -109,22 +66,17 @@ min_severity = "info"
 [rules.thresholds.quality]
 stale_after_ms = 259200000
 EOF
-"$WW" check-config --config "$OUT/wastewatch.toml" >&2
+} >"$OUT/wastewatch.toml"
 
 log "receivers down: Alertmanager stopped, webhook port $HOOK_PORT closed"
 scripts/services.sh stop alertmanager >&2
-RUST_LOG=info "$WW" run --config "$OUT/wastewatch.toml" >"$OUT/wastewatch.log" 2>&1 &
-WW_PID=$!
 cleanup() {
-    kill "${SIM_PID:-}" "$WW_PID" "${HOOK_PID:-}" 2>/dev/null || true
+    kill "${SIM_PID:-}" "${WW_PID:-}" "${HOOK_PID:-}" 2>/dev/null || true
     wait 2>/dev/null || true
     scripts/services.sh start alertmanager >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
-for _ in $(seq 1 100); do
-    curl -sf "http://127.0.0.1:$HTTP_PORT/healthz" >/dev/null && break
-    sleep 0.2
-done
+start_wastewatch "$OUT/wastewatch.toml" "$HTTP_PORT"
 TOTAL_S=$((DOWN_S + AFTER_S))
 "$SIM" --zone "$ZONE" --host 127.0.0.1 --port "$MQTT_PORT" --client-id "sim-$STAMP" \
     --client-id-prefix ww: --username "$SIMU" --password-file "$AUTH/$SIMU.password" \
@@ -133,7 +85,6 @@ TOTAL_S=$((DOWN_S + AFTER_S))
     --duration "$TOTAL_S" --clamp-to-wall-clock --quiet >"$OUT/sim.log" 2>&1 &
 SIM_PID=$!
 
-metric() { awk -v n="$1" '$1 == n { print $2 }' <<<"$2"; }
 echo "t_s,phase,alert_events,notify_queued,notify_delivered,notify_failures,notify_dropped,notify_outbox" >"$OUT/samples.csv"
 T0=$(date +%s)
 sample() {

@@ -40,74 +40,28 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 OUTAGE_S=$((MINUTES * 60))
-STAMP=$(date -u +%Y%m%d-%H%M%S)
-OUT=$REPO/target/fault-tsdb-outage/$STAMP
-mkdir -p "$OUT"
-log() { printf '[outage] %s\n' "$*" >&2; }
-die() { printf '[outage] ERROR: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=scripts/lib/fault.sh
+. scripts/lib/fault.sh
+fault_init fault-tsdb-outage outage mosquitto influxdb alertmanager
+fault_zone "$DEVICES"
+fault_db outage
 
-for t in curl python3 mosquitto_passwd mosquitto_sub; do command -v $t >/dev/null || die "$t is missing"; done
-scripts/services.sh install >/dev/null
-scripts/services.sh start mosquitto influxdb alertmanager >&2
-set -a
-# shellcheck disable=SC1091
-. target/services/env
-set +a
-
-log "building release binaries"
-cargo build --release -p wastewatch -p firmware-sim >&2
-WW=$REPO/target/release/wastewatch
-SIM=$REPO/target/release/firmware-sim
-
-ZONE=$OUT/zone
-"$SIM" gen-zone --zone zone --out "$ZONE" --devices "$DEVICES" >&2
-
-DB=outage_${STAMP//-/_}
-curl -sS -XPOST "$WW_TEST_INFLUXDB/query" --data-urlencode "q=CREATE DATABASE $DB" >/dev/null
-
-GATE_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-HTTP_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+GATE_PORT=$(free_port)
+HTTP_PORT=$(free_port)
 GATE_CTL=$OUT/gate-down
 python3 scripts/bench/tsdb_gate.py --listen "127.0.0.1:$GATE_PORT" \
     --target "${WW_TEST_INFLUXDB#http://}" --down-file "$GATE_CTL" >"$OUT/gate.log" 2>&1 &
 GATE_PID=$!
 
-# The broker authenticates every client as shipped: register this run's
-# ingest identity (read wastewatch/v1/#) and the simulator's gateway
-# identity (write wastewatch/v1/#) as test-only entries; both log in with
-# `ww:` client ids.
+# The broker authenticates every client as shipped: this run's ingest
+# identity reads wastewatch/v1/#, the simulator's gateway identity writes it.
 ING=ww-outage-ingest-${STAMP//-/}
 SIMU=ww-outage-sim-${STAMP//-/}
-AUTH=$OUT/auth
-mkdir -p "$AUTH"
-: >"$AUTH/passwd"
-for u in "$ING" "$SIMU"; do
-    python3 -c 'import secrets; print(secrets.token_hex(16))' >"$AUTH/$u.password"
-    mosquitto_passwd -b "$AUTH/passwd" "$u" "$(cat "$AUTH/$u.password")"
-done
-printf 'user %s\ntopic read wastewatch/v1/#\nuser %s\ntopic write wastewatch/v1/#\n' "$ING" "$SIMU" >"$AUTH/acl"
-scripts/services.sh mqtt-users "$AUTH/passwd" "$AUTH/acl" >&2
-for i in $(seq 1 150); do
-    mosquitto_sub -h 127.0.0.1 -p "${WW_TEST_MQTT##*:}" -i "ww:probe-$STAMP" -u "$ING" \
-        -P "$(cat "$AUTH/$ING.password")" -t 'wastewatch/v1/#' -E >/dev/null 2>&1 && break
-    [[ $i == 150 ]] && die "identity $ING cannot log in 15 s after registering it"
-    sleep 0.1
-done
+register_identities "$ING=topic read wastewatch/v1/#" "$SIMU=topic write wastewatch/v1/#"
 
-CLIENT=ww:ww-outage-$STAMP
-cat >"$OUT/wastewatch.toml" <<EOF
-[mqtt]
-host = "127.0.0.1"
-port = ${WW_TEST_MQTT##*:}
-client_id = "$CLIENT"
-username = "$ING"
-password_file = "$AUTH/$ING.password"
-# Short: a session left behind would get a copy of every later test message.
-session_expiry_s = 120
-[decode]
-registry_dir = "$ZONE"
-[log]
-dir = "$OUT/data"
+{
+    ingest_config "$ING"
+    cat <<EOF
 [tsdb]
 kind = "influxdb_v1"
 url = "http://127.0.0.1:$GATE_PORT"
@@ -123,25 +77,18 @@ stale_after_ms = 259200000
 [notify]
 alertmanager_url = "$WW_TEST_ALERTMANAGER"
 EOF
-"$WW" check-config --config "$OUT/wastewatch.toml" >&2
-RUST_LOG=info "$WW" run --config "$OUT/wastewatch.toml" >"$OUT/wastewatch.log" 2>&1 &
-WW_PID=$!
+} >"$OUT/wastewatch.toml"
 cleanup() {
-    kill "$SIM_PID" 2>/dev/null || true
-    kill "$WW_PID" 2>/dev/null || true
-    kill "$GATE_PID" 2>/dev/null || true
+    kill "${SIM_PID:-}" "${WW_PID:-}" "$GATE_PID" 2>/dev/null || true
     wait 2>/dev/null || true
 }
 trap cleanup EXIT
-for _ in $(seq 1 100); do
-    curl -sf "http://127.0.0.1:$HTTP_PORT/healthz" >/dev/null && break
-    sleep 0.2
-done
+start_wastewatch "$OUT/wastewatch.toml" "$HTTP_PORT"
 sleep 1
 
 TOTAL_S=$((BEFORE_S + OUTAGE_S + AFTER_S))
 log "publishing ~$RATE msg/s for ${TOTAL_S}s; outage of ${OUTAGE_S}s after ${BEFORE_S}s"
-"$SIM" --zone "$ZONE" --host 127.0.0.1 --port "${WW_TEST_MQTT##*:}" --client-id "sim-$STAMP" \
+"$SIM" --zone "$ZONE" --host 127.0.0.1 --port "$MQTT_PORT" --client-id "sim-$STAMP" \
     --client-id-prefix ww: --username "$SIMU" --password-file "$AUTH/$SIMU.password" \
     --scenario normal,route_deviation,storage_overfill --rate "$RATE" --speedup 200 \
     --start-unix-ms $(( ($(date +%s) - 47 * 3600) * 1000 )) \
@@ -149,7 +96,6 @@ log "publishing ~$RATE msg/s for ${TOTAL_S}s; outage of ${OUTAGE_S}s after ${BEF
     >"$OUT/sim.log" 2>&1 &
 SIM_PID=$!
 
-metric() { awk -v n="$1" '$1 == n { print $2 }' <<<"$2"; }
 echo "t_s,phase,acks,decoded,tsdb_points,tsdb_lag,rules_lag,alert_events,notified,tsdb_up,log_full" >"$OUT/samples.csv"
 T0=$(date +%s)
 sample() {
