@@ -219,3 +219,70 @@ async fn a_queued_notification_and_an_acknowledgement_survive_sigkill() {
         "failures should name the receiver"
     );
 }
+
+/// An alert raised from a backlog (readings two days old, as after an
+/// outage of the device's link or a replay) reaches the robot once: the
+/// repeat timer counts from when the notification went out, not from the
+/// reading's device time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_raised_from_old_readings_is_notified_once() {
+    let robot = Robot::start();
+    robot.status.store(200, Ordering::SeqCst);
+    let setup = V1Setup::new("notify-old", &[]);
+    let config = setup.data.path().join("notify.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[notify.webhooks]]\nname = \"oncall-chat\"\nurl = \"http://127.0.0.1:{}/robot/send?access_token={TOKEN}\"\nformat = \"dingtalk\"\nmin_severity = \"major\"\n",
+            robot.port
+        ),
+    )
+    .unwrap();
+    let args = ["run", "--config", config.to_str().unwrap()];
+    let svc = Service::start_args(&args, setup.envs.clone(), setup.log_path.clone());
+    let zone = &setup.zone;
+    let two_days_ago = now_ms() - 2 * 86_400_000;
+    let msgs: Vec<Msg> = [(1, false), (2, true)]
+        .into_iter()
+        .map(|(seq, leak)| {
+            let mut e = zone.envelope(DeviceKind::Storage, seq, two_days_ago + seq as i64);
+            if let Some(Body::StorageReading(s)) = e.body.as_mut() {
+                s.leak_detected = leak;
+            }
+            Msg::pb(zone, &e)
+        })
+        .collect();
+    assert_eq!(
+        publish_all(format!("pub-{}-1", setup.tag), msgs, None).await,
+        2
+    );
+    let firing_posts = || {
+        robot
+            .seen()
+            .iter()
+            .filter(|(_, b, c)| *c == 200 && b.contains("FIRING"))
+            .count()
+    };
+    assert!(
+        eventually(Duration::from_secs(20), || firing_posts() >= 1),
+        "the alert was never notified; log:\n{}",
+        setup.log()
+    );
+    // Readings this old raise `cannot_verify` (naming the leak they would
+    // raise) rather than `leak`: either way, one firing alert.
+    let listed = http_get(&format!("http://{}/api/v1/alerts", svc.http)).unwrap();
+    let alerts: Vec<serde_json::Value> = serde_json::from_str(&listed).unwrap();
+    assert_eq!(alerts.len(), 1, "{listed}");
+    assert_eq!(alerts[0]["state"], "firing", "{listed}");
+    // The alert stage looks for due repeats every second: give it several.
+    let delivered = svc.metric("notify_delivered_total");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        firing_posts(),
+        1,
+        "the same firing alert was notified more than once: {:?}",
+        robot.seen()
+    );
+    assert_eq!(svc.metric("notify_delivered_total"), delivered);
+    svc.stop();
+}

@@ -210,7 +210,9 @@ pub async fn run(mut s: Stage) {
             }
             m = s.rules.recv() => match m {
                 Some(RulesOut::Transitions(tr)) => {
-                    events = lock(&s.handle.store).apply_all(tr);
+                    let mut store = lock(&s.handle.store);
+                    events = store.apply_all(tr);
+                    store.mark_notified(&events, s.clock.now_ms());
                 }
                 Some(RulesOut::Checkpoint(c)) => {
                     save_due |= changed || saved_offset != Some(c.offset);
@@ -223,6 +225,7 @@ pub async fn run(mut s: Stage) {
                 let repeats = {
                     let mut store = lock(&s.handle.store);
                     events = store.tick(now);
+                    store.mark_notified(&events, now);
                     store.due_repeats(now)
                 };
                 for a in repeats {

@@ -474,6 +474,22 @@ impl AlertStore {
         }
     }
 
+    /// Records that the notifications of `events` went out at `now_ms` on
+    /// the clock [`Self::due_repeats`] is asked with. Transitions carry the
+    /// device time of the reading that caused them, which for a backlog or
+    /// a replay is hours or days before `now_ms`: without this, an alert
+    /// raised from old readings would look overdue for its repeat at the
+    /// next tick and be notified twice within a second.
+    pub fn mark_notified(&mut self, events: &[AlertEvent], now_ms: i64) {
+        for ev in events.iter().filter(|e| e.notify()) {
+            if let Some(a) = self.alerts.get_mut(&ev.alert.id) {
+                if a.state == AlertState::Firing {
+                    a.last_notified_ms = Some(now_ms);
+                }
+            }
+        }
+    }
+
     /// Firing, unacknowledged alerts whose last notification is at least
     /// `repeat_interval_ms` before `now_ms`; marks them notified at `now_ms`
     /// (the caller sends them).

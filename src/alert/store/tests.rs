@@ -272,6 +272,24 @@ fn repeats_come_every_repeat_interval_while_firing_and_unacked() {
 }
 
 #[test]
+fn an_alert_raised_from_old_readings_repeats_one_interval_after_it_was_notified() {
+    let mut s = AlertStore::new(AlertPolicy::default());
+    let four_h = 4 * 60 * MIN;
+    // A backlog: the reading is two days old when the alert is notified.
+    let now = T0 + 48 * 60 * MIN;
+    let events = s.apply(raise("st-1", Severity::Warn, T0));
+    assert!(events.iter().any(|e| e.notify()));
+    s.mark_notified(&events, now);
+    assert!(s.due_repeats(now + 1_000).is_empty());
+    assert!(s.due_repeats(now + four_h - 1).is_empty());
+    assert_eq!(s.due_repeats(now + four_h).len(), 1);
+    // Without the mark, the old device time makes it look overdue at once.
+    let mut unmarked = AlertStore::new(AlertPolicy::default());
+    unmarked.apply(raise("st-1", Severity::Warn, T0));
+    assert_eq!(unmarked.due_repeats(now + 1_000).len(), 1);
+}
+
+#[test]
 fn an_alert_refiring_more_than_three_times_in_30_minutes_is_held_until_quiet_for_10_minutes() {
     let mut s = AlertStore::new(AlertPolicy::default());
     let mut notified = 0;
