@@ -28,6 +28,9 @@ pub struct Metrics {
     pub quarantined: [AtomicU64; ErrorKind::ALL.len() + 1],
     /// PUBACKs written to the broker.
     pub acks: AtomicU64,
+    /// MQTT messages read from the broker and not yet acknowledged (held in
+    /// memory between the socket and the group commit).
+    pub ingest_held: AtomicU64,
     /// Acks skipped because the connection they belonged to was gone.
     pub acks_stale_dropped: AtomicU64,
     /// Group commits to the durable log.
@@ -355,6 +358,12 @@ pub const TABLE: &[Def] = &[
         Gauge,
         "Notifications waiting for their receiver.",
         notify_outbox
+    ),
+    atomic!(
+        "ingest_held_messages",
+        Gauge,
+        "MQTT messages read from the broker and not yet acked (bounded by mqtt.receive_maximum).",
+        ingest_held
     ),
     atomic!(
         "mqtt_connected",

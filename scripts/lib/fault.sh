@@ -94,10 +94,13 @@ CONF
 }
 
 # start_wastewatch CONFIG HTTP_PORT: checks the config, starts the service
-# ($WW_PID, log in $OUT/wastewatch.log) and waits for /healthz.
+# ($WW_PID, log in $OUT/wastewatch.log) and waits for /healthz. For a
+# profile, WW_WRAPPER is put in front of the command (for instance
+# WW_WRAPPER="heaptrack -o $OUT/heaptrack"); $WW_PID is then the wrapper's.
 start_wastewatch() {
     "$WW" check-config --config "$1" >&2
-    RUST_LOG=info "$WW" run --config "$1" >"$OUT/wastewatch.log" 2>&1 &
+    # shellcheck disable=SC2086
+    RUST_LOG=info ${WW_WRAPPER:-} "$WW" run --config "$1" >"$OUT/wastewatch.log" 2>&1 &
     WW_PID=$!
     for _ in $(seq 1 100); do
         curl -sf "http://127.0.0.1:$2/healthz" >/dev/null && return

@@ -336,6 +336,9 @@ async fn commit_loop(
                 break;
             }
         };
+        // Before the acks go: the connection, woken by them, must see the
+        // room they make (it stops reading while too many are held).
+        metrics.ingest_held.fetch_sub(group.len() as u64, Relaxed);
         send_acks(&control, &group);
         group.clear();
     }

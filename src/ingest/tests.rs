@@ -220,6 +220,53 @@ async fn no_ack_of_a_dead_connection_reaches_the_next_one() {
     assert_eq!(c.metrics.acks_stale_dropped.load(Relaxed), 1);
 }
 
+/// A broker that ignores our Receive Maximum (Mosquitto 2.0 was measured
+/// 60,000 ahead of it under load) cannot make us hold more than that in
+/// memory: past it, the socket is not read until acks make room.
+#[tokio::test]
+async fn no_more_than_the_receive_maximum_is_held_unacknowledged() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut c = client(l.local_addr().unwrap().port(), Duration::from_secs(30));
+    let mut peer = Peer::accept(&l).await;
+    // settings(): receive_maximum = 100.
+    for id in 1..=100 {
+        peer.publish(id, QoS::AtLeastOnce).await;
+    }
+    let first = next_messages(&mut c, 100).await;
+    assert_eq!(c.metrics.ingest_held.load(Relaxed), 100);
+    // 150 more, past the limit: none is read while the 100 are unacked.
+    for id in 101..=250 {
+        peer.publish(id, QoS::AtLeastOnce).await;
+    }
+    let early = tokio::time::timeout(Duration::from_millis(500), c.rx.recv()).await;
+    assert!(early.is_err(), "read past the receive maximum: {early:?}");
+    assert_eq!(c.metrics.ingest_held.load(Relaxed), 100);
+    // The committer's part: room first, then the acks, which wake the
+    // connection; then the rest arrives.
+    c.metrics.ingest_held.fetch_sub(100, Relaxed);
+    send_acks(&c.control, &first);
+    // Acked as they come (one read may take more than the limit's worth).
+    let mut rest = Vec::new();
+    while rest.len() < 150 {
+        let batch = tokio::time::timeout(Duration::from_secs(5), c.rx.recv())
+            .await
+            .expect("the rest arrives once acks make room")
+            .unwrap();
+        c.metrics.ingest_held.fetch_sub(batch.len() as u64, Relaxed);
+        send_acks(&c.control, &batch);
+        rest.extend(batch);
+    }
+    let ids: Vec<u16> = rest.iter().map(|m| m.publish.pkid).collect();
+    assert_eq!(ids, (101..=250).collect::<Vec<u16>>());
+    let mut acked = 0;
+    while acked < 250 {
+        match peer.read().await {
+            Packet::PubAck(_) => acked += 1,
+            other => panic!("expected PUBACK, got {other:?}"),
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_broker_that_stops_answering_pings_is_left_and_reconnected() {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
