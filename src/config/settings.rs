@@ -110,14 +110,14 @@ fn sparkplug(e: &mut Vec<String>, s: &super::raw::RawSparkplug) -> Option<Sparkp
     }
     if !valid_id(&s.host_id) {
         e.push(format!(
-            "sparkplug.host_id {:?} is empty or contains '/', '+' or '#'; give the host application id, e.g. \"wastewatch\"",
+            "sparkplug.host_id {:?} is empty or contains '/', '+', '#' or NUL; give the host application id, e.g. \"wastewatch\"",
             s.host_id
         ));
     }
     for g in &s.groups {
         if !valid_id(g) {
             e.push(format!(
-                "sparkplug.groups: {g:?} is empty or contains '/', '+' or '#'"
+                "sparkplug.groups: {g:?} is empty or contains '/', '+', '#' or NUL"
             ));
         }
     }

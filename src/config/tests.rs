@@ -484,3 +484,27 @@ fn a_file_target_without_a_path_is_an_error() {
     .to_string();
     assert!(err.contains("tsdb.file_path is empty"), "{err}");
 }
+
+/// Found by the `config` fuzz target: a Sparkplug group or host id with a
+/// NUL was accepted, and became a topic filter no broker takes.
+#[test]
+fn a_sparkplug_id_with_nul_is_refused_with_its_key() {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    f.write_all(
+        b"[sparkplug]\nenabled = true\nhost_id = \"ww\\u0000x\"\ngroups = [\"plant\\u0000a\"]\n",
+    )
+    .unwrap();
+    let errs = load(Some(f.path()), &[]).unwrap_err();
+    assert!(
+        errs.0
+            .iter()
+            .any(|e| e.starts_with("sparkplug.host_id") && e.contains("NUL")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.0
+            .iter()
+            .any(|e| e.starts_with("sparkplug.groups") && e.contains("NUL")),
+        "{errs:?}"
+    );
+}

@@ -138,9 +138,9 @@ pub fn is_sparkplug_topic(topic: &str) -> bool {
 }
 
 /// An id is valid in a topic level: non-empty UTF-8 without `/`, `+` or `#`
-/// (§4.1.1).
+/// (§4.1.1), and without NUL, which no MQTT topic may hold (MQTT 5 §1.5.4).
 pub fn valid_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 256 && !id.contains(['/', '+', '#'])
+    !id.is_empty() && id.len() <= 256 && !id.contains(['/', '+', '#', '\0'])
 }
 
 /// Parses a Sparkplug B topic, or says what is wrong with it.

@@ -297,7 +297,7 @@ pub(super) fn load(
         }
         if !valid_id(&raw.group_id) {
             p.push(bad(format!(
-                "group_id {:?} is empty or contains '/', '+' or '#'",
+                "group_id {:?} is empty or contains '/', '+', '#' or NUL",
                 raw.group_id
             )));
         }
@@ -316,7 +316,7 @@ pub(super) fn load(
             if let Some(s) = &d.sparkplug_device_id {
                 if !valid_id(s) {
                     p.push(bad(format!(
-                        "{at}: sparkplug_device_id {s:?} is empty or contains '/', '+' or '#'"
+                        "{at}: sparkplug_device_id {s:?} is empty or contains '/', '+', '#' or NUL"
                     )));
                 }
             }
