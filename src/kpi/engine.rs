@@ -152,20 +152,6 @@ struct PlateTrips {
     disposals: Vec<i64>,
 }
 
-/// What a fix contributes to segments.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-struct FixLite {
-    lat: f64,
-    lon: f64,
-    accuracy_m: f64,
-    loaded: bool,
-    /// Permit the fix is judged against; empty: none valid. Shared with
-    /// every other fix naming it (an hour of a fleet's fixes is held).
-    permit: Arc<str>,
-    /// The truck's home site (for km without a permit), shared likewise.
-    home: Arc<str>,
-}
-
 /// Everything the engine remembers; serialised as its snapshot.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -187,8 +173,14 @@ struct State {
     lots: HashMap<String, Lot>,
     /// Normalised plate → trips.
     trips: HashMap<String, PlateTrips>,
-    /// Truck device → fixes by event time.
-    fixes: HashMap<String, BTreeMap<i64, FixLite>>,
+    /// Truck device → its recent fixes.
+    tracks: HashMap<String, Track>,
+    /// Permit and site ids the fixes of `tracks` name.
+    names: Names,
+    /// Fixes as snapshots written before `tracks` held them: read once at
+    /// restore and converted, never written.
+    #[serde(skip_serializing)]
+    fixes: HashMap<String, BTreeMap<i64, track::LegacyFix>>,
     /// Storage device → stock kg by event time.
     stock: HashMap<String, BTreeMap<i64, f64>>,
     stats: KpiStats,
@@ -196,6 +188,9 @@ struct State {
 
 /// Serialises a map with structured keys as a list of pairs (JSON object
 /// keys must be strings).
+mod track;
+use track::{FixLite, Names, Slot as FixSlot, Track};
+
 mod vec_map {
     use std::collections::BTreeMap;
 
@@ -223,8 +218,6 @@ pub struct KpiEngine {
     registry: Arc<Registry>,
     cfg: KpiConfig,
     state: State,
-    /// One copy of each permit and site id the held fixes name.
-    interned: std::collections::HashSet<Arc<str>>,
 }
 
 fn is_construction(c: WasteCategory) -> bool {
@@ -302,7 +295,6 @@ impl KpiEngine {
             registry,
             cfg,
             state: State::default(),
-            interned: std::collections::HashSet::new(),
         }
     }
 
@@ -329,7 +321,17 @@ impl KpiEngine {
 
     /// Replaces the state with a snapshot's.
     pub fn restore(&mut self, bytes: &[u8]) -> Result<(), serde_json::Error> {
-        self.state = serde_json::from_slice(bytes)?;
+        let mut state: State = serde_json::from_slice(bytes)?;
+        let legacy = std::mem::take(&mut state.fixes);
+        state
+            .tracks
+            .extend(track::from_legacy(legacy, &mut state.names));
+        if !state.names.covers(state.tracks.values()) {
+            return Err(<serde_json::Error as serde::de::Error>::custom(
+                "a truck fix names a permit or site index past the snapshot's `names`",
+            ));
+        }
+        self.state = state;
         Ok(())
     }
 
@@ -750,13 +752,15 @@ impl KpiEngine {
             return Vec::new();
         }
         let km = haversine_m(LatLon::new(a.lat, a.lon), LatLon::new(b.lat, b.lon)) / 1000.0;
-        let permit = (!a.permit.is_empty() && a.permit == b.permit)
-            .then(|| self.registry.permit(&a.permit))
+        let names = &self.state.names;
+        let permit = (a.permit == b.permit && !names.get(a.permit).is_empty())
+            .then(|| self.registry.permit(names.get(a.permit)))
             .flatten();
         let Some(p) = permit else {
+            let home = names.get(a.home);
             return vec![
-                fact(KpiId::RouteCompliance, &a.home, ta, [0.0, 0.0, km]),
-                fact(KpiId::TimeWindowCompliance, &a.home, ta, [0.0, 0.0, km]),
+                fact(KpiId::RouteCompliance, home, ta, [0.0, 0.0, km]),
+                fact(KpiId::TimeWindowCompliance, home, ta, [0.0, 0.0, km]),
             ];
         };
         let half = |x: bool| if x { 0.5 } else { 0.0 };
@@ -778,16 +782,6 @@ impl KpiEngine {
         ]
     }
 
-    /// The shared copy of `s`.
-    fn intern(&mut self, s: &str) -> Arc<str> {
-        if let Some(a) = self.interned.get(s) {
-            return a.clone();
-        }
-        let a: Arc<str> = Arc::from(s);
-        self.interned.insert(a.clone());
-        a
-    }
-
     fn fix(&mut self, device: &str, home: &str, t: i64, f: &pb::TruckFix) {
         let registry = self.registry.clone();
         let named = registry
@@ -807,20 +801,20 @@ impl KpiEngine {
             lon: f.longitude_deg,
             accuracy_m: f.accuracy_m,
             loaded: f.loaded,
-            permit: self.intern(permit),
-            home: self.intern(home),
+            permit: self.state.names.intern(permit),
+            home: self.state.names.intern(home),
         };
         // Taken out (with its key, so no new key is allocated) while the
         // segment facts borrow the engine.
         let (key, mut fixes) = self
             .state
-            .fixes
+            .tracks
             .remove_entry(device)
-            .unwrap_or_else(|| (device.to_owned(), BTreeMap::new()));
-        match neighbours(&fixes, t, self.cfg.reading_memory_ms) {
-            Slot::Late => self.state.stats.late_dropped += 1,
-            Slot::Seen => {}
-            Slot::Between(prev, next) => {
+            .unwrap_or_else(|| (device.to_owned(), Track::default()));
+        match fixes.slot(t, self.cfg.reading_memory_ms) {
+            FixSlot::Late => self.state.stats.late_dropped += 1,
+            FixSlot::Seen => {}
+            FixSlot::Between(at, prev, next) => {
                 let mut old = Vec::new();
                 let mut new = Vec::new();
                 if let (Some((ta, a)), Some((tc, c))) = (&prev, &next) {
@@ -833,11 +827,10 @@ impl KpiEngine {
                     new.extend(self.segment_facts(t, &lite, *tc, c));
                 }
                 self.replace(&old, &new);
-                fixes.insert(t, lite);
-                trim(&mut fixes, self.cfg.reading_memory_ms);
+                fixes.insert(at, t, lite, self.cfg.reading_memory_ms);
             }
         }
-        self.state.fixes.insert(key, fixes);
+        self.state.tracks.insert(key, fixes);
     }
 
     fn pair_facts(&self, site: &str, ta: i64, a: f64, tb: i64, b: f64) -> Vec<Fact> {

@@ -941,3 +941,83 @@ fn the_state_survives_a_snapshot_and_gives_the_same_points() {
     assert_eq!(flush(&mut a), flush(&mut b));
     assert_eq!(a.stats(), b.stats());
 }
+
+/// A snapshot written before fixes were held as compact tracks (fixes as
+/// a map of time → object with the permit and home ids) restores to an
+/// engine that gives the same points as one that never restarted.
+#[test]
+fn a_snapshot_from_before_compact_tracks_restores_the_same_state() {
+    let mut a = engine(KpiConfig::default());
+    a.on_record(&ticket(
+        "wb-cs-a",
+        1,
+        OCT + 22 * H,
+        C::ConstructionSpoil,
+        Out,
+        9000.0,
+        |_| {},
+    ));
+    a.on_record(&fix(1, OCT + 22 * H, 113.701, 34.701, true));
+    a.on_record(&fix(2, OCT + 22 * H + 5_000, 113.7015, 34.701, true));
+    let _ = a.flush();
+    let mut v: serde_json::Value = serde_json::from_slice(&a.snapshot().unwrap()).unwrap();
+    let names: Vec<String> = serde_json::from_value(v["names"].take()).unwrap();
+    let tracks = v["tracks"].take();
+    let mut legacy = serde_json::Map::new();
+    for (device, rows) in tracks.as_object().unwrap() {
+        let mut fixes = serde_json::Map::new();
+        for r in rows.as_array().unwrap() {
+            let name = |i: usize| names[r[i].as_u64().unwrap() as usize].clone();
+            fixes.insert(
+                r[0].as_i64().unwrap().to_string(),
+                serde_json::json!({
+                    "lat": r[1], "lon": r[2], "accuracy_m": r[3], "loaded": r[4],
+                    "permit": name(5), "home": name(6),
+                }),
+            );
+        }
+        legacy.insert(device.clone(), fixes.into());
+    }
+    assert!(!legacy.is_empty(), "the engine holds fixes to convert");
+    let obj = v.as_object_mut().unwrap();
+    obj.remove("names");
+    obj.remove("tracks");
+    obj.insert("fixes".into(), legacy.into());
+    let mut b = engine(KpiConfig::default());
+    b.restore(&serde_json::to_vec(&v).unwrap()).unwrap();
+    for e in [&mut a, &mut b] {
+        e.on_record(&ticket(
+            "wb-rp",
+            1,
+            OCT + 23 * H,
+            C::ConstructionSpoil,
+            In,
+            9000.0,
+            |_| {},
+        ));
+        // Between the two held fixes, and after them.
+        e.on_record(&fix(3, OCT + 22 * H + 2_000, 113.7012, 34.7012, true));
+        e.on_record(&fix(4, OCT + 22 * H + 10_000, 113.702, 34.701, true));
+    }
+    assert_eq!(flush(&mut a), flush(&mut b));
+    assert_eq!(a.stats(), b.stats());
+    // Written back in the new form only.
+    let again: serde_json::Value = serde_json::from_slice(&b.snapshot().unwrap()).unwrap();
+    assert!(again.get("fixes").is_none(), "{again}");
+    assert!(again["tracks"].as_object().is_some_and(|t| !t.is_empty()));
+}
+
+#[test]
+fn a_snapshot_whose_fix_names_an_unknown_permit_index_is_refused() {
+    let mut a = engine(KpiConfig::default());
+    a.on_record(&fix(1, OCT + 22 * H, 113.701, 34.701, true));
+    let mut v: serde_json::Value = serde_json::from_slice(&a.snapshot().unwrap()).unwrap();
+    for rows in v["tracks"].as_object_mut().unwrap().values_mut() {
+        rows[0][5] = serde_json::json!(999);
+    }
+    let err = engine(KpiConfig::default())
+        .restore(&serde_json::to_vec(&v).unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("index"), "{err}");
+}
