@@ -1,7 +1,7 @@
 //! Files written whole: a crash leaves the old content or the new, never a
 //! mix (the rules snapshot, the notification outboxes).
 
-use std::io::Write as _;
+use std::io::Write;
 use std::path::Path;
 
 /// Replaces `path` with `bytes`: write a temporary file, fsync it, rename it
@@ -18,6 +18,49 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A state file written in place of `path` by streaming into a temporary
+/// file next to it; [`AtomicFile::commit`] makes it durable and renames it
+/// over `path` (as [`write_atomic`], without the whole content in memory).
+/// Dropped without commit, the temporary file is left to the next attempt,
+/// which truncates it.
+pub struct AtomicFile {
+    tmp: std::path::PathBuf,
+    path: std::path::PathBuf,
+    w: std::io::BufWriter<std::fs::File>,
+}
+
+impl AtomicFile {
+    /// Creates (truncates) the temporary file of `path`.
+    pub fn create(path: &Path) -> std::io::Result<AtomicFile> {
+        let tmp = path.with_extension("tmp");
+        let f = std::fs::File::create(&tmp)?;
+        Ok(AtomicFile {
+            tmp,
+            path: path.to_owned(),
+            w: std::io::BufWriter::with_capacity(256 << 10, f),
+        })
+    }
+
+    /// Where the content goes.
+    pub fn writer(&mut self) -> &mut impl Write {
+        &mut self.w
+    }
+
+    /// Flushes, fsyncs, renames over the target and fsyncs the directory.
+    /// Blocking: call it off the runtime's threads.
+    pub fn commit(self) -> std::io::Result<()> {
+        let f = self.w.into_inner().map_err(|e| e.into_error())?;
+        f.sync_all()?;
+        std::fs::rename(&self.tmp, &self.path)?;
+        if let Some(d) = self.path.parent() {
+            if let Ok(d) = std::fs::File::open(d) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A saved state file (rules and alerts snapshot, notification outboxes,

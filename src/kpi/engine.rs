@@ -313,10 +313,10 @@ impl KpiEngine {
         serde_json::to_vec(&self.state)
     }
 
-    /// The state, serialised as by [`KpiEngine::snapshot`], appended to
-    /// `out` (no buffer of its own).
-    pub fn snapshot_into(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
-        serde_json::to_writer(out, &self.state)
+    /// The state, serialised as by [`KpiEngine::snapshot`], written to `w`
+    /// (no buffer of its own).
+    pub fn snapshot_to<W: std::io::Write>(&self, w: W) -> Result<(), serde_json::Error> {
+        serde_json::to_writer(w, &self.state)
     }
 
     /// Replaces the state with a snapshot's.
