@@ -79,10 +79,24 @@ pub fn invalid(
     }
 }
 
-/// Writes the snapshot (write, fsync, rename, fsync the directory).
-pub fn write(dir: &Path, s: &Snapshot) -> std::io::Result<()> {
-    crate::fsutil::write_atomic(
-        &path(dir),
-        &serde_json::to_vec(s).map_err(std::io::Error::other)?,
-    )
+/// The fields [`write`] puts in the file, borrowed from where they are.
+#[derive(Serialize)]
+struct Parts<'a> {
+    offset: u64,
+    engine: std::borrow::Cow<'a, str>,
+    alerts: std::borrow::Cow<'a, str>,
+}
+
+/// Writes a snapshot of `engine` and `alerts` (their own JSON) covering the
+/// log up to `offset`: streamed into a temporary file (no copy of either in
+/// memory), fsynced, renamed into place, the directory fsynced. Blocking.
+pub fn write(dir: &Path, offset: u64, engine: &[u8], alerts: &[u8]) -> std::io::Result<()> {
+    let parts = Parts {
+        offset,
+        engine: String::from_utf8_lossy(engine),
+        alerts: String::from_utf8_lossy(alerts),
+    };
+    let mut f = crate::fsutil::AtomicFile::create(&path(dir))?;
+    serde_json::to_writer(f.writer(), &parts).map_err(std::io::Error::other)?;
+    f.commit()
 }

@@ -26,7 +26,7 @@ use prost::Message;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{error, info, warn};
 
-use super::snapshot::{self, Checkpoint, Snapshot};
+use super::snapshot::{self, Checkpoint};
 use super::{AckError, Alert, AlertEvent, AlertFilter, AlertState, AlertStore, EventReason};
 use crate::clock::Clock;
 use crate::log::{AppendBatch, Class, Durability, Log, CURSOR_RULES};
@@ -387,15 +387,10 @@ async fn save(s: &Stage) -> Result<(), SaveError> {
         }
     }
     let alerts = lock(&s.handle.store).snapshot()?;
-    let snap = Snapshot {
-        offset: c.offset,
-        engine: String::from_utf8_lossy(&c.engine).into_owned(),
-        alerts: String::from_utf8_lossy(&alerts).into_owned(),
-        ..Default::default()
-    };
-    let (dir, log, pos) = (s.settings.dir.clone(), s.log.clone(), c.position);
+    let (dir, log, pos, offset) = (s.settings.dir.clone(), s.log.clone(), c.position, c.offset);
+    let engine = c.engine;
     tokio::task::spawn_blocking(move || -> Result<(), SaveError> {
-        snapshot::write(&dir, &snap).map_err(SaveError::Write)?;
+        snapshot::write(&dir, offset, &engine, &alerts).map_err(SaveError::Write)?;
         Ok(log.commit_cursor(CURSOR_RULES, pos, Durability::Now)?)
     })
     .await?
