@@ -274,6 +274,10 @@ async fn an_alert_raised_from_old_readings_is_notified_once() {
     let alerts: Vec<serde_json::Value> = serde_json::from_str(&listed).unwrap();
     assert_eq!(alerts.len(), 1, "{listed}");
     assert_eq!(alerts[0]["state"], "firing", "{listed}");
+    // The delivery is counted once dispatch has seen the POST complete.
+    assert!(eventually(Duration::from_secs(10), || svc
+        .metric("notify_delivered_total")
+        >= 1));
     // The alert stage looks for due repeats every second: give it several.
     let delivered = svc.metric("notify_delivered_total");
     tokio::time::sleep(Duration::from_secs(4)).await;
