@@ -7,17 +7,9 @@ use std::path::Path;
 /// Replaces `path` with `bytes`: write a temporary file, fsync it, rename it
 /// into place, fsync the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(d) = path.parent() {
-        if let Ok(d) = std::fs::File::open(d) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
+    let mut f = AtomicFile::create(path)?;
+    f.writer().write_all(bytes)?;
+    f.commit()
 }
 
 /// A state file written in place of `path` by streaming into a temporary

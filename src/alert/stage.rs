@@ -224,8 +224,8 @@ pub async fn run(mut s: Stage) {
                 let now = s.clock.now_ms();
                 let repeats = {
                     let mut store = lock(&s.handle.store);
+                    // Fired here at `now` already: no mark needed.
                     events = store.tick(now);
-                    store.mark_notified(&events, now);
                     store.due_repeats(now)
                 };
                 for a in repeats {

@@ -464,10 +464,10 @@ async fn serve(
         }
         if !batch.is_empty() {
             metrics.ingest_held.fetch_add(batch.len() as u64, Relaxed);
-        }
-        if !batch.is_empty() && inbound.send(std::mem::take(&mut batch)).is_err() {
-            // Committer gone (shutdown): leave the messages unacked.
-            return End::Stopped;
+            if inbound.send(std::mem::take(&mut batch)).is_err() {
+                // Committer gone (shutdown): leave the messages unacked.
+                return End::Stopped;
+            }
         }
         // The publishes handed on keep slices of the buffer alive, so a
         // small reserve would reallocate (and copy the partial packet) on
