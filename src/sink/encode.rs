@@ -75,6 +75,7 @@ mod k {
     pub const SEQ: Key = Key::new("seq");
     pub const DEVICE_TIME_MS: Key = Key::new("device_time_ms");
     pub const CLOCK_RESTAMPED: Key = Key::new("clock_restamped");
+    pub const CLOCK: Key = Key::new("clock");
     pub const FILL_PCT: Key = Key::new("fill_pct");
     pub const TEMPERATURE_C: Key = Key::new("temperature_c");
     pub const TILT_DEG: Key = Key::new("tilt_deg");
@@ -127,6 +128,19 @@ fn enum_tag<'a>(name: &'a str, prefix: &str, scratch: &'a mut [u8; 64]) -> &'a s
 
 fn clock_flag(rec: &pb::LogRecord) -> bool {
     rec.clock_check != pb::ClockCheck::Ok as i32
+}
+
+/// The `clock` tag: `restamped` on a re-stamped point, absent otherwise.
+/// A re-stamped point's time is a receive time, which can equal the device
+/// time of one of the same device's trusted readings; in a series of its
+/// own it can never overwrite one (the restamper keeps re-stamped times
+/// distinct within that series, src/ingest/restamp.rs).
+fn clock_tag(rec: &pb::LogRecord) -> &'static str {
+    if clock_flag(rec) {
+        "restamped"
+    } else {
+        ""
+    }
 }
 
 fn seq_i64(seq: u64) -> i64 {
@@ -182,6 +196,7 @@ pub fn encode_record(rec: &pb::LogRecord, buf: &mut String) -> Result<&'static s
     let ts = rec.time_unix_ms;
     let seq = F::I64(seq_i64(env.seq));
     let restamped = F::Bool(clock_flag(rec));
+    let clock = clock_tag(rec);
     let device_ms = F::I64(env.recorded_at_unix_ms);
     match body {
         Body::WeighbridgeTicket(t) => {
@@ -204,6 +219,7 @@ pub fn encode_record(rec: &pb::LogRecord, buf: &mut String) -> Result<&'static s
                     k::DIRECTION,
                     enum_tag(dir.as_str_name(), "DIRECTION_", &mut c),
                 )
+                .tag_key(k::CLOCK, clock)
                 .field_key(k::GROSS_KG, F::F64(t.gross_weight_kg))
                 .field_key(k::TARE_KG, F::F64(t.tare_weight_kg))
                 .field_key(k::NET_KG, F::F64(t.net_weight_kg))
@@ -229,6 +245,7 @@ pub fn encode_record(rec: &pb::LogRecord, buf: &mut String) -> Result<&'static s
             LineBuilder::with_measurement(buf, measurement::BIN)
                 .tag_key(k::SITE, &env.site_id)
                 .tag_key(k::DEVICE, &env.device_id)
+                .tag_key(k::CLOCK, clock)
                 .field_key(k::FILL_PCT, F::F64(r.fill_level_pct))
                 .field_key(
                     k::TEMPERATURE_C,
@@ -248,6 +265,7 @@ pub fn encode_record(rec: &pb::LogRecord, buf: &mut String) -> Result<&'static s
             LineBuilder::with_measurement(buf, measurement::STORAGE)
                 .tag_key(k::SITE, &env.site_id)
                 .tag_key(k::DEVICE, &env.device_id)
+                .tag_key(k::CLOCK, clock)
                 .field_key(k::STOCK_KG, F::F64(r.stock_kg))
                 .field_key(
                     k::OLDEST_CONTAINER_AGE_D,
@@ -282,6 +300,7 @@ pub fn encode_record(rec: &pb::LogRecord, buf: &mut String) -> Result<&'static s
             LineBuilder::with_measurement(buf, measurement::TRUCK)
                 .tag_key(k::SITE, &env.site_id)
                 .tag_key(k::DEVICE, &env.device_id)
+                .tag_key(k::CLOCK, clock)
                 .field_key(k::LAT, F::F64(f.latitude_deg))
                 .field_key(k::LON, F::F64(f.longitude_deg))
                 .field_key(k::SPEED_KMH, F::F64(f.speed_kmh))
@@ -317,6 +336,7 @@ pub fn encode_record(rec: &pb::LogRecord, buf: &mut String) -> Result<&'static s
                     k::STATUS,
                     enum_tag(kind.as_str_name(), "STATUS_KIND_", &mut a),
                 )
+                .tag_key(k::CLOCK, clock)
                 .field_key(k::FIRMWARE, F::Str(&s.firmware_version))
                 .field_key(k::BATTERY_V, F::F64(f64::from(s.battery_mv) / 1000.0))
                 .field_key(
@@ -541,7 +561,7 @@ mod tests {
     fn every_kind_encodes_to_exactly_the_documented_line() {
         let want = [
             r#"weighbridge_ticket,site=site-a,device=dev-1,category=hazardous,destination_type=recycling,direction=in gross_kg=31250.0,tare_kg=14100.5,net_kg=17149.5,ticket_id="RC-20261128-0117",plate="豫AD1234",hazardous_code="900-249-08",catalogue_edition="2025",origin_site="cs-a",destination_site="rp-b",operator="op 07, \"night\"",permit_id="permit-2026-0001",anpr_confirmed=true,axle_count=3i,weighed_in_ms=1699999940000i,weighed_out_ms=1700000000000i,seq=9i,device_time_ms=1700000000123i,clock_restamped=false 1700000000123"#,
-            r#"bin_reading,site=site\ a\,b,device=dev\=1\\ fill_pct=82.5,temperature_c=21.4,tilt_deg=1.5,battery_v=3.58,fire_flag=true,battery_low=false,seq=9i,device_time_ms=1700000000123i,clock_restamped=true 1700000000123"#,
+            r#"bin_reading,site=site\ a\,b,device=dev\=1\\,clock=restamped fill_pct=82.5,temperature_c=21.4,tilt_deg=1.5,battery_v=3.58,fire_flag=true,battery_low=false,seq=9i,device_time_ms=1700000000123i,clock_restamped=true 1700000000123"#,
             r#"storage_reading,site=site-a,device=dev-1 stock_kg=2450.25,oldest_container_age_d=300.0,temperature_c=-26.3,combustible_gas_pct_lel=3.0,toxic_gas_pct_of_limit=0.000001,oxygen_pct_vol=20.8,oldest_medical_lot_age_h=2.0,outside_temperature_c=-5.1,leak=true,door_open=false,container_count=14i,battery_v=3.601,seq=9i,device_time_ms=1700000000123i,clock_restamped=false 1700000000123"#,
             r#"truck_fix,site=site-a,device=dev-1 lat=34.741234567,lon=-113.7805,speed_kmh=1e-7,heading_deg=359.9999999,accuracy_m=4.5,loaded=true,cover_closed=true,body_lifted=false,ignition_on=true,gnss_fix=true,satellites=12i,alarm_bits=32769i,load_kg=17150.0,altitude_m=112.0,odometer_km=12345.6,plate="ABC123",permit_id="p=1 x",seq=9i,device_time_ms=1700000000123i,clock_restamped=false 1700000000123"#,
             r#"device_status,site=site-a,device=dev-1,device_kind=bin,status=last_will firmware="2.4.1-rc\\",battery_v=3.58,uptime_s=86400i,signal_dbm=-87i,seq=9i,device_time_ms=1700000000123i,clock_restamped=false 1700000000123"#,
