@@ -1,4 +1,4 @@
-//! Rule engine cost per record with a large synthetic zone: 10 000 trucks,
+//! Rule engine (and KPI engine) cost per record with a large synthetic zone: 10 000 trucks,
 //! each on its own permit (10 000 permits, 8-segment routes), plus memory
 //! per tracked truck. Run:
 //! `cargo bench --bench rules -- --warm-up-time 1 --measurement-time 3`.
@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use wastewatch::geo::LatLon;
+use wastewatch::kpi::{KpiConfig, KpiEngine};
 use wastewatch::pb::{self, envelope::Body, ClockCheck, DeviceKind};
 use wastewatch::registry::Registry;
 use wastewatch::rules::{RuleConfig, RuleEngine};
@@ -277,6 +278,20 @@ fn rules(c: &mut Criterion) {
         b.iter(|| {
             now += 1000;
             black_box(engine.on_tick(now))
+        })
+    });
+    group.finish();
+
+    // The KPI engine on the same fixes (route and time-window compliance
+    // per loaded segment, an hour of fixes kept per truck).
+    let mut kpi_fleet = Fleet::new(&reg, 0.0);
+    let mut kpi = KpiEngine::new(reg.clone(), KpiConfig::default());
+    let mut group = c.benchmark_group("kpi");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("truck_fix_on_route_10k_trucks_10k_permits", |b| {
+        b.iter(|| {
+            let (rec, _) = kpi_fleet.next();
+            kpi.on_record(black_box(rec))
         })
     });
     group.finish();

@@ -17,6 +17,7 @@
 //! already written keeps its version, also when late data rewrites it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -26,7 +27,7 @@ use super::config::KpiConfig;
 use super::period::{Period, PeriodKind};
 use crate::geo::{haversine_m, LatLon};
 use crate::pb::{self, envelope::Body, DestinationType, Direction, WasteCategory};
-use crate::registry::{normalize_plate, Permit, Registry, SiteType, UnitKind};
+use crate::registry::{normalize_plate, IdHasher, Permit, Registry, SiteType, UnitKind};
 use crate::rules::SeqWindow;
 
 /// Formula version of every KPI but the construction variant.
@@ -158,8 +159,12 @@ struct PlateTrips {
 struct State {
     /// Newest event time seen, Unix ms.
     clock_ms: i64,
-    #[serde(with = "vec_map")]
-    buckets: BTreeMap<BucketKey, Bucket>,
+    /// Hashed, not ordered: every fact looks up six buckets, and string
+    /// comparisons down a B-tree were a fifth of the engine's time. Written
+    /// and flushed in key order all the same. Keys are registry ids (site
+    /// ids), never device text, so the fast non-keyed hash is safe here.
+    #[serde(with = "sorted_map")]
+    buckets: BucketMap,
     #[serde(with = "vec_map")]
     coverage: BTreeMap<Period, Coverage>,
     /// Per period kind (day, month, year): periods starting before this
@@ -184,6 +189,39 @@ struct State {
     /// Storage device → stock kg by event time.
     stock: HashMap<String, BTreeMap<i64, f64>>,
     stats: KpiStats,
+}
+
+/// The buckets.
+type BucketMap = HashMap<BucketKey, Bucket, BuildHasherDefault<IdHasher>>;
+
+/// Serialises a hash map with structured keys as a list of pairs in key
+/// order (as `vec_map` writes a `BTreeMap`, so the snapshot is the same).
+mod sorted_map {
+    use std::collections::HashMap;
+    use std::hash::{BuildHasher, Hash};
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<K, V, H, S>(m: &HashMap<K, V, H>, s: S) -> Result<S::Ok, S::Error>
+    where
+        K: Serialize + Ord,
+        V: Serialize,
+        S: Serializer,
+    {
+        let mut pairs: Vec<(&K, &V)> = m.iter().collect();
+        pairs.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        s.collect_seq(pairs)
+    }
+
+    pub fn deserialize<'de, K, V, H, D>(d: D) -> Result<HashMap<K, V, H>, D::Error>
+    where
+        K: Deserialize<'de> + Eq + Hash,
+        V: Deserialize<'de>,
+        H: BuildHasher + Default,
+        D: Deserializer<'de>,
+    {
+        Ok(Vec::<(K, V)>::deserialize(d)?.into_iter().collect())
+    }
 }
 
 /// Serialises a map with structured keys as a list of pairs (JSON object
@@ -218,6 +256,12 @@ pub struct KpiEngine {
     registry: Arc<Registry>,
     cfg: KpiConfig,
     state: State,
+    /// The periods of the local day last looked up (day number, periods):
+    /// consecutive facts are nearly always on the same day.
+    periods: (i64, [Period; 3]),
+    /// A bucket key reused for lookups, so that finding an existing bucket
+    /// allocates nothing.
+    probe: BucketKey,
 }
 
 fn is_construction(c: WasteCategory) -> bool {
@@ -295,6 +339,21 @@ impl KpiEngine {
             registry,
             cfg,
             state: State::default(),
+            periods: (
+                i64::MIN,
+                PeriodKind::ALL.map(|kind| Period {
+                    kind,
+                    start_ms: i64::MIN,
+                }),
+            ),
+            probe: BucketKey {
+                kpi: KpiId::RouteCompliance,
+                period: Period {
+                    kind: PeriodKind::Day,
+                    start_ms: i64::MIN,
+                },
+                site: None,
+            },
         }
     }
 
@@ -354,7 +413,10 @@ impl KpiEngine {
             return;
         };
         let t = rec.time_unix_ms;
-        let dedup = self.state.dedup.entry(env.device_id.clone()).or_default();
+        let dedup = match self.state.dedup.get_mut(&env.device_id) {
+            Some(d) => d,
+            None => self.state.dedup.entry(env.device_id.clone()).or_default(),
+        };
         if dedup.accept(env.seq, t, DEDUP_WINDOW) != crate::rules::Seq::New {
             self.state.stats.duplicates += 1;
             return;
@@ -391,44 +453,59 @@ impl KpiEngine {
 
     /// Adds (`sign` 1) or removes (`sign` -1) facts.
     fn apply(&mut self, facts: &[Fact], sign: f64) {
-        let offset = self.cfg.utc_offset_min;
         for f in facts {
-            for kind in PeriodKind::ALL {
-                let period = Period::containing(kind, f.at_ms, offset);
-                if period.start_ms < self.state.evicted_before[kind_index(kind)] {
+            for (k, period) in self.periods_containing(f.at_ms).into_iter().enumerate() {
+                if period.start_ms < self.state.evicted_before[k] {
                     if sign > 0.0 {
                         self.state.stats.late_dropped += 1;
                     }
                     continue;
                 }
-                let mut sites: Vec<Option<String>> = vec![None];
+                self.add_to_bucket(f, period, false, sign);
                 if !f.site.is_empty() {
-                    sites.push(Some(f.site.clone()));
-                }
-                for site in sites {
-                    let b = self
-                        .state
-                        .buckets
-                        .entry(BucketKey {
-                            kpi: f.kpi,
-                            period,
-                            site,
-                        })
-                        .or_default();
-                    for (s, d) in b.sums.iter_mut().zip(f.delta) {
-                        *s += sign * d;
-                    }
-                    b.dirty = true;
+                    self.add_to_bucket(f, period, true, sign);
                 }
             }
         }
     }
 
-    fn touch_coverage(&mut self, t: i64) {
+    /// Adds `sign` × the fact's delta to its bucket for `period`, the
+    /// zone's or (`per_site`) its site's.
+    fn add_to_bucket(&mut self, f: &Fact, period: Period, per_site: bool, sign: f64) {
+        let probe = &mut self.probe;
+        probe.kpi = f.kpi;
+        probe.period = period;
+        match (&mut probe.site, per_site) {
+            (Some(s), true) => {
+                s.clear();
+                s.push_str(&f.site);
+            }
+            (site, true) => *site = Some(f.site.clone()),
+            (site, false) => *site = None,
+        }
+        let b = match self.state.buckets.get_mut(probe) {
+            Some(b) => b,
+            None => self.state.buckets.entry(probe.clone()).or_default(),
+        };
+        for (s, d) in b.sums.iter_mut().zip(f.delta) {
+            *s += sign * d;
+        }
+        b.dirty = true;
+    }
+
+    /// [`Period::all_containing`], remembered for the last local day.
+    fn periods_containing(&mut self, t: i64) -> [Period; 3] {
         let offset = self.cfg.utc_offset_min;
-        for kind in PeriodKind::ALL {
-            let period = Period::containing(kind, t, offset);
-            if period.start_ms < self.state.evicted_before[kind_index(kind)] {
+        let day = crate::registry::local_days_since_epoch(t, offset);
+        if self.periods.0 != day {
+            self.periods = (day, Period::all_containing(t, offset));
+        }
+        self.periods.1
+    }
+
+    fn touch_coverage(&mut self, t: i64) {
+        for (k, period) in self.periods_containing(t).into_iter().enumerate() {
+            if period.start_ms < self.state.evicted_before[k] {
                 continue;
             }
             self.state
@@ -804,13 +881,14 @@ impl KpiEngine {
             permit: self.state.names.intern(permit),
             home: self.state.names.intern(home),
         };
-        // Taken out (with its key, so no new key is allocated) while the
+        // Taken out (its key stays, so no new key is allocated) while the
         // segment facts borrow the engine.
-        let (key, mut fixes) = self
+        let mut fixes = self
             .state
             .tracks
-            .remove_entry(device)
-            .unwrap_or_else(|| (device.to_owned(), Track::default()));
+            .get_mut(device)
+            .map(std::mem::take)
+            .unwrap_or_default();
         match fixes.slot(t, self.cfg.reading_memory_ms) {
             FixSlot::Late => self.state.stats.late_dropped += 1,
             FixSlot::Seen => {}
@@ -830,7 +908,12 @@ impl KpiEngine {
                 fixes.insert(at, t, lite, self.cfg.reading_memory_ms);
             }
         }
-        self.state.tracks.insert(key, fixes);
+        match self.state.tracks.get_mut(device) {
+            Some(slot) => *slot = fixes,
+            None => {
+                self.state.tracks.insert(device.to_owned(), fixes);
+            }
+        }
     }
 
     fn pair_facts(&self, site: &str, ta: i64, a: f64, tb: i64, b: f64) -> Vec<Fact> {
@@ -1046,7 +1129,10 @@ impl KpiEngine {
         self.expire();
         let mut out = Vec::new();
         let mut buckets = std::mem::take(&mut self.state.buckets);
-        for (k, b) in buckets.iter_mut().filter(|(_, b)| b.dirty) {
+        let mut dirty: Vec<(&BucketKey, &mut Bucket)> =
+            buckets.iter_mut().filter(|(_, b)| b.dirty).collect();
+        dirty.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for (k, b) in dirty {
             b.dirty = false;
             let version = b
                 .version

@@ -51,20 +51,33 @@ pub fn local_midnight_ms(date: CivilDate, utc_offset_min: i16) -> i64 {
 impl Period {
     /// The period of `kind` containing `unix_ms`.
     pub fn containing(kind: PeriodKind, unix_ms: i64, utc_offset_min: i16) -> Period {
-        let day = CivilDate::from_days_since_epoch(local_days_since_epoch(unix_ms, utc_offset_min));
-        let first = match kind {
+        let [day, month, year] = Period::all_containing(unix_ms, utc_offset_min);
+        match kind {
             PeriodKind::Day => day,
-            PeriodKind::Month => CivilDate { day: 1, ..day },
-            PeriodKind::Year => CivilDate {
-                month: 1,
-                day: 1,
-                ..day
-            },
-        };
-        Period {
-            kind,
-            start_ms: local_midnight_ms(first, utc_offset_min),
+            PeriodKind::Month => month,
+            PeriodKind::Year => year,
         }
+    }
+
+    /// The day, month and year containing `unix_ms`, in the order of
+    /// [`PeriodKind::ALL`] (the calendar date computed once).
+    pub fn all_containing(unix_ms: i64, utc_offset_min: i16) -> [Period; 3] {
+        let day = CivilDate::from_days_since_epoch(local_days_since_epoch(unix_ms, utc_offset_min));
+        PeriodKind::ALL.map(|kind| {
+            let first = match kind {
+                PeriodKind::Day => day,
+                PeriodKind::Month => CivilDate { day: 1, ..day },
+                PeriodKind::Year => CivilDate {
+                    month: 1,
+                    day: 1,
+                    ..day
+                },
+            };
+            Period {
+                kind,
+                start_ms: local_midnight_ms(first, utc_offset_min),
+            }
+        })
     }
 
     /// Its first local day.

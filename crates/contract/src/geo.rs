@@ -94,18 +94,55 @@ pub fn haversine_m(a: LatLon, b: LatLon) -> f64 {
 /// module docs for the error bound (under 0.06 % within 10 km at the zone's
 /// latitude). A zero-length segment gives the distance to its point.
 pub fn distance_to_segment_m(p: LatLon, a: LatLon, b: LatLon) -> f64 {
-    let (ax, ay) = project(p, a);
-    let (bx, by) = project(p, b);
-    let (dx, dy) = (bx - ax, by - ay);
-    let len2 = dx * dx + dy * dy;
-    // Parameter of the foot of the perpendicular from the origin (p), clamped
-    // to the segment.
-    let t = if len2 > 0.0 {
-        (-(ax * dx + ay * dy) / len2).clamp(0.0, 1.0)
-    } else {
-        0.0
-    };
-    (ax + t * dx).hypot(ay + t * dy)
+    let around = Around::new(p);
+    around.to_segment_m(around.project(a), around.project(b))
+}
+
+/// The local projection centred on one point, for measuring from it to many
+/// segments (a route): the scale is computed once, and each vertex is
+/// projected once however many segments share it.
+#[derive(Clone, Copy, Debug)]
+pub struct Around {
+    origin: LatLon,
+    /// Metres per degree of longitude at the origin's latitude.
+    m_per_deg_lon: f64,
+}
+
+impl Around {
+    /// The projection centred on `origin`.
+    pub fn new(origin: LatLon) -> Around {
+        Around {
+            origin,
+            m_per_deg_lon: origin.lat.to_radians().cos() * M_PER_DEG,
+        }
+    }
+
+    /// `q` in metres (east, north) of the origin.
+    #[inline]
+    pub fn project(&self, q: LatLon) -> (f64, f64) {
+        (
+            wrap_deg(q.lon - self.origin.lon) * self.m_per_deg_lon,
+            (q.lat - self.origin.lat) * M_PER_DEG,
+        )
+    }
+
+    /// Shortest distance from the origin to the segment between two
+    /// projected points, metres.
+    #[inline]
+    pub fn to_segment_m(&self, (ax, ay): (f64, f64), (bx, by): (f64, f64)) -> f64 {
+        let (dx, dy) = (bx - ax, by - ay);
+        let len2 = dx * dx + dy * dy;
+        // Parameter of the foot of the perpendicular from the origin,
+        // clamped to the segment.
+        let t = if len2 > 0.0 {
+            (-(ax * dx + ay * dy) / len2).clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        let (x, y) = (ax + t * dx, ay + t * dy);
+        // Metres within a zone: no overflow for `hypot` to guard against.
+        (x * x + y * y).sqrt()
+    }
 }
 
 /// True when `p` lies inside the polygon `ring` (ray casting, even-odd rule).
@@ -214,13 +251,28 @@ impl Polyline {
     /// index of the segment it lies on (the first one on a tie).
     pub fn distance_m(&self, p: LatLon) -> (f64, usize) {
         let mut best = (f64::INFINITY, 0);
-        for (i, (a, b)) in self.segments().enumerate() {
-            let d = distance_to_segment_m(p, a, b);
+        self.for_each_segment_distance(p, |i, d| {
             if d < best.0 {
                 best = (d, i);
             }
-        }
+        });
         best
+    }
+
+    /// Calls `f(i, d)` with the distance `d` from `p` to each segment `i`,
+    /// in order (each vertex projected once).
+    pub fn for_each_segment_distance(&self, p: LatLon, mut f: impl FnMut(usize, f64)) {
+        let around = Around::new(p);
+        let mut pts = self.points.iter();
+        let Some(first) = pts.next() else {
+            return;
+        };
+        let mut prev = around.project(*first);
+        for (i, q) in pts.enumerate() {
+            let next = around.project(*q);
+            f(i, around.to_segment_m(prev, next));
+            prev = next;
+        }
     }
 
     /// Total length along the line, metres (sum of great-circle segment
@@ -523,6 +575,32 @@ mod tests {
         #[test]
         fn haversine_obeys_the_triangle_inequality(a in any_point(), b in any_point(), c in any_point()) {
             prop_assert!(haversine_m(a, c) <= haversine_m(a, b) + haversine_m(b, c) + 1e-6);
+        }
+
+        #[test]
+        fn a_routes_segment_distances_are_the_per_segment_distances(
+            p in mid_latitude_point(),
+            offsets in proptest::collection::vec(near(), 2..10),
+        ) {
+            let route = Polyline::new(offsets.iter().map(|o| p.offset_m(o.0 + 20_000.0, o.1)).collect())
+                .expect("two or more points");
+            let mut seen = Vec::new();
+            route.for_each_segment_distance(p, |i, d| seen.push((i, d)));
+            prop_assert_eq!(seen.len(), route.segment_count());
+            for ((i, d), (a, b)) in seen.into_iter().zip(route.segments()) {
+                // The single-segment function, and the projection written out
+                // once more with `hypot`: the same to a nanometre.
+                prop_assert!((d - distance_to_segment_m(p, a, b)).abs() <= 1e-9, "segment {}", i);
+                let proj = |q: LatLon| project(p, q);
+                let ((ax, ay), (bx, by)) = (proj(a), proj(b));
+                let (dx, dy) = (bx - ax, by - ay);
+                let len2 = dx * dx + dy * dy;
+                let t = if len2 > 0.0 { (-(ax * dx + ay * dy) / len2).clamp(0.0, 1.0) } else { 0.0 };
+                let reference = (ax + t * dx).hypot(ay + t * dy);
+                prop_assert!((d - reference).abs() <= 1e-6, "segment {}: {} vs {}", i, d, reference);
+            }
+            let (best, at) = route.distance_m(p);
+            prop_assert!((best - distance_to_segment_m(p, route.points()[at], route.points()[at + 1])).abs() <= 1e-9);
         }
 
         #[test]

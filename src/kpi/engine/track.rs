@@ -80,6 +80,12 @@ impl<'de> Deserialize<'de> for Track {
 impl Track {
     /// Where a fix at `t` goes, `memory` ms being kept.
     pub fn slot(&self, t: i64, memory: i64) -> Slot {
+        // Fixes nearly always come in order: after the newest, no search.
+        if let Some((newest, f)) = self.0.back() {
+            if t > *newest {
+                return Slot::Between(self.0.len(), Some((*newest, f.clone())), None);
+            }
+        }
         match self.0.binary_search_by_key(&t, |(k, _)| *k) {
             Ok(_) => Slot::Seen,
             Err(i) => {
@@ -102,8 +108,11 @@ impl Track {
         let Some(&(newest, _)) = self.0.back() else {
             return;
         };
-        let first_kept = self.0.partition_point(|(k, _)| *k < newest - memory);
-        self.0.drain(..first_kept.saturating_sub(1));
+        // Drop the front while the fix after it is also older than the
+        // memory (amortised O(1): each fix leaves once).
+        while self.0.get(1).is_some_and(|(k, _)| *k < newest - memory) {
+            self.0.pop_front();
+        }
     }
 
     /// The fixes, oldest first.

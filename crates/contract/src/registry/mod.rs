@@ -163,7 +163,7 @@ impl Registry {
     /// see [`Permit::in_time_window`].
     pub fn active_permits_for_plate(&self, plate: &str, unix_ms: i64) -> Vec<&Permit> {
         self.permits_by_plate
-            .get(&normalize_plate(plate))
+            .get(plate::normalized(plate).as_ref())
             .into_iter()
             .flatten()
             .filter_map(|id| self.permits.get(id))
@@ -204,11 +204,11 @@ impl Registry {
     /// form); at most one, as the loader rejects a plate on two trucks. A
     /// linear scan: call it per ticket, not per fix.
     pub fn truck_by_plate(&self, plate: &str) -> Option<&Device> {
-        let wanted = normalize_plate(plate);
+        let wanted = plate::normalized(plate);
         self.devices.values().find(|d| {
             d.truck
                 .as_ref()
-                .is_some_and(|t| normalize_plate(&t.plate) == wanted)
+                .is_some_and(|t| plate::normalized(&t.plate) == wanted)
         })
     }
 }

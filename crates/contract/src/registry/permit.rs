@@ -13,8 +13,8 @@ use serde::Deserialize;
 use super::calendar::{self, CivilDate, TimeWindow};
 use super::error::{is_positive, not_positive, Problem};
 use super::geojson::{self, RawLineString};
-use super::plate::normalize_plate;
-use crate::geo::{self, LatLon, Polyline};
+use super::plate::{normalize_plate, normalized};
+use crate::geo::{LatLon, Polyline};
 
 /// China Standard Time, UTC+8, in minutes: the default `utc_offset_min`.
 pub const CHINA_STANDARD_TIME_OFFSET_MIN: i16 = 480;
@@ -29,6 +29,9 @@ pub struct Permit {
     /// normalised form); a plate not on an active permit at a gate is an
     /// "unapproved vehicle".
     pub plates: Vec<String>,
+    /// The same plates in canonical form ([`normalize_plate`]), sorted:
+    /// what [`Permit::covers_plate`] searches, per truck fix.
+    pub plate_keys: Vec<String>,
     /// The construction site the waste comes from.
     pub origin_site_id: String,
     /// The approved recycling, landfill or backfill sites; unloading
@@ -95,21 +98,25 @@ impl Permit {
     pub fn corridor_distance(&self, p: LatLon) -> (f64, f64, usize) {
         let mut best = (f64::INFINITY, 0.0, 0);
         let mut best_margin = f64::INFINITY;
-        for (i, ((a, b), seg)) in self.route.segments().zip(&self.segments).enumerate() {
-            let d = geo::distance_to_segment_m(p, a, b);
+        self.route.for_each_segment_distance(p, |i, d| {
+            let Some(seg) = self.segments.get(i) else {
+                return;
+            };
             let margin = d - seg.half_width_m;
             if margin < best_margin {
                 best_margin = margin;
                 best = (d, seg.half_width_m, i);
             }
-        }
+        });
         best
     }
 
     /// True when `plate` (in any written form) is one of the permit's plates.
     pub fn covers_plate(&self, plate: &str) -> bool {
-        let wanted = normalize_plate(plate);
-        self.plates.iter().any(|p| normalize_plate(p) == wanted)
+        let wanted = normalized(plate);
+        self.plate_keys
+            .binary_search_by(|k| k.as_str().cmp(&wanted))
+            .is_ok()
     }
 }
 
@@ -215,6 +222,11 @@ pub(super) fn build(raw: RawPermit) -> Result<Permit, Vec<Problem>> {
     match (route, valid_from, valid_until) {
         (Some(route), Some(valid_from), Some(valid_until)) if problems.is_empty() => Ok(Permit {
             id: raw.id,
+            plate_keys: {
+                let mut keys: Vec<String> = raw.plates.iter().map(|p| normalize_plate(p)).collect();
+                keys.sort_unstable();
+                keys
+            },
             plates: raw.plates,
             origin_site_id: raw.origin_site_id,
             destination_site_ids: raw.destination_site_ids,

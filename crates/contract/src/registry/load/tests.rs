@@ -825,6 +825,14 @@ fn active_permits_are_found_by_any_written_form_of_the_plate() {
     assert!(reg
         .truck_by_plate("豫A·D1234")
         .is_some_and(|d| d.id == "truck-1"));
+    let permit = reg.permit("permit-1").unwrap();
+    for plate in &permit.plates {
+        for written in [plate.clone(), plate.to_lowercase(), format!(" {plate} ")] {
+            assert!(permit.covers_plate(&written), "{written}");
+        }
+    }
+    assert!(!permit.covers_plate("豫AD0000"));
+    assert!(!permit.covers_plate(""));
 }
 
 #[test]
