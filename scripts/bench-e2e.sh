@@ -25,6 +25,13 @@
 #   --sample-ms MS       stored-count sampling interval (default 100)
 #   --drain-timeout S    after the last publish, wait at most S s for everything to be stored (default 120)
 #   --keep-dbs           keep each run's InfluxDB database (default: dropped after counting)
+#   --count-by query|metrics
+#                        how wastewatch's stored count is sampled during a run:
+#                        querying the TSDB (default), or its own /metrics
+#                        (acked less the TSDB writer's lag: what the TSDB
+#                        answered 2xx for) for a TSDB that makes points
+#                        searchable only later (VictoriaMetrics); the final
+#                        count is queried either way
 #   --fresh-broker       stop the test broker, wipe its persistence and start it
 #                        again first: no other sessions get copies of the
 #                        messages (breaks tests running against it meanwhile)
@@ -64,6 +71,7 @@ TSDB=influxdb
 SAMPLE_MS=100
 DRAIN_TIMEOUT=120
 KEEP_DBS=0
+COUNT_BY=query
 FRESH_BROKER=0
 BUILD=1
 WASTEWATCH_BIN=$REPO/target/release/wastewatch
@@ -95,6 +103,7 @@ while (($#)); do
         --sample-ms) SAMPLE_MS=${2:?}; num "$1" "$SAMPLE_MS"; shift 2 ;;
         --drain-timeout) DRAIN_TIMEOUT=${2:?}; num "$1" "$DRAIN_TIMEOUT"; shift 2 ;;
         --keep-dbs) KEEP_DBS=1; shift ;;
+        --count-by) COUNT_BY=${2:?}; case $COUNT_BY in query|metrics) ;; *) echo "--count-by: query or metrics, not $COUNT_BY" >&2; exit 2 ;; esac; shift 2 ;;
         --fresh-broker) FRESH_BROKER=1; shift ;;
         --no-build) BUILD=0; shift ;;
         --wastewatch) WASTEWATCH_BIN=$(realpath "${2:?}"); shift 2 ;;
@@ -196,6 +205,6 @@ ARGS=(--repo "$REPO" --capture "$CAPTURE" --capture-summary "$CAPTURE.json" --zo
     --count "$COUNT" --rates "$RATES" --subscribers "$SUBSCRIBERS" --tsdb "$TSDB"
     --mqtt "$MQTT" --influx-url "$INFLUX_URL" --vm-url "$VM_URL" --services-dir "$SERVICES_DIR"
     --wastewatch "$WASTEWATCH_BIN" --firmware-sim "$FSIM_BIN" --python "$VENV/bin/python"
-    --proto-dir "$PROTO_PY" --out-dir "$OUT" --sample-ms "$SAMPLE_MS" --drain-timeout "$DRAIN_TIMEOUT")
+    --proto-dir "$PROTO_PY" --out-dir "$OUT" --sample-ms "$SAMPLE_MS" --drain-timeout "$DRAIN_TIMEOUT" --count-by "$COUNT_BY")
 ((KEEP_DBS == 0)) || ARGS+=(--keep-dbs)
 exec "$VENV/bin/python" "$REPO/scripts/bench/harness.py" "${ARGS[@]}"
