@@ -212,7 +212,9 @@ pub async fn run(mut s: Stage) {
                 Some(RulesOut::Transitions(tr)) => {
                     let mut store = lock(&s.handle.store);
                     events = store.apply_all(tr);
-                    store.mark_notified(&events, s.clock.now_ms());
+                    let now = s.clock.now_ms();
+                    store.mark_notified(&events, now);
+                    store.mark_clock(now);
                 }
                 Some(RulesOut::Checkpoint(c)) => {
                     save_due |= changed || saved_offset != Some(c.offset);

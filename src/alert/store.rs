@@ -102,6 +102,34 @@ pub struct AlertStore {
     alerts: BTreeMap<u64, Alert>,
     /// Id of the alert of each key (rebuilt from `alerts` on restore).
     by_key: HashMap<AlertKey, u64>,
+    /// When the service's clock saw each pending alert open (see
+    /// [`AlertStore::mark_clock`]).
+    pending_marks: BTreeMap<u64, ClockMark>,
+    /// When the service's clock saw each held (flapping) alert go quiet.
+    quiet_marks: BTreeMap<u64, ClockMark>,
+}
+
+/// The service-clock time at which a device-time instant was first seen:
+/// `tick` measures a pending alert's `for` and a held alert's quiet time
+/// from it, so that readings of a backlog (device times hours old) do not
+/// make every timer look expired at the next tick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct ClockMark {
+    /// The alert's device-time field it belongs to (`started_at_ms` or
+    /// `quiet_since_ms`): a new episode gets a new mark.
+    device_ms: i64,
+    /// The service's clock when it was seen, Unix ms.
+    clock_ms: i64,
+}
+
+impl ClockMark {
+    /// The service time to measure from for `device_ms`: the mark's when it
+    /// belongs to that instant, else the device time itself (an alert never
+    /// marked: unit use without a service clock, or an older snapshot).
+    fn since(mark: Option<&ClockMark>, device_ms: i64) -> i64 {
+        mark.filter(|m| m.device_ms == device_ms)
+            .map_or(device_ms, |m| m.clock_ms)
+    }
 }
 
 /// The serialized form of the store: JSON maps need string keys, so the
@@ -115,6 +143,12 @@ struct StoreSnapshot {
     next_id: u64,
     /// Every alert, by ascending id.
     alerts: Vec<Alert>,
+    /// See [`AlertStore::pending_marks`] (absent in older snapshots).
+    #[serde(default)]
+    pending_marks: Vec<(u64, ClockMark)>,
+    /// See [`AlertStore::quiet_marks`].
+    #[serde(default)]
+    quiet_marks: Vec<(u64, ClockMark)>,
 }
 
 /// Borrowing twin of [`StoreSnapshot`] for serializing without a copy.
@@ -126,6 +160,10 @@ struct StoreSnapshotRef<'a> {
     next_id: u64,
     /// Every alert, by ascending id.
     alerts: Vec<&'a Alert>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pending_marks: Vec<(u64, ClockMark)>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    quiet_marks: Vec<(u64, ClockMark)>,
 }
 
 impl Serialize for AlertStore {
@@ -134,6 +172,8 @@ impl Serialize for AlertStore {
             policy: &self.policy,
             next_id: self.next_id,
             alerts: self.alerts.values().collect(),
+            pending_marks: self.pending_marks.iter().map(|(k, v)| (*k, *v)).collect(),
+            quiet_marks: self.quiet_marks.iter().map(|(k, v)| (*k, *v)).collect(),
         }
         .serialize(s)
     }
@@ -149,6 +189,11 @@ impl<'de> Deserialize<'de> for AlertStore {
             store.alerts.insert(a.id, a);
         }
         store.next_id = store.next_id.max(snap.next_id);
+        let known = |(id, _): &(u64, ClockMark)| store.alerts.contains_key(id);
+        let pending: BTreeMap<_, _> = snap.pending_marks.into_iter().filter(known).collect();
+        let quiet: BTreeMap<_, _> = snap.quiet_marks.into_iter().filter(known).collect();
+        store.pending_marks = pending;
+        store.quiet_marks = quiet;
         Ok(store)
     }
 }
@@ -171,6 +216,8 @@ impl AlertStore {
             next_id: 1,
             alerts: BTreeMap::new(),
             by_key: HashMap::new(),
+            pending_marks: BTreeMap::new(),
+            quiet_marks: BTreeMap::new(),
         }
     }
 
@@ -376,14 +423,16 @@ impl AlertStore {
             let from = a.state;
             match a.state {
                 AlertState::Pending => {
-                    if now_ms - a.started_at_ms >= self.policy.pending_for(a.key.rule) {
+                    let since = ClockMark::since(self.pending_marks.get(&a.id), a.started_at_ms);
+                    if now_ms - since >= self.policy.pending_for(a.key.rule) {
                         fire(&self.policy, a, now_ms);
                         events.push(event(a, Some(from), a.state, EventReason::Fired, now_ms));
                     }
                 }
                 AlertState::Firing | AlertState::Acknowledged => {
                     if let Some(quiet) = a.quiet_since_ms {
-                        if now_ms - quiet >= self.policy.flap_quiet_ms {
+                        let since = ClockMark::since(self.quiet_marks.get(&a.id), quiet);
+                        if now_ms - since >= self.policy.flap_quiet_ms {
                             resolve(a, quiet, now_ms);
                             events.push(event(
                                 a,
@@ -419,6 +468,7 @@ impl AlertStore {
             let excess = resolved - self.policy.max_retained_resolved;
             drop_ids.extend(oldest.into_iter().take(excess).map(|(_, id)| id));
         }
+        self.forget_stale_marks();
         for id in drop_ids {
             if let Some(a) = self.alerts.remove(&id) {
                 if self.by_key.get(&a.key) == Some(&id) {
@@ -472,6 +522,62 @@ impl AlertStore {
                 )))
             }
         }
+    }
+
+    /// Records, on the clock [`Self::tick`] is called with, when each pending
+    /// alert opened and each held alert went quiet (call after applying
+    /// transitions). `tick` then measures `for` and the flap quiet time from
+    /// these marks: for readings of a backlog or a replay (device times
+    /// hours old) it would otherwise fire every pending alert at the next
+    /// tick, before the rest of the backlog could clear it, and resolve
+    /// every held alert at once.
+    pub fn mark_clock(&mut self, now_ms: i64) {
+        for a in self.alerts.values() {
+            if a.state == AlertState::Pending {
+                let m = self.pending_marks.entry(a.id).or_insert(ClockMark {
+                    device_ms: a.started_at_ms,
+                    clock_ms: now_ms,
+                });
+                if m.device_ms != a.started_at_ms {
+                    *m = ClockMark {
+                        device_ms: a.started_at_ms,
+                        clock_ms: now_ms,
+                    };
+                }
+            }
+            if let (AlertState::Firing | AlertState::Acknowledged, Some(q)) =
+                (a.state, a.quiet_since_ms)
+            {
+                let m = self.quiet_marks.entry(a.id).or_insert(ClockMark {
+                    device_ms: q,
+                    clock_ms: now_ms,
+                });
+                if m.device_ms != q {
+                    *m = ClockMark {
+                        device_ms: q,
+                        clock_ms: now_ms,
+                    };
+                }
+            }
+        }
+        self.forget_stale_marks();
+    }
+
+    /// Drops the marks of alerts no longer pending or held quiet.
+    fn forget_stale_marks(&mut self) {
+        let alerts = &self.alerts;
+        self.pending_marks.retain(|id, m| {
+            alerts
+                .get(id)
+                .is_some_and(|a| a.state == AlertState::Pending && a.started_at_ms == m.device_ms)
+        });
+        self.quiet_marks.retain(|id, m| {
+            alerts.get(id).is_some_and(|a| {
+                a.state.is_active()
+                    && a.state != AlertState::Pending
+                    && a.quiet_since_ms == Some(m.device_ms)
+            })
+        });
     }
 
     /// Records that the notifications of `events` went out at `now_ms` on

@@ -290,6 +290,70 @@ fn an_alert_raised_from_old_readings_repeats_one_interval_after_it_was_notified(
 }
 
 #[test]
+fn a_pending_alert_from_old_readings_waits_its_for_duration_on_the_service_clock() {
+    let mut policy = AlertPolicy::default();
+    policy
+        .pending_for_ms
+        .insert(RuleId::StorageTemperature, 5 * MIN);
+    // A backlog: the readings are two days old when they are applied.
+    let now = T0 + 48 * 60 * MIN;
+    let mut s = AlertStore::new(policy.clone());
+    s.apply(raise("st-1", Severity::Warn, T0));
+    s.mark_clock(now);
+    assert!(s.tick(now + 1_000).is_empty(), "not before its for");
+    // The rest of the backlog clears it, in device time, within the for:
+    // it expires without ever firing.
+    let ev = s.apply(clear("st-1", T0 + 2 * MIN));
+    assert_eq!(
+        reasons(&ev),
+        [(
+            Some(AlertState::Pending),
+            AlertState::Resolved,
+            EventReason::Expired
+        )]
+    );
+    // Another one that stays: fires one `for` after it was seen.
+    s.apply(raise("st-2", Severity::Warn, T0));
+    s.mark_clock(now);
+    assert!(s.tick(now + 5 * MIN - 1).is_empty());
+    let ev = s.tick(now + 5 * MIN);
+    assert_eq!(reasons(&ev)[0].2, EventReason::Fired);
+    // A later raise in device time past the for still fires at once.
+    let mut d = AlertStore::new(policy.clone());
+    d.apply(raise("st-3", Severity::Warn, T0));
+    d.mark_clock(now);
+    let ev = d.apply(raise("st-3", Severity::Warn, T0 + 5 * MIN));
+    assert_eq!(reasons(&ev)[0].2, EventReason::Fired);
+    // Without the mark (the old behaviour), the old device time makes the
+    // alert fire at the next tick.
+    let mut unmarked = AlertStore::new(policy);
+    unmarked.apply(raise("st-1", Severity::Warn, T0));
+    assert_eq!(unmarked.tick(now + 1_000).len(), 1);
+}
+
+#[test]
+fn marks_survive_a_snapshot_and_a_new_episode_gets_a_new_mark() {
+    let mut policy = AlertPolicy::default();
+    policy
+        .pending_for_ms
+        .insert(RuleId::StorageTemperature, 5 * MIN);
+    let now = T0 + 48 * 60 * MIN;
+    let mut s = AlertStore::new(policy);
+    s.apply(raise("st-1", Severity::Warn, T0));
+    s.mark_clock(now);
+    let mut r = AlertStore::restore(&s.snapshot().unwrap()).unwrap();
+    assert_eq!(r, s);
+    assert!(r.tick(now + 1_000).is_empty());
+    // Expired and re-opened later: measured from when the new episode was
+    // seen, not the old mark.
+    r.apply(clear("st-1", T0 + MIN));
+    r.apply(raise("st-1", Severity::Warn, T0 + 2 * MIN));
+    r.mark_clock(now + 3 * MIN);
+    assert!(r.tick(now + 5 * MIN).is_empty());
+    assert_eq!(r.tick(now + 8 * MIN).len(), 1);
+}
+
+#[test]
 fn an_alert_refiring_more_than_three_times_in_30_minutes_is_held_until_quiet_for_10_minutes() {
     let mut s = AlertStore::new(AlertPolicy::default());
     let mut notified = 0;
@@ -329,6 +393,30 @@ fn an_alert_refiring_more_than_three_times_in_30_minutes_is_held_until_quiet_for
     );
     assert_eq!(ev[0].alert.resolved_at_ms, Some(quiet_from));
     assert!(!ev[0].alert.flapping);
+}
+
+#[test]
+fn a_held_alert_from_old_readings_stays_held_for_its_quiet_time_on_the_service_clock() {
+    let mut s = AlertStore::new(AlertPolicy::default());
+    let now = T0 + 48 * 60 * MIN;
+    let mut t = T0;
+    for _ in 0..5 {
+        s.apply(raise("st-1", Severity::Warn, t));
+        t += MIN;
+        s.apply(clear("st-1", t));
+        t += MIN;
+    }
+    s.mark_clock(now);
+    assert!(s.get(1).unwrap().flapping);
+    assert!(s.tick(now + 1_000).is_empty(), "still held");
+    assert!(s.tick(now + 10 * MIN - 1).is_empty());
+    let ev = s.tick(now + 10 * MIN);
+    assert_eq!(reasons(&ev)[0].2, EventReason::Resolved);
+    assert_eq!(
+        ev[0].alert.resolved_at_ms,
+        Some(t - MIN),
+        "resolved at the device time it went quiet"
+    );
 }
 
 #[test]
