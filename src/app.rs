@@ -338,6 +338,7 @@ pub async fn start(settings: Settings, registry: Registry) -> Result<Running, St
         crate::ingest::CommitLimits {
             max_records: settings.log.commit_max_records.get(),
             max_bytes: settings.log.commit_max_bytes,
+            linger: settings.log.commit_linger,
         },
         stop.intake.clone(),
         stop.connection.clone(),

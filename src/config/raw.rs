@@ -260,6 +260,11 @@ pub struct RawLog {
     pub segment_bytes: Option<u64>,
     /// Most records in one group commit.
     pub commit_max_records: usize,
+    /// How long a group commit waits for more messages once the first has
+    /// arrived, ms (0: commit at once). Fewer, larger commits: less fsync
+    /// and wake-up work per message at moderate load, for at most this much
+    /// more ack latency.
+    pub commit_linger_ms: u64,
     /// Bytes after which a group commit takes no further message; unset:
     /// 4 MiB, or less for a small `max_bytes`.
     pub commit_max_bytes: Option<u64>,
@@ -278,6 +283,7 @@ impl Default for RawLog {
             max_bytes: DEFAULT_LOG_MAX_BYTES,
             segment_bytes: None,
             commit_max_records: 4096,
+            commit_linger_ms: 2,
             commit_max_bytes: None,
             cursor_sync_ms: 1000,
             disk_reserve_bytes: crate::log::DEFAULT_DISK_RESERVE_BYTES,

@@ -145,6 +145,8 @@ pub struct LogSettings {
     pub segment_bytes: u64,
     /// Most records per group commit.
     pub commit_max_records: NonZeroUsize,
+    /// How long a group commit waits for more messages.
+    pub commit_linger: Duration,
     /// Bytes after which a group commit takes no further message.
     pub commit_max_bytes: u64,
     /// How often the lazily saved TSDB cursor is saved.
@@ -767,11 +769,18 @@ fn log(e: &mut Vec<String>, l: super::raw::RawLog, max_packet_bytes: u32) -> Log
             l.disk_reserve_bytes
         ));
     }
+    if l.commit_linger_ms > 1000 {
+        e.push(format!(
+            "log.commit_linger_ms is {} ms; use 0 (commit at once) to 1000: every ack waits this long",
+            l.commit_linger_ms
+        ));
+    }
     LogSettings {
         dir: l.dir,
         max_bytes: l.max_bytes,
         segment_bytes,
         commit_max_records: nz(e, "log.commit_max_records", l.commit_max_records),
+        commit_linger: Duration::from_millis(l.commit_linger_ms),
         commit_max_bytes,
         cursor_sync: Duration::from_millis(l.cursor_sync_ms),
         disk_reserve_bytes: l.disk_reserve_bytes,

@@ -216,6 +216,18 @@ fn log_sizes_that_could_deadlock_or_not_free_space_are_refused() {
 }
 
 #[test]
+fn the_commit_linger_defaults_to_2_ms_and_a_long_one_is_refused() {
+    let s = load(None, &[]).unwrap();
+    assert_eq!(s.log.commit_linger, std::time::Duration::from_millis(2));
+    let s = load(None, &env(&[("WASTEWATCH__LOG__COMMIT_LINGER_MS", "0")])).unwrap();
+    assert!(s.log.commit_linger.is_zero());
+    let text = load(None, &env(&[("WASTEWATCH__LOG__COMMIT_LINGER_MS", "5000")]))
+        .unwrap_err()
+        .to_string();
+    assert!(text.contains("log.commit_linger_ms is 5000 ms"), "{text}");
+}
+
+#[test]
 fn log_sizes_left_unset_are_derived_to_fit_a_small_bound() {
     let mut f = tempfile::NamedTempFile::new().unwrap();
     writeln!(f, "[log]\nmax_bytes = 1048576").unwrap();

@@ -304,6 +304,15 @@ async fn commit_loop(
                 m = rx.recv() => match m { Some(m) => waiting.extend(m), None => break },
                 _ = stop.cancelled() => break,
             }
+            // Linger: at moderate load the first messages of a group would
+            // otherwise get an fsync (and every consumer a wake-up) of their
+            // own. A group already full, or a backlog, does not wait.
+            if !limits.linger.is_zero() && waiting.len() < limits.max_records {
+                tokio::select! {
+                    _ = tokio::time::sleep(limits.linger) => {}
+                    _ = stop.cancelled() => {}
+                }
+            }
         }
         // Group commit: whatever has arrived, up to the limits.
         while let Ok(m) = rx.try_recv() {
@@ -376,6 +385,9 @@ pub struct CommitLimits {
     pub max_records: usize,
     /// Bytes after which no further message is taken.
     pub max_bytes: u64,
+    /// How long a group waits for more messages once its first has arrived
+    /// (`log.commit_linger_ms`).
+    pub linger: std::time::Duration,
 }
 
 /// Appends, waiting out a full or failing log. Returns the emptied batch,

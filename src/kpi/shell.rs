@@ -146,8 +146,10 @@ pub async fn run(mut s: KpiStage) {
     info!("KPI stage stopped");
 }
 
+/// Resolves when the log has records past `offset`, letting a small batch
+/// fill for up to 25 ms (KPI points are written every `flush_interval`).
 async fn ready(head: &mut watch::Receiver<u64>, offset: u64) {
-    let _ = head.wait_for(|h| *h > offset).await;
+    crate::log::wait_for_records(head, offset, READ_BATCH as u64, Duration::from_millis(25)).await;
 }
 
 fn read_batch(s: &mut KpiStage) -> Result<(), ()> {

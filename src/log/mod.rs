@@ -32,6 +32,25 @@ mod writer;
 pub use cursor::Position;
 pub use frame::{FrameBuf, Kind};
 pub use reader::{Batch, LogReader};
+
+/// Resolves when the log has a record at or after `offset` (`head` is the
+/// log's head), then, when fewer than `min` records are there, lets the
+/// batch fill for `linger` more. A consumer woken for every group commit
+/// read a few records per wake-up at moderate load, and the wake-ups cost
+/// more than the records: per message, the service used twice the CPU at
+/// 20,000 messages/s that it used under a heavier load with larger batches.
+pub async fn wait_for_records(
+    head: &mut tokio::sync::watch::Receiver<u64>,
+    offset: u64,
+    min: u64,
+    linger: std::time::Duration,
+) {
+    let _ = head.wait_for(|h| *h > offset).await;
+    let available = head.borrow().saturating_sub(offset);
+    if available < min {
+        tokio::time::sleep(linger).await;
+    }
+}
 pub use store::{
     AppendBatch, AppendReply, Appended, Class, Durability, Log, LogError, LogOptions, LogStats,
     DEFAULT_DISK_RESERVE_BYTES,

@@ -101,9 +101,12 @@ pub async fn run(
     info!("rule engine stopped");
 }
 
-/// Resolves when the log has a record at or after `offset`.
+/// Resolves when the log has a record at or after `offset`, letting a
+/// small batch fill for a few milliseconds (see
+/// [`crate::log::wait_for_records`]); alerts are notified in seconds, so 5
+/// ms does not show.
 async fn ready(head: &mut watch::Receiver<u64>, offset: u64) {
-    let _ = head.wait_for(|h| *h > offset).await;
+    crate::log::wait_for_records(head, offset, 256, Duration::from_millis(5)).await;
 }
 
 /// Reads one batch and runs the engine over it.
@@ -117,10 +120,12 @@ fn read_batch(
     // A page-cache read of at most the reader's buffer: done inline.
     match reader.read(READ_BATCH) {
         Ok(batch) => {
+            // One reading of the clock per batch (a batch is milliseconds).
+            let now = clock.now_ms();
             for (_, bytes) in batch.iter() {
                 if let Ok(rec) = pb::LogRecord::decode(bytes) {
                     if rec.envelope.is_some() {
-                        out.extend(engine.on_record(&rec, clock.now_ms()));
+                        out.extend(engine.on_record(&rec, now));
                     }
                 }
             }
