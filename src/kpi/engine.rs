@@ -224,11 +224,11 @@ mod sorted_map {
     }
 }
 
-/// Serialises a map with structured keys as a list of pairs (JSON object
-/// keys must be strings).
 mod track;
 use track::{FixLite, Names, Slot as FixSlot, Track};
 
+/// Serialises a map with structured keys as a list of pairs (JSON object
+/// keys must be strings).
 mod vec_map {
     use std::collections::BTreeMap;
 
