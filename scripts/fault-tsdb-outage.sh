@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # A long TSDB outage under load, as one documented run (too long for CI):
 #
-#   scripts/fault-tsdb-outage.sh [--minutes 10] [--rate 5000] [--devices 2000]
+#   scripts/fault-tsdb-outage.sh [--minutes 10] [--rate 5000] [--devices 2000] [--hang]
+#
+# --hang: instead of refusing connections, the TSDB hangs: the shared
+# InfluxDB process is stopped with SIGSTOP for the outage (the kernel still
+# accepts connections; nothing answers) and continued after it. Other users
+# of the test InfluxDB hang with it, so run it alone.
 #
 # The real release binary runs against the real Mosquitto, InfluxDB 1.x and
 # Alertmanager of scripts/services.sh; InfluxDB is reached through a small
@@ -29,6 +34,7 @@ RATE=5000
 DEVICES=2000
 BEFORE_S=60
 AFTER_S=120
+HANG=0
 while [[ $# -gt 0 ]]; do
     case $1 in
     --minutes) MINUTES=$2; shift 2 ;;
@@ -36,6 +42,7 @@ while [[ $# -gt 0 ]]; do
     --devices) DEVICES=$2; shift 2 ;;
     --before-s) BEFORE_S=$2; shift 2 ;;
     --after-s) AFTER_S=$2; shift 2 ;;
+    --hang) HANG=1; shift ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -78,7 +85,13 @@ stale_after_ms = 259200000
 alertmanager_url = "$WW_TEST_ALERTMANAGER"
 EOF
 } >"$OUT/wastewatch.toml"
+INFLUX_PID=$(cat "$REPO/target/services/influxdb/influxdb.pid" 2>/dev/null || true)
+if ((HANG)) && ! kill -0 "${INFLUX_PID:-0}" 2>/dev/null; then
+    echo "--hang: no running InfluxDB found (target/services/influxdb/influxdb.pid)" >&2
+    exit 1
+fi
 cleanup() {
+    ((HANG)) && kill -CONT "$INFLUX_PID" 2>/dev/null
     kill "${SIM_PID:-}" "${WW_PID:-}" "$GATE_PID" 2>/dev/null || true
     wait 2>/dev/null || true
 }
@@ -110,11 +123,16 @@ run_phase() { # name seconds
     while [[ $(date +%s) -lt $end ]]; do sample "$1"; sleep 5; done
 }
 run_phase before "$BEFORE_S"
-log "TSDB down"
-touch "$GATE_CTL"
+if ((HANG)); then
+    log "TSDB hung (SIGSTOP $INFLUX_PID)"
+    kill -STOP "$INFLUX_PID"
+else
+    log "TSDB down"
+    touch "$GATE_CTL"
+fi
 run_phase outage "$OUTAGE_S"
 log "TSDB back"
-rm -f "$GATE_CTL"
+if ((HANG)); then kill -CONT "$INFLUX_PID"; else rm -f "$GATE_CTL"; fi
 run_phase after "$AFTER_S"
 wait "$SIM_PID" || true
 log "waiting for the backlog to drain"
@@ -125,9 +143,10 @@ for _ in $(seq 1 360); do
     sleep 5
 done
 
-python3 - "$OUT" "$DB" "$WW_TEST_INFLUXDB" "$RATE" "$OUTAGE_S" <<'EOF'
+python3 - "$OUT" "$DB" "$WW_TEST_INFLUXDB" "$RATE" "$OUTAGE_S" "$HANG" <<'EOF'
 import csv, json, sys, urllib.parse, urllib.request
 out, db, influx, rate, outage_s = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+kind = "hung (SIGSTOP)" if sys.argv[6] == "1" else "down"
 rows = list(csv.DictReader(open(f"{out}/samples.csv")))
 num = lambda r, k: int(float(r[k] or 0))
 def phase(p): return [r for r in rows if r["phase"] == p]
@@ -153,7 +172,7 @@ last = rows[-1]
 sim = json.load(open(f"{out}/sim-summary.json")) if __import__("os").path.exists(f"{out}/sim-summary.json") else {}
 decoded = num(last, "decoded")
 ok = acks_during > 0 and notified_during > 0 and stored >= decoded and (zero is not None)
-rep = f"""# TSDB outage of {outage_s} s at ~{rate} msg/s offered
+rep = f"""# TSDB {kind} for {outage_s} s at ~{rate} msg/s offered
 
 | | |
 |---|---|
