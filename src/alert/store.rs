@@ -532,32 +532,27 @@ impl AlertStore {
     /// tick, before the rest of the backlog could clear it, and resolve
     /// every held alert at once.
     pub fn mark_clock(&mut self, now_ms: i64) {
+        // A mark stays while it belongs to the same device-time instant.
+        fn mark(marks: &mut BTreeMap<u64, ClockMark>, id: u64, device_ms: i64, now_ms: i64) {
+            let m = marks.entry(id).or_insert(ClockMark {
+                device_ms,
+                clock_ms: now_ms,
+            });
+            if m.device_ms != device_ms {
+                *m = ClockMark {
+                    device_ms,
+                    clock_ms: now_ms,
+                };
+            }
+        }
         for a in self.alerts.values() {
             if a.state == AlertState::Pending {
-                let m = self.pending_marks.entry(a.id).or_insert(ClockMark {
-                    device_ms: a.started_at_ms,
-                    clock_ms: now_ms,
-                });
-                if m.device_ms != a.started_at_ms {
-                    *m = ClockMark {
-                        device_ms: a.started_at_ms,
-                        clock_ms: now_ms,
-                    };
-                }
+                mark(&mut self.pending_marks, a.id, a.started_at_ms, now_ms);
             }
             if let (AlertState::Firing | AlertState::Acknowledged, Some(q)) =
                 (a.state, a.quiet_since_ms)
             {
-                let m = self.quiet_marks.entry(a.id).or_insert(ClockMark {
-                    device_ms: q,
-                    clock_ms: now_ms,
-                });
-                if m.device_ms != q {
-                    *m = ClockMark {
-                        device_ms: q,
-                        clock_ms: now_ms,
-                    };
-                }
+                mark(&mut self.quiet_marks, a.id, q, now_ms);
             }
         }
         self.forget_stale_marks();

@@ -176,7 +176,8 @@ pub fn ring_area_m2(ring: &[LatLon]) -> f64 {
     let Some(&origin) = ring.first() else {
         return 0.0;
     };
-    let pts: Vec<(f64, f64)> = ring.iter().map(|&q| project(origin, q)).collect();
+    let around = Around::new(origin);
+    let pts: Vec<(f64, f64)> = ring.iter().map(|&q| around.project(q)).collect();
     (shoelace(&pts) / 2.0).abs()
 }
 
@@ -312,14 +313,6 @@ impl Polyline {
         // a Polyline always has one. Answer the end point anyway.
         (self.points[self.points.len() - 1], last)
     }
-}
-
-/// `q` in metres (east, north) of a local equirectangular projection centred
-/// on `origin`.
-fn project(origin: LatLon, q: LatLon) -> (f64, f64) {
-    let x = wrap_deg(q.lon - origin.lon) * origin.lat.to_radians().cos() * M_PER_DEG;
-    let y = (q.lat - origin.lat) * M_PER_DEG;
-    (x, y)
 }
 
 /// Twice the signed area of a planar polygon (open or closed vertex list).
@@ -591,7 +584,10 @@ mod tests {
                 // The single-segment function, and the projection written out
                 // once more with `hypot`: the same to a nanometre.
                 prop_assert!((d - distance_to_segment_m(p, a, b)).abs() <= 1e-9, "segment {}", i);
-                let proj = |q: LatLon| project(p, q);
+                let proj = |q: LatLon| {
+                    let x = wrap_deg(q.lon - p.lon) * p.lat.to_radians().cos() * M_PER_DEG;
+                    (x, (q.lat - p.lat) * M_PER_DEG)
+                };
                 let ((ax, ay), (bx, by)) = (proj(a), proj(b));
                 let (dx, dy) = (bx - ax, by - ay);
                 let len2 = dx * dx + dy * dy;

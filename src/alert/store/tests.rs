@@ -28,6 +28,15 @@ fn clear(entity: &str, at_ms: i64) -> Transition {
     }
 }
 
+/// The default policy with a 5-minute `for` on the rule these tests raise.
+fn pending_5_min() -> AlertPolicy {
+    let mut policy = AlertPolicy::default();
+    policy
+        .pending_for_ms
+        .insert(RuleId::StorageTemperature, 5 * MIN);
+    policy
+}
+
 fn reasons(events: &[AlertEvent]) -> Vec<(Option<AlertState>, AlertState, EventReason)> {
     events
         .iter()
@@ -51,10 +60,7 @@ fn a_raise_without_a_for_duration_fires_at_once() {
 
 #[test]
 fn a_raise_stays_pending_for_its_for_duration_then_fires_on_tick() {
-    let mut policy = AlertPolicy::default();
-    policy
-        .pending_for_ms
-        .insert(RuleId::StorageTemperature, 5 * MIN);
+    let policy = pending_5_min();
     let mut s = AlertStore::new(policy);
     let ev = s.apply(raise("st-1", Severity::Warn, T0));
     assert_eq!(
@@ -291,10 +297,7 @@ fn an_alert_raised_from_old_readings_repeats_one_interval_after_it_was_notified(
 
 #[test]
 fn a_pending_alert_from_old_readings_waits_its_for_duration_on_the_service_clock() {
-    let mut policy = AlertPolicy::default();
-    policy
-        .pending_for_ms
-        .insert(RuleId::StorageTemperature, 5 * MIN);
+    let policy = pending_5_min();
     // A backlog: the readings are two days old when they are applied.
     let now = T0 + 48 * 60 * MIN;
     let mut s = AlertStore::new(policy.clone());
@@ -333,10 +336,7 @@ fn a_pending_alert_from_old_readings_waits_its_for_duration_on_the_service_clock
 
 #[test]
 fn marks_survive_a_snapshot_and_a_new_episode_gets_a_new_mark() {
-    let mut policy = AlertPolicy::default();
-    policy
-        .pending_for_ms
-        .insert(RuleId::StorageTemperature, 5 * MIN);
+    let policy = pending_5_min();
     let now = T0 + 48 * 60 * MIN;
     let mut s = AlertStore::new(policy);
     s.apply(raise("st-1", Severity::Warn, T0));
