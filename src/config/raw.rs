@@ -274,6 +274,10 @@ pub struct RawLog {
     /// Disk reserve kept in the log directory for the stages' snapshots
     /// when the disk fills (docs/LOG.md "A full disk"); 0 = none.
     pub disk_reserve_bytes: u64,
+    /// Records of the newest ingest commits kept decoded in memory, so the
+    /// consumers that keep up neither read nor decode them again (0 =
+    /// none; about 600 bytes of memory each).
+    pub decoded_tail_records: usize,
 }
 
 impl Default for RawLog {
@@ -287,6 +291,7 @@ impl Default for RawLog {
             commit_max_bytes: None,
             cursor_sync_ms: 1000,
             disk_reserve_bytes: crate::log::DEFAULT_DISK_RESERVE_BYTES,
+            decoded_tail_records: crate::log::DEFAULT_DECODED_TAIL_RECORDS,
         }
     }
 }

@@ -153,6 +153,8 @@ pub struct LogSettings {
     pub cursor_sync: Duration,
     /// Disk reserve for a full disk, bytes (0 = none).
     pub disk_reserve_bytes: u64,
+    /// Records kept decoded for the consumers (0 = none).
+    pub decoded_tail_records: usize,
 }
 
 impl LogSettings {
@@ -162,6 +164,7 @@ impl LogSettings {
         o.segment_bytes = self.segment_bytes;
         o.cursor_sync = self.cursor_sync;
         o.disk_reserve_bytes = self.disk_reserve_bytes;
+        o.decoded_tail_records = self.decoded_tail_records;
         o
     }
 }
@@ -775,6 +778,12 @@ fn log(e: &mut Vec<String>, l: super::raw::RawLog, max_packet_bytes: u32) -> Log
             l.commit_linger_ms
         ));
     }
+    if l.decoded_tail_records > 1_000_000 {
+        e.push(format!(
+            "log.decoded_tail_records is {}; use 0 (none) to 1000000: each record held takes about 600 bytes of memory",
+            l.decoded_tail_records
+        ));
+    }
     LogSettings {
         dir: l.dir,
         max_bytes: l.max_bytes,
@@ -784,6 +793,7 @@ fn log(e: &mut Vec<String>, l: super::raw::RawLog, max_packet_bytes: u32) -> Log
         commit_max_bytes,
         cursor_sync: Duration::from_millis(l.cursor_sync_ms),
         disk_reserve_bytes: l.disk_reserve_bytes,
+        decoded_tail_records: l.decoded_tail_records,
     }
 }
 

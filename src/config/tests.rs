@@ -228,6 +228,29 @@ fn the_commit_linger_defaults_to_2_ms_and_a_long_one_is_refused() {
 }
 
 #[test]
+fn the_decoded_tail_defaults_to_16384_records_and_a_huge_one_is_refused() {
+    let s = load(None, &[]).unwrap();
+    assert_eq!(s.log.decoded_tail_records, 16_384);
+    assert_eq!(s.log.options().decoded_tail_records, 16_384);
+    let s = load(
+        None,
+        &env(&[("WASTEWATCH__LOG__DECODED_TAIL_RECORDS", "0")]),
+    )
+    .unwrap();
+    assert_eq!(s.log.options().decoded_tail_records, 0);
+    let text = load(
+        None,
+        &env(&[("WASTEWATCH__LOG__DECODED_TAIL_RECORDS", "5000000")]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        text.contains("log.decoded_tail_records is 5000000"),
+        "{text}"
+    );
+}
+
+#[test]
 fn log_sizes_left_unset_are_derived_to_fit_a_small_bound() {
     let mut f = tempfile::NamedTempFile::new().unwrap();
     writeln!(f, "[log]\nmax_bytes = 1048576").unwrap();

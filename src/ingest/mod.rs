@@ -186,14 +186,7 @@ pub fn decode_into(
                 restamper.apply(&mut rec);
                 // A record is at most a few KiB (payloads are capped by
                 // decode.max_payload_bytes), far below the frame limit.
-                if batch
-                    .records
-                    .push_with(|b| {
-                        // Encoding into a Vec cannot run out of space.
-                        let _ = rec.encode(b);
-                    })
-                    .is_ok()
-                {
+                if batch.push_record(rec).is_ok() {
                     return;
                 }
                 quarantine_record(
@@ -249,13 +242,7 @@ pub fn sparkplug_into(
         .fetch_add(out.stale_deaths, Relaxed);
     for mut rec in out.records {
         restamper.apply(&mut rec);
-        if batch
-            .records
-            .push_with(|b| {
-                let _ = rec.encode(b);
-            })
-            .is_err()
-        {
+        if batch.push_record(rec).is_err() {
             error!(topic = %topic, "sparkplug record too large for the log; dropped");
             continue;
         }

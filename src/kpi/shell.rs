@@ -153,6 +153,13 @@ async fn ready(head: &mut watch::Receiver<u64>, offset: u64) {
 }
 
 fn read_batch(s: &mut KpiStage) -> Result<(), ()> {
+    // The newest records, still decoded in memory: no read, no decode.
+    if let Some(run) = s.reader.take_decoded(READ_BATCH) {
+        for (_, rec) in run.iter() {
+            s.engine.on_record(rec);
+        }
+        return Ok(());
+    }
     match s.reader.read(READ_BATCH) {
         Ok(batch) => {
             for (_, bytes) in batch.iter() {

@@ -20,18 +20,21 @@
 //! Layout: [`frame`] (one entry on disk), [`segment`] (files and the
 //! scan), [`writer`] (the single writer and group commit), [`reader`]
 //! (batched reads), [`cursor`] (durable cursors), [`store`] (state, open and
-//! recovery, deletion, quarantine).
+//! recovery, deletion, quarantine), `tail` (the newest ingest records,
+//! kept decoded for the consumers that keep up).
 
 pub mod cursor;
 pub mod frame;
 pub mod reader;
 pub mod segment;
 mod store;
+mod tail;
 mod writer;
 
 pub use cursor::Position;
 pub use frame::{FrameBuf, Kind};
 pub use reader::{Batch, LogReader};
+pub use tail::DecodedRun;
 
 /// Resolves when the log has a record at or after `offset` (`head` is the
 /// log's head), then, when fewer than `min` records are there, lets the
@@ -53,7 +56,7 @@ pub async fn wait_for_records(
 }
 pub use store::{
     AppendBatch, AppendReply, Appended, Class, Durability, Log, LogError, LogOptions, LogStats,
-    DEFAULT_DISK_RESERVE_BYTES,
+    DEFAULT_DECODED_TAIL_RECORDS, DEFAULT_DISK_RESERVE_BYTES,
 };
 
 /// Cursor name of the TSDB writer.

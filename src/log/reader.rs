@@ -118,6 +118,19 @@ impl LogReader {
         }
     }
 
+    /// When the records at the reader's position are still in the log's
+    /// decoded tail (the newest ingest appends, see `log::tail`), moves
+    /// past whole groups of them, about `max` records, and returns them
+    /// decoded; None when they are not (use [`LogReader::read`]). Either way
+    /// the reader ends where reading the file would have left it.
+    pub fn take_decoded(&mut self, max: usize) -> Option<super::DecodedRun> {
+        let run = super::tail::take(&self.inner.tail, self.pos, max)?;
+        if let Some(end) = run.end() {
+            self.pos = end;
+        }
+        Some(run)
+    }
+
     /// Reads up to `max` durable records from the reader's position and
     /// moves past them. An empty batch means the reader is at the head.
     pub fn read(&mut self, max: usize) -> Result<Batch<'_>, LogError> {

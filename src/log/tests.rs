@@ -17,6 +17,7 @@ fn small(max: u64, segment: u64) -> LogOptions {
         reserve_bytes: max / 16,
         cursor_sync: Duration::from_secs(3600),
         disk_reserve_bytes: 0,
+        decoded_tail_records: DEFAULT_DECODED_TAIL_RECORDS,
     }
 }
 
@@ -406,11 +407,16 @@ mod model {
         Append {
             sizes: Vec<usize>,
             quarantine: usize,
+            /// As ingest appends: `pb::LogRecord`s kept decoded for the
+            /// consumers (the decoded tail).
+            decoded: bool,
         },
         Consume {
             consumer: usize,
             max: usize,
             lazy: bool,
+            /// Take the records from the decoded tail when it holds them.
+            decoded: bool,
         },
         Reopen,
         /// Truncate (or flip a byte of) the newest segment at a fraction
@@ -423,10 +429,10 @@ mod model {
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            4 => (proptest::collection::vec(0usize..300, 0..6), 0usize..3)
-                .prop_map(|(sizes, quarantine)| Op::Append { sizes, quarantine }),
-            3 => (0usize..2, 1usize..20, any::<bool>())
-                .prop_map(|(consumer, max, lazy)| Op::Consume { consumer, max, lazy }),
+            4 => (proptest::collection::vec(0usize..300, 0..6), 0usize..3, any::<bool>())
+                .prop_map(|(sizes, quarantine, decoded)| Op::Append { sizes, quarantine, decoded }),
+            3 => (0usize..2, 1usize..20, any::<bool>(), any::<bool>())
+                .prop_map(|(consumer, max, lazy, decoded)| Op::Consume { consumer, max, lazy, decoded }),
             1 => Just(Op::Reopen),
             1 => (0.0f64..1.0, any::<bool>()).prop_map(|(at, flip)| Op::Damage { at, flip }),
         ]
@@ -454,6 +460,8 @@ mod model {
             reserve_bytes: 1 << 16,
             cursor_sync: Duration::from_secs(3600),
             disk_reserve_bytes: 0,
+            // Small, so that groups leave the decoded tail while read.
+            decoded_tail_records: 12,
         }
     }
 
@@ -475,21 +483,43 @@ mod model {
         let mut next_qid = 0;
         for op in ops {
             match op {
-                Op::Append { sizes, quarantine } => {
+                Op::Append {
+                    sizes,
+                    quarantine,
+                    decoded,
+                } => {
+                    use prost::Message as _;
                     let l = log.as_ref().unwrap();
+                    let mut batch = AppendBatch::new(Class::Ingest);
                     let recs: Vec<Vec<u8>> = sizes
                         .iter()
                         .map(|&n| {
                             m.counter += 1;
-                            let mut v = m.counter.to_le_bytes().to_vec();
-                            v.resize(n.max(8), (m.counter % 251) as u8);
-                            v
+                            if decoded {
+                                let rec = crate::pb::LogRecord {
+                                    time_unix_ms: m.counter as i64,
+                                    received_at_unix_ms: n as i64,
+                                    from_json: n % 2 == 1,
+                                    ..Default::default()
+                                };
+                                let v = rec.encode_to_vec();
+                                batch.push_record(rec).unwrap();
+                                v
+                            } else {
+                                let mut v = m.counter.to_le_bytes().to_vec();
+                                v.resize(n.max(8), (m.counter % 251) as u8);
+                                batch.records.push(&v).unwrap();
+                                v
+                            }
                         })
                         .collect();
                     let q: Vec<Vec<u8>> = (0..quarantine)
                         .map(|i| format!("q{}-{i}", m.counter).into_bytes())
                         .collect();
-                    let a = l.append_class(&recs, &q, Class::Ingest).unwrap();
+                    for e in &q {
+                        batch.quarantine.push(e).unwrap();
+                    }
+                    let a = l.append_batch(batch).result.unwrap();
                     assert_eq!(a.records.start, m.head, "appends continue at the head");
                     for (o, r) in a.records.clone().zip(recs) {
                         assert!(m.given.insert(o), "offset {o} handed out twice");
@@ -506,7 +536,9 @@ mod model {
                     consumer,
                     max,
                     lazy,
+                    decoded,
                 } => {
+                    use prost::Message as _;
                     let l = log.as_ref().unwrap();
                     let name = NAMES[consumer];
                     // A cursor may sit past offsets that hold no record
@@ -520,14 +552,31 @@ mod model {
                     );
                     m.cursors[consumer] = c;
                     let mut r = l.reader(name).unwrap();
-                    let b = r.read(max).unwrap();
+                    let (got, next) = match r.take_decoded(max).filter(|_| decoded) {
+                        Some(run) => {
+                            let got: Vec<(u64, Vec<u8>)> = run
+                                .iter()
+                                .map(|(o, rec)| (o, rec.encode_to_vec()))
+                                .collect();
+                            assert!(!got.is_empty() && got.len() <= max);
+                            (got, r.position())
+                        }
+                        None => {
+                            // Not taken (or not wanted): read the file, from
+                            // where the cursor is.
+                            let mut r = l.reader(name).unwrap();
+                            let b = r.read(max).unwrap();
+                            let got: Vec<(u64, Vec<u8>)> =
+                                b.iter().map(|(o, p)| (o, p.to_vec())).collect();
+                            (got, b.next)
+                        }
+                    };
                     let want: Vec<(u64, Vec<u8>)> = m
                         .records
                         .range(m.cursors[consumer]..)
                         .take(max)
                         .map(|(o, v)| (*o, v.clone()))
                         .collect();
-                    let got: Vec<(u64, Vec<u8>)> = b.iter().map(|(o, p)| (o, p.to_vec())).collect();
                     // A batch stops at the end of a segment: it is a
                     // prefix of what the model holds, never empty when
                     // something is there.
@@ -540,14 +589,28 @@ mod model {
                         want.starts_with(&got),
                         "{name} reads exactly the model's records"
                     );
-                    if let Some(last) = b.last_offset() {
+                    if let Some(&(last, _)) = got.last() {
                         let d = if lazy {
                             Durability::Lazy
                         } else {
                             Durability::Now
                         };
-                        l.commit_cursor(name, b.next, d).unwrap();
+                        assert_eq!(next.offset, last + 1);
+                        l.commit_cursor(name, next, d).unwrap();
                         m.cursors[consumer] = last + 1;
+                        // Where the position says, the file has the next
+                        // record (a wrong byte position would fail here).
+                        let mut after = l.reader(name).unwrap();
+                        let b = after.read(1).unwrap();
+                        let want_next = m.records.range(last + 1..).next();
+                        let first = b.iter().next();
+                        match (first, want_next) {
+                            (Some((o, p)), Some((wo, wp))) => {
+                                assert_eq!((o, p), (*wo, wp.as_slice()));
+                            }
+                            (None, None) => {}
+                            (got, want) => panic!("after {last}: {got:?} vs {want:?}"),
+                        };
                     }
                 }
                 Op::Reopen => {
@@ -648,4 +711,80 @@ mod model {
             run(ops);
         }
     }
+}
+
+/// Ingest's appends reach the consumers decoded, at the offsets and byte
+/// positions the file has, also when several appends share one group
+/// commit, a segment rolls between them, and raw appends (alert and KPI
+/// records) sit between them.
+#[test]
+fn the_decoded_tail_gives_the_records_and_positions_the_file_has() {
+    use prost::Message as _;
+    let d = tempfile::tempdir().unwrap();
+    let log = Log::open_with(d.path(), small(64 << 20, 4096), &["a", "b"]).unwrap();
+    let mut n = 0i64;
+    for round in 0..20 {
+        // Queued before the writer answers any: one or a few groups.
+        let replies: Vec<_> = (0..4)
+            .map(|k| {
+                let mut b = AppendBatch::new(Class::Ingest);
+                if (round + k) % 5 == 4 {
+                    b.records
+                        .push(format!("raw {round} {k}").as_bytes())
+                        .unwrap();
+                } else {
+                    for _ in 0..(1 + (round + k) % 7) {
+                        n += 1;
+                        b.push_record(crate::pb::LogRecord {
+                            time_unix_ms: n,
+                            received_at_unix_ms: n * 1000,
+                            ..Default::default()
+                        })
+                        .unwrap();
+                    }
+                }
+                log.append_async(b)
+            })
+            .collect();
+        for r in replies {
+            r.blocking_recv().unwrap().result.unwrap();
+        }
+    }
+    let file = read_all(&log, 0);
+    assert!(seg_files(d.path()).len() > 1, "the segment rolled");
+    // Consumer "a" takes from the tail whenever it can, in steps of 3.
+    let mut r = log.reader("a").unwrap();
+    let mut got: Vec<(u64, Vec<u8>)> = Vec::new();
+    let mut from_tail = 0;
+    loop {
+        if let Some(run) = r.take_decoded(3) {
+            assert!(run.len() <= 3);
+            from_tail += run.len();
+            got.extend(run.iter().map(|(o, rec)| (o, rec.encode_to_vec())));
+        } else {
+            let b = r.read(3).unwrap();
+            if b.is_empty() {
+                break;
+            }
+            got.extend(b.iter().map(|(o, p)| (o, p.to_vec())));
+        }
+        // The position is where the file has the next record.
+        let pos = r.position();
+        let mut check = log.reader_at(pos.offset).unwrap();
+        let want = check
+            .read(1)
+            .unwrap()
+            .iter()
+            .next()
+            .map(|(o, p)| (o, p.to_vec()));
+        // Consumer "b" resumes exactly at that position.
+        log.commit_cursor("b", pos, Durability::Lazy).unwrap();
+        let mut at_pos = log.reader("b").unwrap();
+        assert_eq!(at_pos.position(), pos);
+        let b = at_pos.read(1).unwrap();
+        let have = b.iter().next().map(|(o, p)| (o, p.to_vec()));
+        assert_eq!(have, want, "position {pos:?}");
+    }
+    assert_eq!(got, file);
+    assert!(from_tail > 100, "the tail was used: {from_tail}");
 }

@@ -32,6 +32,7 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
+use super::cursor::Position;
 use super::frame::stamp;
 use super::segment;
 use super::store::{
@@ -480,7 +481,25 @@ impl Writer {
     }
 
     /// Makes a durable group visible and answers its requesters.
-    fn publish(&mut self, admitted: Vec<Admitted>, rec_written: u64, q_written: u64) {
+    fn publish(&mut self, mut admitted: Vec<Admitted>, rec_written: u64, q_written: u64) {
+        // The decoded records go to the tail before the head moves past
+        // them, so a consumer woken by the head finds them there.
+        {
+            let mut byte = self.rec.len;
+            let mut tail = self.inner.tail.lock().unwrap_or_else(|p| p.into_inner());
+            for a in &mut admitted {
+                let decoded = a.batch.take_decoded();
+                if !decoded.records.is_empty() {
+                    let start = Position {
+                        offset: a.appended.records.start,
+                        segment: self.rec.base,
+                        byte,
+                    };
+                    tail.push(start, decoded);
+                }
+                byte += a.batch.records.bytes();
+            }
+        }
         self.rec.len += rec_written;
         self.q.len += q_written;
         let head = {

@@ -117,6 +117,16 @@ fn read_batch(
     clock: &Clock,
 ) -> Result<Vec<Transition>, ()> {
     let mut out = Vec::new();
+    // The newest records, still decoded in memory: no read, no decode.
+    if let Some(run) = reader.take_decoded(READ_BATCH) {
+        let now = clock.now_ms();
+        for (_, rec) in run.iter() {
+            if rec.envelope.is_some() {
+                out.extend(engine.on_record(rec, now));
+            }
+        }
+        return Ok(out);
+    }
     // A page-cache read of at most the reader's buffer: done inline.
     match reader.read(READ_BATCH) {
         Ok(batch) => {

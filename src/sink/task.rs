@@ -234,66 +234,86 @@ pub async fn run(
         lines.clear();
         line_offsets.clear();
         let mut refused: Vec<Refused> = Vec::new();
+        // The newest records, still decoded in memory: no read, no decode.
+        let decoded = reader.take_decoded(max);
         // A page-cache read of at most the reader's buffer: done inline.
-        let next = match reader.read(max) {
-            Ok(batch) => {
-                for (off, bytes) in batch.iter() {
-                    match pb::LogRecord::decode(bytes) {
-                        Ok(rec) => match lines.push_record(&rec) {
-                            Ok(()) => line_offsets.push(off),
+        let next = if let Some(run) = decoded {
+            for (off, rec) in run.iter() {
+                match lines.push_record(rec) {
+                    Ok(()) => line_offsets.push(off),
+                    Err(e) => refused.push(Refused {
+                        offset: off,
+                        line: String::new(),
+                        reason: "cannot_encode",
+                        detail: format!("cannot encode as line protocol: {e}"),
+                        // The bytes of the frame: prost encodes the same
+                        // record to the same bytes.
+                        record: rec.encode_to_vec(),
+                    }),
+                }
+            }
+            reader.position()
+        } else {
+            match reader.read(max) {
+                Ok(batch) => {
+                    for (off, bytes) in batch.iter() {
+                        match pb::LogRecord::decode(bytes) {
+                            Ok(rec) => match lines.push_record(&rec) {
+                                Ok(()) => line_offsets.push(off),
+                                Err(e) => refused.push(Refused {
+                                    offset: off,
+                                    line: String::new(),
+                                    reason: "cannot_encode",
+                                    detail: format!("cannot encode as line protocol: {e}"),
+                                    record: bytes.to_vec(),
+                                }),
+                            },
                             Err(e) => refused.push(Refused {
                                 offset: off,
                                 line: String::new(),
                                 reason: "cannot_encode",
-                                detail: format!("cannot encode as line protocol: {e}"),
+                                detail: format!("log record does not decode: {e}"),
                                 record: bytes.to_vec(),
                             }),
-                        },
-                        Err(e) => refused.push(Refused {
-                            offset: off,
-                            line: String::new(),
-                            reason: "cannot_encode",
-                            detail: format!("log record does not decode: {e}"),
-                            record: bytes.to_vec(),
-                        }),
+                        }
                     }
-                }
-                if batch.is_empty() {
-                    continue;
-                }
-                batch.next
-            }
-            Err(e @ LogError::Corrupt { .. }) => {
-                error!(error = %e, "durable log damaged; skipping to the next intact record");
-                match reader.skip_damaged() {
-                    Ok(lost) if !lost.is_empty() => {
-                        metrics
-                            .log_corrupt_records
-                            .fetch_add(lost.end - lost.start, Relaxed);
-                        refused.push(Refused {
-                            offset: lost.start,
-                            line: String::new(),
-                            reason: "log_corrupt",
-                            detail: format!(
-                                "log offsets {}..{} unreadable: {e}",
-                                lost.start, lost.end
-                            ),
-                            record: Vec::new(),
-                        });
-                        reader.position()
-                    }
-                    Ok(_) => continue,
-                    Err(e) => {
-                        error!(error = %e, "cannot skip the damaged log region");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    if batch.is_empty() {
                         continue;
                     }
+                    batch.next
                 }
-            }
-            Err(e) => {
-                error!(error = %e, "cannot read the durable log");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
+                Err(e @ LogError::Corrupt { .. }) => {
+                    error!(error = %e, "durable log damaged; skipping to the next intact record");
+                    match reader.skip_damaged() {
+                        Ok(lost) if !lost.is_empty() => {
+                            metrics
+                                .log_corrupt_records
+                                .fetch_add(lost.end - lost.start, Relaxed);
+                            refused.push(Refused {
+                                offset: lost.start,
+                                line: String::new(),
+                                reason: "log_corrupt",
+                                detail: format!(
+                                    "log offsets {}..{} unreadable: {e}",
+                                    lost.start, lost.end
+                                ),
+                                record: Vec::new(),
+                            });
+                            reader.position()
+                        }
+                        Ok(_) => continue,
+                        Err(e) => {
+                            error!(error = %e, "cannot skip the damaged log region");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            continue;
+                        }
+                    }
+                }
+                Err(e) => {
+                    error!(error = %e, "cannot read the durable log");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
             }
         };
         let res = if lines.is_empty() {

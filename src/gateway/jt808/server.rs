@@ -248,10 +248,9 @@ async fn execute(
                 r.apply(rec);
             }
         }
-        for rec in &out.records {
-            if let Err(e) = batch.records.push_with(|b| {
-                let _ = rec.encode(b);
-            }) {
+        let records = out.records.len() as u64;
+        for rec in out.records.drain(..) {
+            if let Err(e) = batch.push_record(rec) {
                 // A fix is a few hundred bytes: cannot happen.
                 error!(error = %e, "jt808 record too large for the log");
                 return Err("record too large for the log".into());
@@ -267,9 +266,9 @@ async fn execute(
             }
         }
         commit(shared, batch, stop).await?;
-        m.received.fetch_add(out.records.len() as u64, Relaxed);
-        m.decoded.fetch_add(out.records.len() as u64, Relaxed);
-        m.jt808_fixes.fetch_add(out.records.len() as u64, Relaxed);
+        m.received.fetch_add(records, Relaxed);
+        m.decoded.fetch_add(records, Relaxed);
+        m.jt808_fixes.fetch_add(records, Relaxed);
     }
     if !out.replies.is_empty() {
         match tokio::time::timeout(shared.settings.write_timeout, sock.write_all(&out.replies))
