@@ -420,6 +420,18 @@ pub const TABLE: &[Def] = &[
         read: |v| v.log.map(|s| s.head),
     },
     Def {
+        name: "log_read_tail_records_total",
+        kind: Kind::Counter,
+        help: "Records the consumers (rules, KPI, TSDB writer) took decoded from the log's in-memory tail.",
+        read: |v| v.log.map(|s| s.read_tail),
+    },
+    Def {
+        name: "log_read_file_records_total",
+        kind: Kind::Counter,
+        help: "Records read from the segment files: by a consumer behind the decoded tail or at records not in it (alert and KPI records), and at start-up.",
+        read: |v| v.log.map(|s| s.read_file),
+    },
+    Def {
         name: "log_segments",
         kind: Kind::Gauge,
         help: "Record segment files on disk.",

@@ -173,6 +173,8 @@ fn written() -> Schema {
             segments: 0,
             full: false,
             storage_error: false,
+            read_tail: 0,
+            read_file: 0,
         }),
         &lags,
     );

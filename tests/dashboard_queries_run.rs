@@ -764,6 +764,8 @@ fn pipes(n: i64) -> Vec<Pipe> {
             segments: 1 + k / 100,
             full: false,
             storage_error: false,
+            read_tail: received * 2,
+            read_file: received,
         };
         let lags = vec![
             (wastewatch::log::CURSOR_TSDB.to_owned(), (k * 7) % 100),

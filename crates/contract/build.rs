@@ -30,6 +30,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "#[derive(serde::Serialize, serde::Deserialize)] #[serde(deny_unknown_fields, default)]",
         );
     }
+    // A log record is either a reading (envelope) or an alert or a KPI
+    // value; boxed, the two rare ones do not make every reading's record
+    // (kept in memory by the log's decoded tail) three times its size.
+    config.boxed(".wastewatch.v1.LogRecord.alert");
+    config.boxed(".wastewatch.v1.LogRecord.kpi");
     config.compile_fds(fds)?;
     Ok(())
 }

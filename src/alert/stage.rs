@@ -284,7 +284,7 @@ pub async fn run(mut s: Stage) {
 async fn handle(s: &Stage, events: &[AlertEvent], points: &mut AppendBatch) {
     for ev in events {
         let r = pb::LogRecord {
-            alert: Some(record(ev, &s.registry)),
+            alert: Some(Box::new(record(ev, &s.registry))),
             time_unix_ms: ev.at_ms,
             ..Default::default()
         };

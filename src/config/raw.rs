@@ -276,7 +276,7 @@ pub struct RawLog {
     pub disk_reserve_bytes: u64,
     /// Records of the newest ingest commits kept decoded in memory, so the
     /// consumers that keep up neither read nor decode them again (0 =
-    /// none; about 600 bytes of memory each).
+    /// none; about 1.2 KB of memory each).
     pub decoded_tail_records: usize,
 }
 

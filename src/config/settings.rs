@@ -780,7 +780,7 @@ fn log(e: &mut Vec<String>, l: super::raw::RawLog, max_packet_bytes: u32) -> Log
     }
     if l.decoded_tail_records > 1_000_000 {
         e.push(format!(
-            "log.decoded_tail_records is {}; use 0 (none) to 1000000: each record held takes about 600 bytes of memory",
+            "log.decoded_tail_records is {}; use 0 (none) to 1000000: each record held takes about 1.2 KB of memory",
             l.decoded_tail_records
         ));
     }

@@ -228,10 +228,10 @@ fn the_commit_linger_defaults_to_2_ms_and_a_long_one_is_refused() {
 }
 
 #[test]
-fn the_decoded_tail_defaults_to_16384_records_and_a_huge_one_is_refused() {
+fn the_decoded_tail_defaults_to_4096_records_and_a_huge_one_is_refused() {
     let s = load(None, &[]).unwrap();
-    assert_eq!(s.log.decoded_tail_records, 16_384);
-    assert_eq!(s.log.options().decoded_tail_records, 16_384);
+    assert_eq!(s.log.decoded_tail_records, 4096);
+    assert_eq!(s.log.options().decoded_tail_records, 4096);
     let s = load(
         None,
         &env(&[("WASTEWATCH__LOG__DECODED_TAIL_RECORDS", "0")]),

@@ -189,7 +189,7 @@ async fn flush(s: &mut KpiStage, pending: &mut AppendBatch, failing: &mut bool) 
     for k in s.engine.flush() {
         let r = pb::LogRecord {
             time_unix_ms: k.period_start_unix_ms,
-            kpi: Some(k),
+            kpi: Some(Box::new(k)),
             ..Default::default()
         };
         // Encoding into a Vec cannot run out of space.
@@ -390,7 +390,7 @@ mod tests {
         let batch = r.read(100).unwrap();
         let kpis: Vec<pb::KpiRecord> = batch
             .iter()
-            .filter_map(|(_, b)| pb::LogRecord::decode(b).ok()?.kpi)
+            .filter_map(|(_, b)| pb::LogRecord::decode(b).ok()?.kpi.map(|k| *k))
             .collect();
         assert!(
             kpis.iter().any(|k| k.kpi == "industrial_utilisation"

@@ -128,6 +128,9 @@ impl LogReader {
         if let Some(end) = run.end() {
             self.pos = end;
         }
+        self.inner
+            .read_tail
+            .fetch_add(run.len() as u64, std::sync::atomic::Ordering::Relaxed);
         Some(run)
     }
 
@@ -244,6 +247,10 @@ impl LogReader {
             segment: self.pos.segment,
             byte: start + at as u64,
         };
+        self.inner.read_file.fetch_add(
+            self.index.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         Ok(Batch {
             buf: &self.buf,
             index: &self.index,

@@ -104,10 +104,12 @@ pub struct LogOptions {
     pub decoded_tail_records: usize,
 }
 
-/// Default [`LogOptions::decoded_tail_records`]: about 0.4 s at 40,000
-/// messages/s, enough for the TSDB writer's batch of 5,000 lines and the
-/// time its write takes; ~10 MB.
-pub const DEFAULT_DECODED_TAIL_RECORDS: usize = 16_384;
+/// Default [`LogOptions::decoded_tail_records`]: 0.1–0.2 s at 20,000–40,000
+/// messages/s, which the rules and KPI stages (a few ms behind the head)
+/// always find; the TSDB writer, behind by its batch and the write, finds it
+/// only when the TSDB is quick. About 5 MB of RSS; 16,384 cost 12 MB
+/// (docs/BENCHMARKS.md "The decoded tail").
+pub const DEFAULT_DECODED_TAIL_RECORDS: usize = 4_096;
 
 /// Default [`LogOptions::disk_reserve_bytes`].
 pub const DEFAULT_DISK_RESERVE_BYTES: u64 = 4 << 20;
@@ -260,6 +262,10 @@ pub struct LogStats {
     pub full: bool,
     /// The last write failed (ENOSPC, EIO …) and has not succeeded since.
     pub storage_error: bool,
+    /// Records readers took from the decoded tail, since open.
+    pub read_tail: u64,
+    /// Records readers read from the segment files, since open.
+    pub read_file: u64,
 }
 
 /// One record segment.
@@ -367,6 +373,9 @@ pub(crate) struct Inner {
     pub state: Mutex<State>,
     pub head_tx: watch::Sender<u64>,
     pub tail: super::tail::SharedTail,
+    /// Records readers took from the tail / read from the files.
+    pub read_tail: std::sync::atomic::AtomicU64,
+    pub read_file: std::sync::atomic::AtomicU64,
     cursor_files: HashMap<String, Mutex<CursorFile>>,
 }
 
@@ -524,6 +533,8 @@ impl Log {
             state: Mutex::new(state),
             head_tx,
             tail: Mutex::new(super::tail::Tail::new(opts_tail)),
+            read_tail: Default::default(),
+            read_file: Default::default(),
             cursor_files,
         });
         let (tx, thread) = writer::spawn(inner.clone())?;
@@ -766,6 +777,14 @@ impl Log {
             segments: st.rec.len() as u64,
             full: st.full,
             storage_error: st.storage_error.is_some(),
+            read_tail: self
+                .inner
+                .read_tail
+                .load(std::sync::atomic::Ordering::Relaxed),
+            read_file: self
+                .inner
+                .read_file
+                .load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 

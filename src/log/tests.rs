@@ -787,4 +787,6 @@ fn the_decoded_tail_gives_the_records_and_positions_the_file_has() {
     }
     assert_eq!(got, file);
     assert!(from_tail > 100, "the tail was used: {from_tail}");
+    assert_eq!(log.stats().read_tail, from_tail as u64);
+    assert!(log.stats().read_file >= (file.len() - from_tail) as u64);
 }
