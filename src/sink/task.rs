@@ -159,6 +159,28 @@ pub async fn write_batch(
 
 /// One line (or record) the TSDB writer could not store: quarantined with
 /// the record's bytes.
+/// Adds `rec`'s line to the batch, or, when it has none, refuses it with
+/// its frame's bytes.
+fn add_line(
+    lines: &mut Lines,
+    line_offsets: &mut Vec<u64>,
+    refused: &mut Vec<Refused>,
+    offset: u64,
+    rec: &pb::LogRecord,
+    bytes: impl FnOnce() -> Vec<u8>,
+) {
+    match lines.push_record(rec) {
+        Ok(()) => line_offsets.push(offset),
+        Err(e) => refused.push(Refused {
+            offset,
+            line: String::new(),
+            reason: "cannot_encode",
+            detail: format!("cannot encode as line protocol: {e}"),
+            record: bytes(),
+        }),
+    }
+}
+
 struct Refused {
     /// Log offset of the record.
     offset: u64,
@@ -236,38 +258,34 @@ pub async fn run(
         let mut refused: Vec<Refused> = Vec::new();
         // The newest records, still decoded in memory: no read, no decode.
         let decoded = reader.take_decoded(max);
-        // A page-cache read of at most the reader's buffer: done inline.
         let next = if let Some(run) = decoded {
             for (off, rec) in run.iter() {
-                match lines.push_record(rec) {
-                    Ok(()) => line_offsets.push(off),
-                    Err(e) => refused.push(Refused {
-                        offset: off,
-                        line: String::new(),
-                        reason: "cannot_encode",
-                        detail: format!("cannot encode as line protocol: {e}"),
-                        // The bytes of the frame: prost encodes the same
-                        // record to the same bytes.
-                        record: rec.encode_to_vec(),
-                    }),
-                }
+                // The bytes of the frame: prost encodes the same record to
+                // the same bytes.
+                add_line(
+                    &mut lines,
+                    &mut line_offsets,
+                    &mut refused,
+                    off,
+                    rec,
+                    || rec.encode_to_vec(),
+                );
             }
             reader.position()
         } else {
+            // A page-cache read of at most the reader's buffer: done inline.
             match reader.read(max) {
                 Ok(batch) => {
                     for (off, bytes) in batch.iter() {
                         match pb::LogRecord::decode(bytes) {
-                            Ok(rec) => match lines.push_record(&rec) {
-                                Ok(()) => line_offsets.push(off),
-                                Err(e) => refused.push(Refused {
-                                    offset: off,
-                                    line: String::new(),
-                                    reason: "cannot_encode",
-                                    detail: format!("cannot encode as line protocol: {e}"),
-                                    record: bytes.to_vec(),
-                                }),
-                            },
+                            Ok(rec) => add_line(
+                                &mut lines,
+                                &mut line_offsets,
+                                &mut refused,
+                                off,
+                                &rec,
+                                || bytes.to_vec(),
+                            ),
                             Err(e) => refused.push(Refused {
                                 offset: off,
                                 line: String::new(),
@@ -493,5 +511,35 @@ pub async fn run_stats(
         if let WriteOutcome::Retry { reason, .. } = writer.write(&buf).await {
             debug!(error = %reason, "pipeline stats not written");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_without_a_line_is_refused_with_its_frame_bytes_and_leaves_no_half_line() {
+        let mut lines = Lines::default();
+        let mut offsets = Vec::new();
+        let mut refused = Vec::new();
+        // An envelope without a body has no field to write.
+        let bad = pb::LogRecord {
+            envelope: Some(pb::Envelope {
+                device_id: "bin-1".into(),
+                ..Default::default()
+            }),
+            time_unix_ms: 7,
+            ..Default::default()
+        };
+        add_line(&mut lines, &mut offsets, &mut refused, 41, &bad, || {
+            bad.encode_to_vec()
+        });
+        assert!(lines.is_empty() && offsets.is_empty());
+        assert_eq!(refused.len(), 1);
+        let r = &refused[0];
+        assert_eq!((r.offset, r.reason), (41, "cannot_encode"));
+        assert!(r.detail.contains("no field"), "{}", r.detail);
+        assert_eq!(pb::LogRecord::decode(r.record.as_slice()).unwrap(), bad);
     }
 }
