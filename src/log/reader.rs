@@ -12,6 +12,7 @@
 use std::fs::File;
 use std::ops::Range;
 use std::os::unix::fs::FileExt as _;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use super::cursor::Position;
@@ -120,17 +121,15 @@ impl LogReader {
 
     /// When the records at the reader's position are still in the log's
     /// decoded tail (the newest ingest appends, see `log::tail`), moves
-    /// past whole groups of them, about `max` records, and returns them
-    /// decoded; None when they are not (use [`LogReader::read`]). Either way
-    /// the reader ends where reading the file would have left it.
+    /// past at most `max` of them and returns them decoded; None when they
+    /// are not (use [`LogReader::read`]). Either way the reader ends where
+    /// reading the file would have left it.
     pub fn take_decoded(&mut self, max: usize) -> Option<super::DecodedRun> {
         let run = super::tail::take(&self.inner.tail, self.pos, max)?;
         if let Some(end) = run.end() {
             self.pos = end;
         }
-        self.inner
-            .read_tail
-            .fetch_add(run.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.inner.read_tail.fetch_add(run.len() as u64, Relaxed);
         Some(run)
     }
 
@@ -247,10 +246,9 @@ impl LogReader {
             segment: self.pos.segment,
             byte: start + at as u64,
         };
-        self.inner.read_file.fetch_add(
-            self.index.len() as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        self.inner
+            .read_file
+            .fetch_add(self.index.len() as u64, Relaxed);
         Ok(Batch {
             buf: &self.buf,
             index: &self.index,

@@ -9,6 +9,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -374,8 +375,8 @@ pub(crate) struct Inner {
     pub head_tx: watch::Sender<u64>,
     pub tail: super::tail::SharedTail,
     /// Records readers took from the tail / read from the files.
-    pub read_tail: std::sync::atomic::AtomicU64,
-    pub read_file: std::sync::atomic::AtomicU64,
+    pub read_tail: AtomicU64,
+    pub read_file: AtomicU64,
     cursor_files: HashMap<String, Mutex<CursorFile>>,
 }
 
@@ -524,15 +525,14 @@ impl Log {
         let passed = state.take_passed_segments();
         remove_segments(&rec_dir, &passed);
         let (head_tx, _) = watch::channel(head);
-        let opts_tail = opts.decoded_tail_records;
         let inner = Arc::new(Inner {
             dir: dir.to_owned(),
             rec_dir,
             q_dir,
+            tail: Mutex::new(super::tail::Tail::new(opts.decoded_tail_records)),
             opts,
             state: Mutex::new(state),
             head_tx,
-            tail: Mutex::new(super::tail::Tail::new(opts_tail)),
             read_tail: Default::default(),
             read_file: Default::default(),
             cursor_files,
@@ -777,14 +777,8 @@ impl Log {
             segments: st.rec.len() as u64,
             full: st.full,
             storage_error: st.storage_error.is_some(),
-            read_tail: self
-                .inner
-                .read_tail
-                .load(std::sync::atomic::Ordering::Relaxed),
-            read_file: self
-                .inner
-                .read_file
-                .load(std::sync::atomic::Ordering::Relaxed),
+            read_tail: self.inner.read_tail.load(Relaxed),
+            read_file: self.inner.read_file.load(Relaxed),
         }
     }
 

@@ -117,26 +117,24 @@ fn read_batch(
     clock: &Clock,
 ) -> Result<Vec<Transition>, ()> {
     let mut out = Vec::new();
+    // One reading of the clock per batch (a batch is milliseconds).
+    let now = clock.now_ms();
+    let mut judge = |rec: &pb::LogRecord| {
+        if rec.envelope.is_some() {
+            out.extend(engine.on_record(rec, now));
+        }
+    };
     // The newest records, still decoded in memory: no read, no decode.
     if let Some(run) = reader.take_decoded(READ_BATCH) {
-        let now = clock.now_ms();
-        for (_, rec) in run.iter() {
-            if rec.envelope.is_some() {
-                out.extend(engine.on_record(rec, now));
-            }
-        }
+        run.iter().for_each(|(_, rec)| judge(rec));
         return Ok(out);
     }
     // A page-cache read of at most the reader's buffer: done inline.
     match reader.read(READ_BATCH) {
         Ok(batch) => {
-            // One reading of the clock per batch (a batch is milliseconds).
-            let now = clock.now_ms();
             for (_, bytes) in batch.iter() {
                 if let Ok(rec) = pb::LogRecord::decode(bytes) {
-                    if rec.envelope.is_some() {
-                        out.extend(engine.on_record(&rec, now));
-                    }
+                    judge(&rec);
                 }
             }
         }

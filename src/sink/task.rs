@@ -157,8 +157,6 @@ pub async fn write_batch(
     BatchResult::Done { written, rejected }
 }
 
-/// One line (or record) the TSDB writer could not store: quarantined with
-/// the record's bytes.
 /// Adds `rec`'s line to the batch, or, when it has none, refuses it with
 /// its frame's bytes.
 fn add_line(
@@ -181,6 +179,8 @@ fn add_line(
     }
 }
 
+/// One line (or record) the TSDB writer could not store: quarantined with
+/// the record's bytes.
 struct Refused {
     /// Log offset of the record.
     offset: u64,
