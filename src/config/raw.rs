@@ -185,6 +185,9 @@ pub struct RawMqtt {
     pub reconnect_min_ms: u64,
     /// Largest reconnect delay, ms.
     pub reconnect_max_ms: u64,
+    /// While messages flow, wait at most this long for more before the
+    /// socket is read again (0: read on every arrival).
+    pub read_linger_ms: u64,
 }
 
 impl Default for RawMqtt {
@@ -207,6 +210,7 @@ impl Default for RawMqtt {
             max_packet_bytes: 256 * 1024,
             reconnect_min_ms: 200,
             reconnect_max_ms: 30_000,
+            read_linger_ms: 1,
         }
     }
 }

@@ -72,6 +72,9 @@ pub struct MqttSettings {
     pub reconnect_min: Duration,
     /// Largest reconnect delay.
     pub reconnect_max: Duration,
+    /// While messages flow, the socket is read at most this long after the
+    /// previous read, or when 32 KiB are queued (zero: on every arrival).
+    pub read_linger: Duration,
     /// The Sparkplug B host application, when enabled (its filters are in
     /// `subscribe` already).
     pub sparkplug: Option<SparkplugSettings>,
@@ -601,6 +604,12 @@ fn mqtt(
             m.reconnect_min_ms, m.reconnect_max_ms
         ));
     }
+    if m.read_linger_ms > 100 {
+        e.push(format!(
+            "mqtt.read_linger_ms is {} ms; use 0 (read on every arrival) to 100: every message waits up to this long before it is read",
+            m.read_linger_ms
+        ));
+    }
     if !m.password.is_empty() && m.password_file.is_some() {
         e.push(
             "mqtt.password and mqtt.password_file are both set; keep only mqtt.password_file"
@@ -658,6 +667,7 @@ fn mqtt(
         max_packet_bytes: m.max_packet_bytes,
         reconnect_min: Duration::from_millis(m.reconnect_min_ms),
         reconnect_max: Duration::from_millis(m.reconnect_max_ms),
+        read_linger: Duration::from_millis(m.read_linger_ms),
         sparkplug: sparkplug(e, sparkplug_raw),
     };
     if let Some(sp) = &mqtt.sparkplug {

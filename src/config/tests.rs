@@ -228,6 +228,18 @@ fn the_commit_linger_defaults_to_2_ms_and_a_long_one_is_refused() {
 }
 
 #[test]
+fn the_read_linger_defaults_to_1_ms_and_a_long_one_is_refused() {
+    let s = load(None, &[]).unwrap();
+    assert_eq!(s.mqtt.read_linger, std::time::Duration::from_millis(1));
+    let s = load(None, &env(&[("WASTEWATCH__MQTT__READ_LINGER_MS", "0")])).unwrap();
+    assert!(s.mqtt.read_linger.is_zero());
+    let text = load(None, &env(&[("WASTEWATCH__MQTT__READ_LINGER_MS", "101")]))
+        .unwrap_err()
+        .to_string();
+    assert!(text.contains("mqtt.read_linger_ms is 101 ms"), "{text}");
+}
+
+#[test]
 fn the_decoded_tail_defaults_to_4096_records_and_a_huge_one_is_refused() {
     let s = load(None, &[]).unwrap();
     assert_eq!(s.log.decoded_tail_records, 4096);

@@ -43,6 +43,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use super::lowat::LowWater;
 use super::{Inbound, Session};
 use crate::backoff::Backoff;
 use crate::config::MqttSettings;
@@ -50,6 +51,10 @@ use crate::metrics::Metrics;
 
 /// Bytes reserved for reading at a time.
 const READ_CHUNK: usize = 256 << 10;
+
+/// While the read linger runs, this many queued bytes wake the reader
+/// before the timer (about 200 truck fixes).
+const LINGER_WAKE_BYTES: usize = 32 << 10;
 
 /// Messages to the connection task.
 #[derive(Debug, PartialEq, Eq)]
@@ -169,7 +174,9 @@ impl Connector {
     /// TCP (+TLS) connect, CONNECT, CONNACK.
     /// Also returns the connect time (Unix ms), which the Sparkplug STATE
     /// will and birth both carry.
-    async fn connect(&self) -> Result<(Box<dyn Stream>, ConnAck, BytesMut, i64), ConnectError> {
+    async fn connect(
+        &self,
+    ) -> Result<(Box<dyn Stream>, ConnAck, BytesMut, i64, Option<LowWater>), ConnectError> {
         let s = &self.settings;
         let addr = format!("{}:{}", s.host, s.port);
         let tcp = tokio::net::TcpStream::connect(&addr)
@@ -179,6 +186,17 @@ impl Connector {
                 source,
             })?;
         let _ = tcp.set_nodelay(true);
+        let lowat = if s.read_linger.is_zero() {
+            None
+        } else {
+            match LowWater::new(&tcp, LINGER_WAKE_BYTES) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    warn!(error = %e, "cannot duplicate the broker socket for its low-water mark; reading without a linger");
+                    None
+                }
+            }
+        };
         let mut stream: Box<dyn Stream> = match &self.tls {
             None => Box::new(tcp),
             Some(c) => {
@@ -246,7 +264,7 @@ impl Connector {
         .map_err(|_| ConnectError::Timeout(timeout))??;
         match first {
             Packet::ConnAck(ack) if ack.code == ConnectReturnCode::Success => {
-                Ok((stream, ack, buf, connect_ms))
+                Ok((stream, ack, buf, connect_ms, lowat))
             }
             Packet::ConnAck(ack) => Err(ConnectError::Refused(ack.code)),
             other => Err(ConnectError::Protocol(format!(
@@ -287,7 +305,7 @@ pub async fn run(
             _ = stop.cancelled() => break,
         };
         let end = match attempt {
-            Ok((stream, ack, leftover, connect_ms)) => {
+            Ok((stream, ack, leftover, connect_ms, lowat)) => {
                 let epoch = session.epoch.fetch_add(1, SeqCst) + 1;
                 // `connected` (and readiness) wait for the SUBACK: a
                 // message published before the broker took the
@@ -305,6 +323,7 @@ pub async fn run(
                 }
                 let end = serve(
                     stream,
+                    lowat,
                     leftover,
                     connect_ms,
                     epoch,
@@ -359,6 +378,7 @@ pub async fn run(
 #[allow(clippy::too_many_arguments)]
 async fn serve(
     stream: Box<dyn Stream>,
+    mut lowat: Option<LowWater>,
     mut buf: BytesMut,
     connect_ms: i64,
     epoch: u64,
@@ -407,6 +427,7 @@ async fn serve(
     // broker's queue (and TCP), not in our memory.
     let held_limit = u64::from(s.receive_maximum);
     let mut overrun_logged = false;
+    let mut linger_until: Option<tokio::time::Instant> = None;
     loop {
         // One receive time per read: the messages of one read arrived
         // together.
@@ -483,12 +504,40 @@ async fn serve(
                 "as many messages held unacknowledged as our Receive Maximum; reading paused until acks make room (logged once per connection)"
             );
         }
+        let linger = async {
+            match linger_until {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             n = rd.read_buf(&mut buf), if !paused => match n {
                 Ok(0) => return End::Lost("broker closed the connection".into()),
-                Ok(_) => {}
+                Ok(_) => {
+                    // Messages are flowing: the next read waits for the
+                    // linger (or a full wake of bytes) instead of the next
+                    // single PUBLISH.
+                    if let Some(l) = lowat.as_mut().filter(|l| !l.raised()) {
+                        if let Err(e) = l.raise() {
+                            warn!(error = %e, "cannot raise the socket's receive low-water mark; reading on every arrival");
+                            lowat = None;
+                        } else {
+                            linger_until = Some(tokio::time::Instant::now() + s.read_linger);
+                        }
+                    }
+                }
                 Err(e) => return End::Lost(format!("read failed: {e}")),
             },
+            () = linger => {
+                linger_until = None;
+                if let Some(l) = lowat.as_mut() {
+                    // A raised mark that cannot be lowered would leave a
+                    // trickle unread: start over on a new socket.
+                    if let Err(e) = l.lower() {
+                        return End::Lost(format!("cannot lower the socket's receive low-water mark: {e}"));
+                    }
+                }
+            }
             c = control.recv() => match c {
                 Some(ToConnection::Acks { epoch: e, pkids }) => {
                     if e != epoch {

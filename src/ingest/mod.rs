@@ -17,6 +17,7 @@
 //! idempotent.
 
 pub mod connection;
+mod lowat;
 pub mod restamp;
 pub mod session;
 

@@ -29,6 +29,7 @@ fn settings(port: u16, keep_alive: Duration) -> MqttSettings {
         max_packet_bytes: 1 << 16,
         reconnect_min: Duration::from_millis(20),
         reconnect_max: Duration::from_millis(50),
+        read_linger: Duration::from_millis(1),
         sparkplug: None,
     }
 }
@@ -187,6 +188,48 @@ async fn acks_are_written_in_receipt_order_and_qos0_is_not_acked() {
         .expect("the connection task ends after DISCONNECT")
         .unwrap();
     assert_eq!(c.metrics.acks.load(Relaxed), 3);
+}
+
+/// The read linger (1 ms in these settings) raises the socket's receive
+/// low-water mark to 32 KiB while messages flow. A message that trickles in
+/// after a burst, soon or late, must still be read: the linger timer lowers
+/// the mark again. With a mark that stayed raised these small publishes
+/// would never wake the reader and `next_messages` would time out.
+#[tokio::test]
+async fn with_the_read_linger_a_trickle_after_a_burst_is_still_read() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut c = client(l.local_addr().unwrap().port(), Duration::from_secs(30));
+    let mut peer = Peer::accept(&l).await;
+    // Fewer than the Receive Maximum (100), so reading never pauses.
+    for id in 1..=90 {
+        peer.publish(id, QoS::AtLeastOnce).await;
+    }
+    let got = next_messages(&mut c, 90).await;
+    let want: Vec<u16> = (1..=90).collect();
+    assert_eq!(got.iter().map(|m| m.publish.pkid).collect::<Vec<_>>(), want);
+    send_acks(&c.control, &got);
+    assert_eq!(acks_read(&mut peer, 90).await, want);
+    for (i, gap_ms) in [0u64, 1, 2, 5, 20, 100, 0, 0].into_iter().enumerate() {
+        tokio::time::sleep(Duration::from_millis(gap_ms)).await;
+        let id = 1000 + u16::try_from(i).unwrap();
+        peer.publish(id, QoS::AtLeastOnce).await;
+        let got = next_messages(&mut c, 1).await;
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].publish.pkid, id);
+        send_acks(&c.control, &got);
+        assert_eq!(acks_read(&mut peer, 1).await, vec![id]);
+    }
+}
+
+async fn acks_read(peer: &mut Peer, n: usize) -> Vec<u16> {
+    let mut acked = Vec::new();
+    while acked.len() < n {
+        match peer.read().await {
+            Packet::PubAck(a) => acked.push(a.pkid),
+            other => panic!("expected PUBACK, got {other:?}"),
+        }
+    }
+    acked
 }
 
 #[tokio::test]
