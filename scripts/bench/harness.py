@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import re
+import resource
 import secrets
 import shutil
 import signal
@@ -600,6 +601,8 @@ class Run:
             sampler.start()
             timeline = os.path.join(self.dir, "timeline.csv")
             limit_s = h.count / float(self.rate) + 300
+            # The publisher's CPU: the only child reaped while it runs.
+            ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             try:
                 pub = subprocess.run(
                     [
@@ -625,7 +628,11 @@ class Run:
                 f.write(pub.stderr)
             if pub.returncode != 0:
                 raise BenchError("firmware-sim replay failed (%d): %s" % (pub.returncode, pub.stderr.strip()[-2000:]))
+            ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
             rs = json.loads(pub.stdout)
+            if rs["published"]:
+                pub_s = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+                row["publisher_cpu_us_per_msg"] = pub_s * 1e6 / rs["published"]
             row.update(
                 published=rs["published"],
                 acked=rs["acked"],
@@ -795,13 +802,13 @@ def report(h, rows, machine, capture):
     L.append(
         "| subscriber | offered msg/s | achieved offered msg/s | published | acked by broker | stored | stored = acked "
         "| sustained zero-loss msg/s | CPU µs/msg | peak RSS MB | p50 latency ms | p99 latency ms "
-        "| broker CPU µs/msg | TSDB CPU µs/msg |"
+        "| broker CPU µs/msg | TSDB CPU µs/msg | publisher CPU µs/msg |"
     )
-    L.append("|" + "---|" * 14)
+    L.append("|" + "---|" * 15)
     for r in rows:
         ok = r.get("ok")
         L.append(
-            "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |"
+            "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |"
             % (
                 SUBSCRIBER_TITLES.get(r["subscriber"], r["subscriber"]),
                 fmt(r["rate"]),
@@ -817,6 +824,7 @@ def report(h, rows, machine, capture):
                 fmt(r.get("latency_p99_ms")),
                 fmt(r.get("broker_cpu_us_per_msg"), "{:,.1f}"),
                 fmt(r.get("tsdb_cpu_us_per_msg"), "{:,.1f}"),
+                fmt(r.get("publisher_cpu_us_per_msg"), "{:,.1f}"),
             )
         )
     L.append("")

@@ -189,7 +189,7 @@ impl Connector {
         let lowat = if s.read_linger.is_zero() {
             None
         } else {
-            match LowWater::new(&tcp, LINGER_WAKE_BYTES) {
+            match LowWater::new(&tcp, LINGER_WAKE_BYTES, s.read_linger) {
                 Ok(l) => Some(l),
                 Err(e) => {
                     warn!(error = %e, "cannot duplicate the broker socket for its low-water mark; reading without a linger");
@@ -427,7 +427,6 @@ async fn serve(
     // broker's queue (and TCP), not in our memory.
     let held_limit = u64::from(s.receive_maximum);
     let mut overrun_logged = false;
-    let mut linger_until: Option<tokio::time::Instant> = None;
     loop {
         // One receive time per read: the messages of one read arrived
         // together.
@@ -504,8 +503,9 @@ async fn serve(
                 "as many messages held unacknowledged as our Receive Maximum; reading paused until acks make room (logged once per connection)"
             );
         }
+        let due = lowat.as_ref().and_then(LowWater::due);
         let linger = async {
-            match linger_until {
+            match due {
                 Some(at) => tokio::time::sleep_until(at).await,
                 None => std::future::pending().await,
             }
@@ -517,25 +517,18 @@ async fn serve(
                     // Messages are flowing: the next read waits for the
                     // linger (or a full wake of bytes) instead of the next
                     // single PUBLISH.
-                    if let Some(l) = lowat.as_mut().filter(|l| !l.raised()) {
-                        if let Err(e) = l.raise() {
-                            warn!(error = %e, "cannot raise the socket's receive low-water mark; reading on every arrival");
-                            lowat = None;
-                        } else {
-                            linger_until = Some(tokio::time::Instant::now() + s.read_linger);
-                        }
+                    if let Some(Err(e)) = lowat.as_mut().map(LowWater::raise) {
+                        warn!(error = %e, "cannot raise the socket's receive low-water mark; reading on every arrival");
+                        lowat = None;
                     }
                 }
                 Err(e) => return End::Lost(format!("read failed: {e}")),
             },
             () = linger => {
-                linger_until = None;
-                if let Some(l) = lowat.as_mut() {
-                    // A raised mark that cannot be lowered would leave a
-                    // trickle unread: start over on a new socket.
-                    if let Err(e) = l.lower() {
-                        return End::Lost(format!("cannot lower the socket's receive low-water mark: {e}"));
-                    }
+                // A raised mark that cannot be lowered would leave a
+                // trickle unread: start over on a new socket.
+                if let Some(Err(e)) = lowat.as_mut().map(LowWater::lower) {
+                    return End::Lost(format!("cannot lower the socket's receive low-water mark: {e}"));
                 }
             }
             c = control.recv() => match c {

@@ -15,36 +15,44 @@
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 /// The low-water mark of one TCP connection (a duplicate of its
-/// descriptor, so it stays valid whatever the stream does).
+/// descriptor, so it stays valid whatever the stream does), and when the
+/// raised mark is due to be lowered.
 pub struct LowWater {
     fd: OwnedFd,
     high_bytes: i32,
-    raised: bool,
+    linger: Duration,
+    /// `Some` while the mark is raised.
+    due: Option<Instant>,
 }
 
 impl LowWater {
     /// `high_bytes`: how many queued bytes wake the reader early while the
-    /// mark is raised.
-    pub fn new(socket: &impl AsFd, high_bytes: usize) -> io::Result<Self> {
+    /// mark is raised; `linger`: how long it stays raised.
+    pub fn new(socket: &impl AsFd, high_bytes: usize, linger: Duration) -> io::Result<Self> {
         Ok(LowWater {
             fd: socket.as_fd().try_clone_to_owned()?,
             high_bytes: i32::try_from(high_bytes).unwrap_or(i32::MAX),
-            raised: false,
+            linger,
+            due: None,
         })
     }
 
-    /// Whether the mark is raised (a linger timer is due).
-    pub fn raised(&self) -> bool {
-        self.raised
+    /// When the raised mark is to be lowered; `None` while it is low.
+    pub fn due(&self) -> Option<Instant> {
+        self.due
     }
 
-    /// Messages are flowing: wake the reader only for `high_bytes`.
+    /// Messages are flowing: wake the reader only for `high_bytes`, until
+    /// the linger is over. Raising a raised mark keeps its due time.
     pub fn raise(&mut self) -> io::Result<()> {
-        if !self.raised {
+        if self.due.is_none() {
             set_rcvlowat(self.fd.as_fd(), self.high_bytes)?;
-            self.raised = true;
+            self.due = Some(Instant::now() + self.linger);
         }
         Ok(())
     }
@@ -52,9 +60,9 @@ impl LowWater {
     /// The linger is over: back to one byte, which makes the socket
     /// readable at once if anything is queued.
     pub fn lower(&mut self) -> io::Result<()> {
-        if self.raised {
+        if self.due.is_some() {
             set_rcvlowat(self.fd.as_fd(), 1)?;
-            self.raised = false;
+            self.due = None;
         }
         Ok(())
     }
@@ -100,17 +108,17 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (ours, theirs) = tokio::join!(TcpStream::connect(l.local_addr().unwrap()), l.accept());
         let (ours, mut theirs) = (ours.unwrap(), theirs.unwrap().0);
-        let mut mark = LowWater::new(&ours, 4096).unwrap();
+        let mut mark = LowWater::new(&ours, 4096, Duration::from_millis(1)).unwrap();
 
         mark.raise().unwrap();
-        assert!(mark.raised());
+        assert!(mark.due().is_some());
         theirs.write_all(&[7u8; 100]).await.unwrap();
         assert!(
             readable_soon(&ours).await.is_err(),
             "100 bytes under a 4096-byte mark made the socket readable"
         );
         mark.lower().unwrap();
-        assert!(!mark.raised());
+        assert!(mark.due().is_none());
         readable_soon(&ours)
             .await
             .expect("lowering the mark signals the queued bytes")

@@ -173,14 +173,7 @@ async fn acks_are_written_in_receipt_order_and_qos0_is_not_acked() {
     }
     let got = next_messages(&mut c, 4).await;
     send_acks(&c.control, &got);
-    let mut acked = Vec::new();
-    while acked.len() < 3 {
-        match peer.read().await {
-            Packet::PubAck(a) => acked.push(a.pkid),
-            other => panic!("expected PUBACK, got {other:?}"),
-        }
-    }
-    assert_eq!(acked, vec![5, 3, 9]);
+    assert_eq!(acks_read(&mut peer, 3).await, vec![5, 3, 9]);
     c.control.send(ToConnection::Disconnect).unwrap();
     assert!(matches!(peer.read().await, Packet::Disconnect(_)));
     tokio::time::timeout(Duration::from_secs(5), c.task)
